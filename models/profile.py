@@ -1,0 +1,120 @@
+"""What shopstream remembers about one user: counts, spend, sessions, recent items.
+
+A profile learns from the user's events one at a time and is plain data, so
+it can be stored as one small JSON document per user.
+
+>>> p = UserProfile("u1")
+>>> p.learn_one("view", "i1", 100.0, session_id="s1")
+True
+>>> p.learn_one("purchase", "i1", 160.0, session_id="s1", price=20.0, quantity=2)
+False
+>>> p.counts["purchase"], p.revenue, p.sessions, p.session_items()
+(1, 40.0, 1, ['i1'])
+>>> p.purchased
+['i1']
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+EVENT_TYPES = ("view", "click", "cart", "purchase")
+# Without a session id from the shop, a gap this long (seconds) starts a new
+# session: the usual web-analytics convention.
+SESSION_GAP_S = 1800.0
+
+
+@dataclass
+class UserProfile:
+    """One user's running profile.
+
+    ``recent`` holds the user's most recent distinct items (oldest first),
+    across sessions; its last ``in_session`` belong to the current session.
+    ``purchased`` holds the most recent distinct purchases.
+    Both are bounded so a profile never grows with the user's history.
+    """
+
+    user_id: str
+    first_seen: float | None = None
+    last_seen: float | None = None
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVENT_TYPES, 0))
+    revenue: float = 0.0
+    sessions: int = 0
+    session_id: str | None = None
+    session_start: float | None = None
+    recent: list[str] = field(default_factory=list)
+    in_session: int = 0
+    purchased: list[str] = field(default_factory=list)
+    seen_event_ids: list[str] = field(default_factory=list)
+    max_recent: int = 20
+    max_purchased: int = 50
+    max_seen_event_ids: int = 32
+
+    @property
+    def events(self) -> int:
+        return sum(self.counts.values())
+
+    def session_items(self) -> list[str]:
+        """The current session's distinct items, oldest first."""
+        return self.recent[len(self.recent) - self.in_session :]
+
+    def is_new_session(self, ts: float, session_id: str | None) -> bool:
+        if self.last_seen is None:
+            return True
+        if session_id is not None:
+            return session_id != self.session_id
+        return ts - self.last_seen > SESSION_GAP_S
+
+    def learn_one(
+        self,
+        event_type: str,
+        item_id: str,
+        ts: float,
+        session_id: str | None = None,
+        price: float | None = None,
+        quantity: int = 1,
+        event_id: str | None = None,
+    ) -> bool:
+        """Update with one event; return whether it started a new session.
+
+        The last few ``event_id`` are remembered so that a redelivered event
+        can be recognised (see ``seen_event_ids``)."""
+        if event_id is not None:
+            self.seen_event_ids.append(event_id)
+            if len(self.seen_event_ids) > self.max_seen_event_ids:
+                del self.seen_event_ids[0]
+        new_session = self.is_new_session(ts, session_id)
+        if new_session:
+            self.sessions += 1
+            self.session_start = ts
+            self.in_session = 0
+        self.session_id = session_id
+        self.first_seen = ts if self.first_seen is None else min(self.first_seen, ts)
+        self.last_seen = ts if self.last_seen is None else max(self.last_seen, ts)
+        self.counts[event_type] = self.counts.get(event_type, 0) + 1
+        in_session = False
+        if item_id in self.recent:
+            in_session = self.recent.index(item_id) >= len(self.recent) - self.in_session
+            self.recent.remove(item_id)
+        self.recent.append(item_id)
+        if not in_session:
+            self.in_session += 1
+        if len(self.recent) > self.max_recent:
+            del self.recent[0]
+            self.in_session = min(self.in_session, len(self.recent))
+        if event_type == "purchase":
+            self.revenue += (price or 0.0) * quantity
+            if item_id in self.purchased:
+                self.purchased.remove(item_id)
+            self.purchased.append(item_id)
+            if len(self.purchased) > self.max_purchased:
+                del self.purchased[0]
+        return new_session
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "UserProfile":
+        return cls(**data)

@@ -1,0 +1,100 @@
+"""Settings, read once from the environment (``SHOPSTREAM_*``).
+
+Every knob has a default that runs on the embedded dev stack
+(``scripts/dev_stack.py up``); pointing at a real Kafka and Redis is a
+matter of setting ``SHOPSTREAM_BROKER`` and ``SHOPSTREAM_REDIS_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"SHOPSTREAM_{name}", default)
+
+
+class ConfigError(ValueError):
+    """A SHOPSTREAM_* variable that cannot be used as given."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    clicks: str = "clicks"
+    views: str = "views"
+    purchases: str = "purchases"
+    recommendations: str = "recommendations"
+    dead_letters: str = "events-dlq"
+
+    @property
+    def inputs(self) -> tuple[str, str, str]:
+        return (self.clicks, self.views, self.purchases)
+
+    def for_event_type(self, event_type: str) -> str:
+        """The input topic an event of this type belongs on."""
+        if event_type == "view":
+            return self.views
+        if event_type == "purchase":
+            return self.purchases
+        return self.clicks
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker: str = "kafka://127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    app_id: str = "shopstream"
+    prefix: str = "ss:"
+    partitions: int = 4
+    topics: Topics = field(default_factory=Topics)
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    batch_max: int = 1000
+    batch_within: float = 0.05
+    user_ttl_days: float = 30.0
+    max_neighbours: int = 100
+    recent_items: int = 20
+    top_k: int = 20
+    rec_throttle_s: float = 30.0
+    max_message_bytes: int = 65536
+    group_session_timeout: float = 6.0
+    group_heartbeat_interval: float = 2.0
+    group_rebalance_timeout: float = 6.0
+
+    @property
+    def user_ttl_s(self) -> int:
+        return int(self.user_ttl_days * 86400)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The broker URL as kafka-python wants it (``host:port[,host:port]``)."""
+        return ",".join(
+            part.split("://", 1)[-1] for part in self.broker.split(";") if part
+        )
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        d = cls()
+        topics = Topics(
+            clicks=_env("TOPIC_CLICKS", d.topics.clicks),
+            views=_env("TOPIC_VIEWS", d.topics.views),
+            purchases=_env("TOPIC_PURCHASES", d.topics.purchases),
+            recommendations=_env("TOPIC_RECOMMENDATIONS", d.topics.recommendations),
+            dead_letters=_env("TOPIC_DLQ", d.topics.dead_letters),
+        )
+        values: dict[str, object] = {"topics": topics}
+        for f in fields(cls):
+            if f.name == "topics":
+                continue
+            raw = os.environ.get(f"SHOPSTREAM_{f.name.upper()}")
+            if raw is None:
+                continue
+            kind = type(getattr(d, f.name))
+            try:
+                values[f.name] = kind(raw)
+            except ValueError:
+                raise ConfigError(
+                    f"SHOPSTREAM_{f.name.upper()}={raw!r} is not a valid {kind.__name__}"
+                ) from None
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,76 @@
+"""Liveness of the worker's dependencies and its running counts.
+
+The ingest agent and a health timer report here; ``/health`` and ``/metrics``
+read it. A dependency is healthy until a call to it fails and healthy again
+after the next call succeeds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Dependency:
+    name: str
+    url: str
+    ok: bool | None = None  # None: not checked yet
+    error: str | None = None
+    since: float = field(default_factory=time.time)
+
+    def report(self, ok: bool, error: str | None = None) -> bool:
+        """Record a check; return True when the status changed."""
+        changed = ok != self.ok
+        if changed:
+            self.since = time.time()
+        self.ok, self.error = ok, (None if ok else error)
+        return changed
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "url": self.url,
+            "error": self.error,
+            "since": round(self.since, 3),
+        }
+
+
+@dataclass
+class Counters:
+    received: int = 0
+    processed: int = 0
+    dead_lettered: int = 0
+    already_applied: int = 0
+    duplicates: int = 0
+    recommendations: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict:
+        elapsed = max(time.time() - self.started, 1e-9)
+        d = {k: v for k, v in self.__dict__.items() if k != "started"}
+        d["uptime_s"] = round(elapsed, 1)
+        d["events_per_s"] = round(self.received / elapsed, 1)
+        return d
+
+
+@dataclass
+class Health:
+    broker: Dependency
+    redis: Dependency
+    counters: Counters = field(default_factory=Counters)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.broker.ok) and bool(self.redis.ok)
+
+    def to_dict(self) -> dict:
+        missing = [d.name for d in (self.broker, self.redis) if not d.ok]
+        return {
+            "status": "ok" if self.ok else "unhealthy",
+            "missing": missing,
+            "broker": self.broker.to_dict(),
+            "redis": self.redis.to_dict(),
+            "counters": self.counters.to_dict(),
+        }

@@ -1,0 +1,95 @@
+"""What shopstream publishes: recommendations and dead letters.
+
+Every output carries a deterministic id derived from the input that caused
+it, so a consumer can drop the duplicates that at-least-once delivery may
+bring after a crash.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+
+import orjson
+
+from models.cooccurrence import Recommendation
+
+PREVIEW_CHARS = 1000
+
+
+@dataclass(slots=True)
+class Message:
+    """One input message as it came off a topic (or a line of a file)."""
+
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None = None
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    """An input message that was not processed, and why."""
+
+    message: Message
+    reason: str
+
+    @property
+    def dead_letter_id(self) -> str:
+        m = self.message
+        return f"dlq:{m.topic}:{m.partition}:{m.offset}"
+
+    def to_dict(self) -> dict:
+        m = self.message
+        raw = m.value or b""
+        return {
+            "dead_letter_id": self.dead_letter_id,
+            "reason": self.reason,
+            "topic": m.topic,
+            "partition": m.partition,
+            "offset": m.offset,
+            "key": m.key.decode("utf-8", "replace") if m.key is not None else None,
+            "original_b64": base64.b64encode(raw).decode("ascii"),
+            "original": raw[:PREVIEW_CHARS].decode("utf-8", "replace"),
+            "original_bytes": len(raw),
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+@dataclass(slots=True)
+class UserRecommendations:
+    """A user's recommendations as of one of their events."""
+
+    user_id: str
+    event_id: str
+    ts: float
+    items: list[Recommendation] = field(default_factory=list)
+    fallback: bool = False  # True when no item came from the user's history
+
+    @property
+    def rec_id(self) -> str:
+        return f"rec:{self.event_id}"
+
+    def to_dict(self) -> dict:
+        return {
+            "rec_id": self.rec_id,
+            "user_id": self.user_id,
+            "event_id": self.event_id,
+            "ts": self.ts,
+            "fallback": self.fallback,
+            "items": [
+                {"item_id": r.item_id, "score": round(r.score, 6), "because": list(r.because)}
+                for r in self.items
+            ],
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "UserRecommendations":
+        items = [Recommendation(i["item_id"], i["score"], tuple(i["because"])) for i in d["items"]]
+        return cls(d["user_id"], d["event_id"], d["ts"], items, d.get("fallback", False))

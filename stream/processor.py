@@ -1,0 +1,205 @@
+"""The per-batch logic: the one thing the Faust agent, replay and tests call.
+
+``Processor.handle(messages, publish)`` decodes a batch, runs it against the
+state, hands the outputs to ``publish`` and commits the state with the
+batch's offsets in one transaction. Outputs go out before the commit: a crash
+between the two repeats outputs (same ids) but never loses them, and a batch
+whose offsets are already applied is skipped, so state changes exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Sequence
+
+from models.cooccurrence import Recommendation
+from models.profile import UserProfile
+from stream.config import Settings
+from stream.events import Event, InvalidEvent, decode
+from stream.outputs import DeadLetter, Message, UserRecommendations
+from stream.state import BatchView, State, new_profile
+
+log = logging.getLogger(__name__)
+
+EventFilter = Callable[[Event], bool]
+
+
+@dataclass(slots=True)
+class Prediction:
+    """What a user was recommended just before one of their events."""
+
+    event: Event
+    items: list[Recommendation]
+    in_session: bool  # the event continues a session (a next-item prediction point)
+
+
+@dataclass
+class BatchResult:
+    recommendations: list[UserRecommendations] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    processed: int = 0
+    already_applied: int = 0
+    duplicates: int = 0
+    predictions: list[Prediction] = field(default_factory=list)
+    view: BatchView | None = None
+
+    @property
+    def received(self) -> int:
+        return self.processed + self.already_applied + self.duplicates + len(self.dead_letters)
+
+
+class Processor:
+    """Runs batches of input messages against a :class:`~stream.state.State`.
+
+    ``evaluate`` selects events to predict for before learning them
+    (prequential evaluation in replay); ``learn`` selects the events that
+    models learn from (all by default; replay's frozen mode excludes the
+    evaluated ones, while their users' sessions still move on).
+    """
+
+    def __init__(
+        self,
+        state: State,
+        settings: Settings | None = None,
+        evaluate: EventFilter | None = None,
+        learn: EventFilter | None = None,
+        publish_recommendations: bool = True,
+    ) -> None:
+        self.state = state
+        self.settings = settings or state.settings
+        self.evaluate = evaluate
+        self.learn = learn
+        self.publish_recommendations = publish_recommendations
+        topics = self.settings.topics
+        self._roles = {topics.views: "views", topics.clicks: "clicks", topics.purchases: "purchases"}
+
+    def decode(
+        self, messages: Sequence[Message]
+    ) -> tuple[list[tuple[Event, Message]], list[DeadLetter]]:
+        good: list[tuple[Event, Message]] = []
+        bad: list[DeadLetter] = []
+        limit = self.settings.max_message_bytes
+        for message in messages:
+            try:
+                good.append((decode(message.value, self._roles.get(message.topic), limit), message))
+            except InvalidEvent as exc:
+                bad.append(DeadLetter(message, exc.reason))
+            except Exception as exc:  # a decoder bug must not stop the stream
+                bad.append(DeadLetter(message, f"undecodable: {type(exc).__name__}: {exc}"[:300]))
+        return good, bad
+
+    async def handle(
+        self,
+        messages: Sequence[Message],
+        publish: Callable[[BatchResult], Awaitable[None]] | None = None,
+        events: Sequence[Event] | None = None,
+    ) -> BatchResult:
+        """Process, publish, commit; redo the batch if another worker committed
+        the same partitions meanwhile. ``events`` skips decoding (replay of
+        already-validated files)."""
+        if events is not None:
+            decoded, dead = list(zip(events, messages)), []
+        else:
+            decoded, dead = self.decode(messages)
+        while True:
+            result = await self.process(decoded, dead)
+            if publish is not None:
+                await publish(result)
+            assert result.view is not None
+            if await self.state.commit(result.view):
+                return result
+            log.info("offsets moved under this batch (rebalance); processing it again")
+
+    async def process(
+        self, decoded: Sequence[tuple[Event, Message]], dead: Sequence[DeadLetter] = ()
+    ) -> BatchResult:
+        """Run one decoded batch against a fresh view of the state (no commit)."""
+        partitions = sorted({(m.topic, m.partition) for _, m in decoded})
+        view = await self.state.load([e for e, _ in decoded], partitions)
+        result = BatchResult(dead_letters=list(dead), view=view)
+        last_event: dict[str, Event] = {}
+        for event, message in decoded:
+            tp = (message.topic, message.partition)
+            if message.offset <= view.offsets.get(tp, -1):
+                result.already_applied += 1
+                continue
+            if message.offset > view.new_offsets.get(tp, -1):
+                view.new_offsets[tp] = message.offset
+            try:
+                applied = self._apply(event, view, result)
+            except Exception as exc:  # one bad event must not stop the stream
+                log.exception("processing event %s failed", event.event_id)
+                result.dead_letters.append(
+                    DeadLetter(message, f"processing failed: {type(exc).__name__}: {exc}"[:300])
+                )
+                continue
+            if applied:
+                result.processed += 1
+                last_event[event.user_id] = event
+            else:
+                result.duplicates += 1
+        if self.publish_recommendations:
+            self._recommend_after(view, last_event, result)
+        return result
+
+    def _apply(self, event: Event, view: BatchView, result: BatchResult) -> bool:
+        profile = view.profiles.get(event.user_id)
+        if profile is None:
+            profile = view.profiles[event.user_id] = new_profile(self.settings, event.user_id)
+        if event.event_id in profile.seen_event_ids:
+            return False
+        new_session = profile.is_new_session(event.ts, event.session_id)
+        if self.evaluate is not None and self.evaluate(event):
+            result.predictions.append(Prediction(event, self.recommend(view, profile, explain=False), not new_session))
+        session = [] if new_session else profile.session_items()
+        profile.learn_one(
+            event.type,
+            event.item_id,
+            event.ts,
+            session_id=event.session_id,
+            price=event.price,
+            quantity=event.quantity,
+            event_id=event.event_id,
+        )
+        view.dirty_users.add(event.user_id)
+        if self.learn is None or self.learn(event):
+            pairs, occurrence = view.cooccurrence.learn_one(session, event.item_id, event.type, event.ts)
+            increment = view.popularity.learn_one(event.item_id, event.ts)
+            view.touched_items.update(source for source, _, _ in pairs)
+            if view.journal:
+                view.pairs.extend(pairs)
+                view.occurrences.append((event.item_id, occurrence))
+                view.popular.append((event.item_id, increment))
+        return True
+
+    def recommend(
+        self, view: BatchView, profile: UserProfile, explain: bool = True
+    ) -> list[Recommendation]:
+        return view.cooccurrence.recommend(
+            profile.recent,
+            k=self.settings.top_k,
+            exclude=profile.purchased,
+            fallback=view.popularity.top,
+            popularity=view.popularity.scores,
+            explain=explain,
+        )
+
+    def _recommend_after(
+        self, view: BatchView, last_event: dict[str, Event], result: BatchResult
+    ) -> None:
+        """Each user's recommendations as of their last event in the batch;
+        published unless the user had some published within the throttle."""
+        throttle = self.settings.rec_throttle_s
+        for user_id, event in last_event.items():
+            items = self.recommend(view, view.profiles[user_id])
+            recs = UserRecommendations(
+                user_id, event.event_id, event.ts, items,
+                fallback=not any(r.because for r in items),
+            )
+            view.latest[user_id] = recs
+            last = view.last_published.get(user_id)
+            if last is None or event.ts - last >= throttle or event.ts < last:
+                view.last_published[user_id] = event.ts
+                view.published[user_id] = event.ts
+                result.recommendations.append(recs)

@@ -1,0 +1,108 @@
+"""Where the Processor reads and writes state: the batch view and the stores.
+
+A batch is processed against a :class:`BatchView`: the profiles of the
+batch's users, the co-occurrence rows of the items involved, popularity, and
+the offsets already applied. The Processor mutates the view and journals
+what it changed; the store then persists the journal in one transaction
+(:mod:`stream.redis_state`) or, in memory, has nothing left to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+from models.cooccurrence import Increment, ItemCooccurrence
+from models.popularity import Popularity
+from models.profile import UserProfile
+from stream.config import Settings
+from stream.events import Event
+from stream.outputs import UserRecommendations
+
+TopicPartition = tuple[str, int]
+
+
+@dataclass
+class BatchView:
+    profiles: dict[str, UserProfile]
+    cooccurrence: ItemCooccurrence
+    popularity: Popularity
+    offsets: dict[TopicPartition, int]
+    last_published: dict[str, float]
+    journal: bool = True
+    # What this batch changed, for stores that persist it.
+    dirty_users: set[str] = field(default_factory=set)
+    pairs: list[Increment] = field(default_factory=list)
+    occurrences: list[tuple[str, float]] = field(default_factory=list)
+    popular: list[tuple[str, float]] = field(default_factory=list)
+    touched_items: set[str] = field(default_factory=set)
+    latest: dict[str, UserRecommendations] = field(default_factory=dict)
+    published: dict[str, float] = field(default_factory=dict)
+    new_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    token: Any = None  # the store's own handle for this batch (e.g. a WATCHing pipeline)
+
+
+def new_cooccurrence(settings: Settings) -> ItemCooccurrence:
+    return ItemCooccurrence(max_neighbours=settings.max_neighbours)
+
+
+def new_profile(settings: Settings, user_id: str) -> UserProfile:
+    return UserProfile(user_id, max_recent=settings.recent_items)
+
+
+class State(Protocol):
+    """A store the Processor can run batches against."""
+
+    settings: Settings
+
+    async def load(self, events: Sequence[Event], partitions: Sequence[TopicPartition]) -> BatchView:
+        """The state this batch needs (profiles, item rows, offsets)."""
+        ...
+
+    async def commit(self, view: BatchView) -> bool:
+        """Persist the batch atomically; False if another worker got there first."""
+        ...
+
+    async def profile(self, user_id: str) -> UserProfile | None: ...
+
+    async def recommendations(self, user_id: str) -> UserRecommendations | None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryState:
+    """All state in this process: for replay, tests and notebooks."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.profiles: dict[str, UserProfile] = {}
+        self.cooccurrence = new_cooccurrence(self.settings)
+        self.popularity = Popularity()
+        self.offsets: dict[TopicPartition, int] = {}
+        self.latest: dict[str, UserRecommendations] = {}
+        self.last_published: dict[str, float] = {}
+
+    async def load(self, events: Sequence[Event], partitions: Sequence[TopicPartition]) -> BatchView:
+        return BatchView(
+            profiles=self.profiles,
+            cooccurrence=self.cooccurrence,
+            popularity=self.popularity,
+            offsets=self.offsets,
+            last_published=self.last_published,
+            journal=False,
+        )
+
+    async def commit(self, view: BatchView) -> bool:
+        self.cooccurrence.trim(view.touched_items)
+        self.offsets.update(view.new_offsets)
+        self.latest.update(view.latest)
+        return True
+
+    async def profile(self, user_id: str) -> UserProfile | None:
+        return self.profiles.get(user_id)
+
+    async def recommendations(self, user_id: str) -> UserRecommendations | None:
+        return self.latest.get(user_id)
+
+    async def close(self) -> None:
+        return None
