@@ -29,8 +29,8 @@ power ``normalise`` so that popular items do not drown the rest.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Sequence
+from operator import itemgetter
+from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from models.popularity import DEFAULT_ORIGIN, decay_weight
 
@@ -50,11 +50,10 @@ UNIT = 840.0
 Increment = tuple[str, str, float]
 
 
-@dataclass(frozen=True, slots=True)
-class Recommendation:
+class Recommendation(NamedTuple):
     item_id: str
     score: float
-    because: tuple[str, ...]
+    because: tuple[str, ...]  # the session items that led to it, latest first
 
 
 class ItemCooccurrence:
@@ -64,6 +63,9 @@ class ItemCooccurrence:
     ----------
     window
         How many of the session's latest items an event is paired with.
+    horizon
+        How many of the session's latest items vote when recommending
+        (with ``position_decay``, older ones would add almost nothing).
     backward
         Weight of the reverse direction (this item → earlier item).
     repeat
@@ -84,6 +86,7 @@ class ItemCooccurrence:
     def __init__(
         self,
         window: int = 10,
+        horizon: int = 4,
         backward: float = 0.5,
         repeat: float = 3.0,
         position_decay: float = 0.25,
@@ -94,6 +97,7 @@ class ItemCooccurrence:
         origin: float = DEFAULT_ORIGIN,
     ) -> None:
         self.window = window
+        self.horizon = horizon
         self.backward = backward
         self.repeat = repeat
         self.position_decay = position_decay
@@ -158,20 +162,32 @@ class ItemCooccurrence:
 
     def scores(self, session_items: Sequence[str]) -> dict[str, float]:
         """Every candidate's score from the session's items, oldest first."""
-        scores: dict[str, float] = {}
-        get = scores.get
+        scores, base = self._relative_scores(session_items)
+        return {target: score * base for target, score in scores.items()}
+
+    def _relative_scores(self, session_items: Sequence[str]) -> tuple[dict[str, float], float]:
+        """Scores up to a common factor, and that factor (ranking needs no more)."""
+        scores: dict[str, float] | None = None
+        base = 1.0
         vote = 1.0
         for distance, source in enumerate(reversed(session_items)):
-            if distance >= self.window:
+            if distance >= self.horizon:
                 break
             row = self.neighbours.get(source)
             if row:
                 occ = self.occurrences.get(source, 0.0)
                 scale = vote / occ**self.normalise if occ > 0 else vote
-                for target, w in row.items():
-                    scores[target] = get(target, 0.0) + w * scale
+                if scores is None:
+                    # Copy the first row as it is (fast) and express every
+                    # later vote relative to its scale.
+                    scores, base = dict(row), scale
+                else:
+                    get = scores.get
+                    relative = scale / base
+                    for target, w in row.items():
+                        scores[target] = get(target, 0.0) + w * relative
             vote *= self.position_decay
-        return scores
+        return ({}, 1.0) if scores is None else (scores, base)
 
     def recommend(
         self,
@@ -190,15 +206,15 @@ class ItemCooccurrence:
         wanted) fill the list with an empty ``because``. ``explain=False``
         skips the ``because`` lists (for evaluation).
         """
-        scores = self.scores(session_items)
+        scores, base = self._relative_scores(session_items)
         excluded = set(exclude)
         for item_id in excluded:
             scores.pop(item_id, None)
         best = self._top(scores, k, popularity or {})
         if explain:
-            out = [Recommendation(i, scores[i], self._because(i, session_items)) for i in best]
+            out = [Recommendation(i, scores[i] * base, self._because(i, session_items)) for i in best]
         else:
-            out = [Recommendation(i, scores[i], ()) for i in best]
+            out = [Recommendation(i, scores[i] * base, ()) for i in best]
         if len(out) < k:
             wanted = k + len(excluded) + len(out)
             candidates = fallback(wanted) if callable(fallback) else fallback
@@ -212,9 +228,12 @@ class ItemCooccurrence:
     @staticmethod
     def _top(scores: dict[str, float], k: int, popularity: Mapping[str, float]) -> list[str]:
         if len(scores) > k:
-            # Everything scoring at least the k-th best, then an exact order.
-            floor = heapq.nlargest(k, scores.values())[-1]
-            candidates = [i for i, s in scores.items() if s >= floor]
+            best = heapq.nlargest(k + 1, scores.items(), key=itemgetter(1))
+            floor = best[k - 1][1]
+            if best[k][1] < floor:  # no tie across the cut: these k are the top k
+                candidates = [i for i, _ in best[:k]]
+            else:  # everything tied with the k-th best competes on popularity
+                candidates = [i for i, s in scores.items() if s >= floor]
         else:
             candidates = list(scores)
         pop = popularity.get
@@ -223,7 +242,7 @@ class ItemCooccurrence:
 
     def _because(self, target: str, session_items: Sequence[str], most: int = 3) -> tuple[str, ...]:
         found = []
-        for source in reversed(session_items[-self.window :]):
+        for source in reversed(session_items[-self.horizon :]):
             if target in self.neighbours.get(source, ()):
                 found.append(source)
                 if len(found) == most:

@@ -112,6 +112,21 @@ class UserProfile:
                 del self.purchased[0]
         return new_session
 
+    def summary(self) -> dict[str, Any]:
+        """The profile in stable, shop-language fields (for exports)."""
+        return {
+            "user_id": self.user_id,
+            "events": self.events,
+            "views": self.counts.get("view", 0),
+            "clicks": self.counts.get("click", 0),
+            "carts": self.counts.get("cart", 0),
+            "purchases": self.counts.get("purchase", 0),
+            "revenue": round(self.revenue, 2),
+            "sessions": self.sessions,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -93,15 +93,22 @@ class Processor:
         self,
         messages: Sequence[Message],
         publish: Callable[[BatchResult], Awaitable[None]] | None = None,
-        events: Sequence[Event] | None = None,
+        events: Sequence[Event | None] | None = None,
     ) -> BatchResult:
         """Process, publish, commit; redo the batch if another worker committed
-        the same partitions meanwhile. ``events`` skips decoding (replay of
-        already-validated files)."""
-        if events is not None:
-            decoded, dead = list(zip(events, messages)), []
-        else:
+        the same partitions meanwhile. ``events`` gives messages already
+        decoded (replay of validated files); a None there is decoded here."""
+        if events is None:
             decoded, dead = self.decode(messages)
+        else:
+            decoded, dead = [], []
+            for message, event in zip(messages, events, strict=True):
+                if event is None:
+                    good, bad = self.decode([message])
+                    decoded += good
+                    dead += bad
+                else:
+                    decoded.append((event, message))
         while True:
             result = await self.process(decoded, dead)
             if publish is not None:
@@ -151,7 +158,9 @@ class Processor:
             return False
         new_session = profile.is_new_session(event.ts, event.session_id)
         if self.evaluate is not None and self.evaluate(event):
-            result.predictions.append(Prediction(event, self.recommend(view, profile, explain=False), not new_session))
+            # A session's first event is no next-item point: nothing to rank from.
+            items = [] if new_session else self.recommend(view, profile, explain=False)
+            result.predictions.append(Prediction(event, items, not new_session))
         session = [] if new_session else profile.session_items()
         profile.learn_one(
             event.type,

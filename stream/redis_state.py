@@ -23,7 +23,7 @@ rebalance), the transaction fails and the batch is processed again.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Sequence
+from typing import AsyncIterator, Sequence
 
 import orjson
 import redis.asyncio as aioredis
@@ -177,6 +177,12 @@ class RedisState:
     async def profile(self, user_id: str) -> UserProfile | None:
         raw = await self.client.get(self.keys.user(user_id))
         return None if raw is None else UserProfile.from_dict(orjson.loads(raw))
+
+    async def all_profiles(self) -> AsyncIterator[UserProfile]:
+        async for key in self.client.scan_iter(match=f"{self.keys.prefix}user:*", count=1000):
+            raw = await self.client.get(key)
+            if raw is not None:
+                yield UserProfile.from_dict(orjson.loads(raw))
 
     async def recommendations(self, user_id: str) -> UserRecommendations | None:
         raw = await self.client.get(self.keys.recs(user_id))

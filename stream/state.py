@@ -10,7 +10,7 @@ what it changed; the store then persists the journal in one transaction
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, AsyncIterator, Protocol, Sequence
 
 from models.cooccurrence import Increment, ItemCooccurrence
 from models.popularity import Popularity
@@ -65,6 +65,10 @@ class State(Protocol):
 
     async def profile(self, user_id: str) -> UserProfile | None: ...
 
+    def all_profiles(self) -> AsyncIterator[UserProfile]:
+        """Every user's profile (for exports; a scan, not for the hot path)."""
+        ...
+
     async def recommendations(self, user_id: str) -> UserRecommendations | None: ...
 
     async def close(self) -> None: ...
@@ -103,6 +107,10 @@ class MemoryState:
 
     async def recommendations(self, user_id: str) -> UserRecommendations | None:
         return self.latest.get(user_id)
+
+    async def all_profiles(self) -> AsyncIterator[UserProfile]:
+        for profile in list(self.profiles.values()):
+            yield profile
 
     async def close(self) -> None:
         return None

@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Replay recorded events through shopstream's Processor (backtest), or push
+them into the input topics (--to-kafka).
+
+Example (the published train/test split of the yoochoose sample)::
+
+    python scripts/replay.py \\
+        --input ../shared/data/yoochoose-100k/train_full.tsv \\
+        --input ../shared/data/yoochoose-100k/test.tsv \\
+        --eval-from ../shared/data/yoochoose-100k/test.tsv --out out/test
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from stream.config import ConfigError, Settings  # noqa: E402
+from stream.events import InvalidEvent, parse_ts  # noqa: E402
+
+
+def parse_time_or_file(value: str) -> float | Path:
+    path = Path(value)
+    if path.exists():
+        return path
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return parse_ts(value)
+    except InvalidEvent:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is neither a file nor a time (epoch seconds or ISO-8601)"
+        ) from None
+
+
+def parse_time(value: str) -> float:
+    result = parse_time_or_file(value)
+    if isinstance(result, Path):
+        raise argparse.ArgumentTypeError(f"{value!r} is a file, not a time")
+    return result
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        self.exit(2, f"replay: {message} (see --help)\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", action="append", type=Path, required=True,
+                   help="JSONL events or a SessionId/ItemId/Time TSV; repeat to merge by event time")
+    p.add_argument("--eval-from", type=parse_time_or_file,
+                   help="score only events at/after this time, or the events of this input file")
+    p.add_argument("--freeze-at-eval", action="store_true",
+                   help="no model learns from evaluated events (their sessions still move on)")
+    p.add_argument("--out", type=Path, help="write metrics.json, users.jsonl, report.html here")
+    p.add_argument("--scores", action="store_true", help="also write scores.jsonl (one line per event)")
+    p.add_argument("--as-of", type=parse_time, help="users.jsonl as of this event time")
+    p.add_argument("--redis", metavar="URL", help="keep state in this Redis instead of memory")
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--to-kafka", action="store_true",
+                   help="push the events into the input topics instead of processing them")
+    p.add_argument("--speed", type=float, default=0.0,
+                   help="with --to-kafka: pace by event time, X times real time (0 = flat out)")
+    args = p.parse_args(argv)
+    if args.batch_size < 1:
+        p.error("--batch-size must be >= 1")
+    if args.speed < 0:
+        p.error("--speed must be >= 0")
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        p.exit(2, f"replay: {exc}\n")
+
+    from stream.replay import ReplayConfig, ReplayError, replay, write
+    from stream.sources import SourceError
+
+    try:
+        if args.to_kafka:
+            from stream.publish import push_files
+
+            summary = push_files(args.input, settings, speed=args.speed, progress=not args.quiet)
+            print(summary)
+            return 0
+        config = ReplayConfig(
+            inputs=args.input,
+            eval_from=args.eval_from,
+            freeze_at_eval=args.freeze_at_eval,
+            redis_url=args.redis,
+            scores=args.scores,
+            as_of=args.as_of,
+            batch_size=args.batch_size,
+            progress=not args.quiet,
+            settings=settings,
+        )
+        result = replay(config)
+    except (ReplayError, SourceError, ConnectionError, OSError) as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("replay: interrupted", file=sys.stderr)
+        return 130
+    m = result.metrics
+    ni = m["next_item"]
+    print(
+        f"next item ({m['mode']}): "
+        + "  ".join(f"{k} {v:.4f}" for k, v in ni.items() if k != "points")
+        + f"  points {ni['points']:,}"
+    )
+    ev, tp = m["events"], m["throughput"]
+    print(
+        f"events: {ev['read']:,} read, {ev['processed']:,} processed, "
+        f"{ev['dead_lettered']:,} dead-lettered; {tp['events_per_s']:,.0f} events/s"
+        + (f", {tp['predictions_per_s']:,.0f} predictions/s" if tp["predictions_per_s"] else "")
+        + f"; coverage {m['coverage']['share']:.1%}, fallback lists {m['fallback']['lists_share']:.1%}"
+    )
+    if "note" in ev:
+        print(f"note: {ev['note']}")
+    if args.out:
+        for path in write(result, args.out, config):
+            print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

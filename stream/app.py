@@ -1,0 +1,181 @@
+"""The Faust app: one ingest agent, a health timer and the web views.
+
+Start it the Faust way::
+
+    faust -A stream.app worker -l info
+
+The agent is thin: it turns Faust events into :class:`~stream.outputs.Message`,
+hands batches to the :class:`~stream.processor.Processor`, publishes what
+comes back and lets Faust ack. Everything replay also needs lives in the
+Processor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+from aiokafka import AIOKafkaClient
+from redis.exceptions import RedisError
+
+from stream.config import Settings
+from stream.health import Dependency, Health
+from stream.outputs import Message
+from stream.processor import BatchResult, Processor
+from stream.redis_state import RedisState
+
+log = logging.getLogger("shopstream")
+
+settings = Settings.from_env()
+
+app = faust.App(
+    settings.app_id,
+    broker=settings.broker,
+    store="memory://",
+    topic_partitions=settings.partitions,
+    topic_allow_declare=True,
+    consumer_auto_offset_reset="earliest",
+    broker_session_timeout=settings.group_session_timeout,
+    broker_heartbeat_interval=settings.group_heartbeat_interval,
+    broker_rebalance_timeout=settings.group_rebalance_timeout,
+    web_bind=settings.web_host,
+    web_host=settings.web_host,
+    web_port=settings.web_port,
+    web_in_thread=False,
+)
+
+inputs = app.topic(
+    *settings.topics.inputs,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.partitions,
+)
+recommendations_topic = app.topic(
+    settings.topics.recommendations,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.partitions,
+)
+dead_letters_topic = app.topic(
+    settings.topics.dead_letters,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.partitions,
+)
+
+state = RedisState(settings)
+processor = Processor(state, settings)
+health = Health(
+    broker=Dependency("broker", settings.broker),
+    redis=Dependency("redis", settings.redis_url),
+)
+
+RETRY_MAX_S = 10.0
+
+
+async def publish(result: BatchResult) -> None:
+    """Send a batch's outputs and wait until the broker has them all."""
+    pending = []
+    for recs in result.recommendations:
+        pending.append(
+            await recommendations_topic.send(key=recs.user_id.encode(), value=recs.to_json())
+        )
+    for letter in result.dead_letters:
+        pending.append(await dead_letters_topic.send(key=letter.message.key, value=letter.to_json()))
+    if pending:
+        await asyncio.gather(*pending)
+
+
+async def handle(messages: list[Message]) -> BatchResult:
+    """Process one batch, waiting out Redis outages with backoff."""
+    delay = 0.2
+    while True:
+        try:
+            result = await processor.handle(messages, publish)
+        except (RedisError, OSError) as exc:
+            if health.redis.report(False, f"{type(exc).__name__}: {exc}"):
+                log.warning("Redis unavailable at %s (%s); retrying", settings.redis_url, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+            continue
+        if health.redis.report(True):
+            log.info("Redis available at %s", settings.redis_url)
+        return result
+
+
+@app.agent(inputs)
+async def ingest(stream: faust.StreamT) -> None:
+    counters = health.counters
+    async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
+        messages = [
+            Message(e.value, e.message.topic, e.message.partition, e.message.offset, e.key)
+            for e in events
+        ]
+        result = await handle(messages)
+        counters.batches += 1
+        counters.received += len(messages)
+        counters.processed += result.processed
+        counters.dead_lettered += len(result.dead_letters)
+        counters.already_applied += result.already_applied
+        counters.duplicates += result.duplicates
+        counters.recommendations += len(result.recommendations)
+
+
+@app.timer(interval=2.0)
+async def check_dependencies() -> None:
+    try:
+        await asyncio.wait_for(state.ping(), timeout=2.0)
+        if health.redis.report(True):
+            log.info("Redis available at %s", settings.redis_url)
+    except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        if health.redis.report(False, f"{type(exc).__name__}: {exc}"):
+            log.warning("Redis unavailable at %s (%s)", settings.redis_url, exc)
+    client = AIOKafkaClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=2000)
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout=3.0)
+        if health.broker.report(True):
+            log.info("broker available at %s", settings.broker)
+    except Exception as exc:  # any failure to reach the broker means unhealthy
+        if health.broker.report(False, f"{type(exc).__name__}: {exc}"):
+            log.warning("broker unavailable at %s (%s)", settings.broker, exc)
+    finally:
+        await client.close()
+
+
+@app.page("/health")
+async def health_view(web, request):  # type: ignore[no-untyped-def]
+    return web.json(health.to_dict(), status=200 if health.ok else 503)
+
+
+@app.page("/metrics")
+async def metrics_view(web, request):  # type: ignore[no-untyped-def]
+    return web.json(health.counters.to_dict())
+
+
+@app.page("/recommendations/{user_id}")
+async def recommendations_view(web, request, user_id: str):  # type: ignore[no-untyped-def]
+    if len(user_id) > 256:
+        return web.json({"error": "user id too long"}, status=400)
+    recs = await state.recommendations(user_id)
+    if recs is None:
+        return web.json({"error": f"no recommendations for user {user_id!r}"}, status=404)
+    return web.json(recs.to_dict())
+
+
+@app.page("/users/{user_id}")
+async def user_view(web, request, user_id: str):  # type: ignore[no-untyped-def]
+    if len(user_id) > 256:
+        return web.json({"error": "user id too long"}, status=400)
+    profile = await state.profile(user_id)
+    if profile is None:
+        return web.json({"error": f"unknown user {user_id!r}"}, status=404)
+    return web.json(profile.to_dict())
+
+
+def main() -> None:
+    app.main()
+
+
+if __name__ == "__main__":
+    main()

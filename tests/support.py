@@ -1,0 +1,229 @@
+"""Real parts for tests: worker processes, producing and reading topics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import orjson
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from stream.config import Settings, Topics
+from stream.devstack import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "yoochoose-100k"
+
+
+@dataclass
+class Services:
+    broker: str  # kafka://host:port
+    redis_url: str
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.split("://", 1)[-1]
+
+
+def isolated_settings(services: Services, partitions: int = 4, **overrides: object) -> Settings:
+    """Settings with topic names, app id and key prefix of their own, so tests
+    sharing one broker and Redis never see each other's data."""
+    tag = uuid.uuid4().hex[:8]
+    topics = Topics(
+        clicks=f"clicks-{tag}",
+        views=f"views-{tag}",
+        purchases=f"purchases-{tag}",
+        recommendations=f"recommendations-{tag}",
+        dead_letters=f"events-dlq-{tag}",
+    )
+    values: dict = dict(
+        broker=services.broker,
+        redis_url=services.redis_url,
+        app_id=f"shopstream-{tag}",
+        prefix=f"test-{tag}:",
+        partitions=partitions,
+        topics=topics,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = {
+        "SHOPSTREAM_BROKER": settings.broker,
+        "SHOPSTREAM_REDIS_URL": settings.redis_url,
+        "SHOPSTREAM_APP_ID": settings.app_id,
+        "SHOPSTREAM_PREFIX": settings.prefix,
+        "SHOPSTREAM_PARTITIONS": str(settings.partitions),
+        "SHOPSTREAM_TOPIC_CLICKS": settings.topics.clicks,
+        "SHOPSTREAM_TOPIC_VIEWS": settings.topics.views,
+        "SHOPSTREAM_TOPIC_PURCHASES": settings.topics.purchases,
+        "SHOPSTREAM_TOPIC_RECOMMENDATIONS": settings.topics.recommendations,
+        "SHOPSTREAM_TOPIC_DLQ": settings.topics.dead_letters,
+        "SHOPSTREAM_MAX_NEIGHBOURS": str(settings.max_neighbours),
+        "SHOPSTREAM_REC_THROTTLE_S": str(settings.rec_throttle_s),
+        "SHOPSTREAM_BATCH_MAX": str(settings.batch_max),
+    }
+    return env
+
+
+def create_topics(settings: Settings) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        names = list(settings.topics.inputs) + [
+            settings.topics.recommendations,
+            settings.topics.dead_letters,
+        ]
+        for name in names:
+            try:
+                admin.create_topics([NewTopic(name, settings.partitions, 1)])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+@dataclass
+class Worker:
+    """A real ``faust -A stream.app worker`` process."""
+
+    settings: Settings
+    workdir: Path
+    web_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    def start(self) -> "Worker":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.update(settings_env(self.settings))
+        env["SHOPSTREAM_WEB_PORT"] = str(self.web_port)
+        env["PYTHONPATH"] = str(ROOT)
+        n = len(list(self.workdir.glob("worker-*.log")))
+        self.log_path = self.workdir / f"worker-{n}.log"
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "faust", "-A", "stream.app", "worker", "-l", "info",
+                 "--without-color"],
+                cwd=self.workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def get(self, path: str, timeout: float = 2.0) -> tuple[int, dict]:
+        url = f"http://127.0.0.1:{self.web_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
+
+    def metrics(self) -> dict:
+        return self.get("/metrics")[1]
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until the worker has joined its group and its dependencies answer."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                status, body = self.get("/health")
+                if status == 200 and b"Worker]: Ready" in self.log_path.read_bytes():
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"worker not ready after {timeout}s:\n{self.log_tail()}")
+
+    def wait_received(self, count: int, timeout: float = 90.0) -> dict:
+        deadline = time.monotonic() + timeout
+        metrics: dict = {}
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                metrics = self.metrics()
+                if metrics["received"] >= count:
+                    return metrics
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"worker got {metrics} < {count} after {timeout}s:\n{self.log_tail()}")
+
+    def _check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def produce(settings: Settings, messages: Iterable[tuple[str, bytes | None, bytes]]) -> int:
+    """Send (topic, key, value) messages and wait for all of them."""
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+    n = 0
+    try:
+        for topic, key, value in messages:
+            producer.send(topic, key=key, value=value)
+            n += 1
+        producer.flush(timeout=60)
+    finally:
+        producer.close()
+    return n
+
+
+def read_topic(settings: Settings, topic: str, expect: int | None = None, timeout: float = 30.0) -> list[dict]:
+    """All messages of ``topic`` from the beginning, as decoded JSON; stops at
+    ``expect`` messages or after ``timeout`` seconds."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=int(timeout * 1000),
+    )
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        consumer.assign([TopicPartition(topic, p) for p in sorted(parts)])
+        consumer.seek_to_beginning()
+        out: list[dict] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=500)
+            for records in batch.values():
+                out.extend(orjson.loads(r.value) for r in records)
+            if expect is not None and len(out) >= expect:
+                break
+            if expect is None and not batch and out:
+                break
+        return out
+    finally:
+        consumer.close()
