@@ -115,8 +115,7 @@ class Worker:
         self.log_path = self.workdir / f"worker-{n}.log"
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "faust", "-A", "stream.app", "worker", "-l", "info",
-                 "--without-color"],
+                [sys.executable, "-m", "faust", "-A", "stream.app", "worker", "-l", "info"],
                 cwd=self.workdir,
                 env=env,
                 stdout=log,

@@ -1,0 +1,154 @@
+"""End to end through a real worker process, a real broker and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+
+from stream.config import Settings
+from stream.replay import ReplayConfig, run
+from tests.support import (
+    ROOT,
+    Services,
+    Worker,
+    create_topics,
+    isolated_settings,
+    read_topic,
+    settings_env,
+)
+from tests.test_processor import redis_state_snapshot
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+
+def produce(settings: Settings, *args: str) -> str:
+    env = dict(os.environ)
+    env.update(settings_env(settings))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "produce.py"), *args],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def total_events(client: redis.Redis, prefix: str) -> int:
+    total = 0
+    for key in client.scan_iter(match=f"{prefix}user:*"):
+        total += sum(orjson.loads(client.get(key))["counts"].values())
+    return total
+
+
+def wait_for_events(client: redis.Redis, prefix: str, expected: int, worker: Worker,
+                    timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    seen = -1
+    while time.monotonic() < deadline:
+        seen = total_events(client, prefix)
+        if seen >= expected:
+            return
+        worker._check_alive()
+        time.sleep(0.5)
+    raise AssertionError(f"state holds {seen} of {expected} events:\n{worker.log_tail()}")
+
+
+def test_traffic_in_recommendations_and_dead_letters_out(
+    services: Services, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    settings = isolated_settings(services)
+    create_topics(settings)
+    worker = Worker(settings, tmp_path / "worker").start()
+    try:
+        worker.wait_ready()
+        summary = produce(settings, "--count", "3000", "--bad-fraction", "0.1", "--seed", "5")
+        metrics = worker.wait_received(3000)
+        # Everything in is processed or dead-lettered, nothing else.
+        assert metrics["processed"] + metrics["dead_lettered"] == 3000, metrics
+        assert 200 <= metrics["dead_lettered"] <= 400, (metrics, summary)
+
+        letters = read_topic(settings, settings.topics.dead_letters, expect=metrics["dead_lettered"])
+        assert len(letters) == metrics["dead_lettered"]
+        for letter in letters:
+            assert letter["reason"] and letter["topic"] in settings.topics.inputs
+            assert letter["offset"] >= 0 and "original_b64" in letter
+
+        recs = read_topic(settings, settings.topics.recommendations, expect=metrics["recommendations"])
+        users_with_history = {
+            key.decode().rsplit(":", 1)[1]
+            for key in redis_client.scan_iter(match=f"{settings.prefix}user:*")
+        }
+        assert users_with_history
+        assert {r["user_id"] for r in recs} == users_with_history
+        assert all(r["items"] and r["rec_id"] == f"rec:{r['event_id']}" for r in recs)
+
+        user = sorted(users_with_history)[0]
+        status, served = worker.get(f"/recommendations/{user}")
+        assert status == 200 and served["user_id"] == user and served["items"]
+        status, profile = worker.get(f"/users/{user}")
+        assert status == 200 and profile["user_id"] == user
+        assert worker.get("/recommendations/nobody")[0] == 404
+        status, health = worker.get("/health")
+        assert status == 200 and health["status"] == "ok"
+    finally:
+        worker.stop()
+
+
+def single_topic_stream(settings: Settings, path: Path, count: int) -> int:
+    """Synthetic clicks and carts only: they share one input topic, so each
+    user's events reach the worker in one partition's order (Kafka orders
+    nothing across topics), and a reference run can expect the same state."""
+    produce(settings, "--count", str(count * 3), "--seed", "11", "--out", str(path))
+    lines = [
+        line for line in path.read_bytes().splitlines()
+        if orjson.loads(line)["type"] in ("click", "cart")
+    ][:count]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return len(lines)
+
+
+def test_sigkill_mid_stream_leaves_the_state_of_an_undisturbed_run(
+    services: Services, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    # No trimming inside the test: trimming is the one order-sensitive step.
+    settings = isolated_settings(services, max_neighbours=100_000, batch_max=200)
+    create_topics(settings)
+    events = tmp_path / "events.jsonl"
+    n = single_topic_stream(settings, events, 6000)
+
+    worker = Worker(settings, tmp_path / "worker").start()
+    try:
+        worker.wait_ready()
+        pusher = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "produce.py"), "--from", str(events),
+             "--rate", "1500"],
+            env={**os.environ, **settings_env(settings)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        worker.wait_received(n // 3)
+        worker.kill()
+        killed_at = total_events(redis_client, settings.prefix)
+        assert 0 < killed_at < n
+        worker.start()
+        assert pusher.wait(timeout=120) == 0, pusher.stderr.read() if pusher.stderr else ""
+        wait_for_events(redis_client, settings.prefix, n, worker)
+        time.sleep(1.0)  # anything still in flight would overshoot the count
+        assert total_events(redis_client, settings.prefix) == n
+    finally:
+        worker.stop()
+
+    reference = replace(settings, prefix="reference-" + settings.prefix)
+    asyncio.run(run(ReplayConfig(inputs=[events], redis_url=services.redis_url,
+                                 progress=False, settings=reference)))
+    live = redis_state_snapshot(redis_client, settings.prefix)
+    expected = redis_state_snapshot(redis_client, reference.prefix)
+    assert len(live) == len(expected) > 100
+    assert live == expected
