@@ -24,6 +24,7 @@ from stream.health import Dependency, Health
 from stream.outputs import Message
 from stream.processor import BatchResult, Processor
 from stream.redis_state import RedisState
+from stream.startup import wait_for_broker
 
 log = logging.getLogger("shopstream")
 
@@ -72,6 +73,11 @@ health = Health(
 )
 
 RETRY_MAX_S = 10.0
+
+
+@app.on_worker_init.connect
+def _wait_for_broker(app: faust.App, **kwargs: object) -> None:
+    wait_for_broker(settings)
 
 
 async def publish(result: BatchResult) -> None:

@@ -152,3 +152,52 @@ def test_sigkill_mid_stream_leaves_the_state_of_an_undisturbed_run(
     expected = redis_state_snapshot(redis_client, reference.prefix)
     assert len(live) == len(expected) > 100
     assert live == expected
+
+
+def test_a_worker_started_before_its_broker_and_redis_waits_and_says_why(
+    services: Services, tmp_path: Path
+) -> None:
+    from stream.devstack import free_port, start_broker, start_redis, wait_ready
+
+    broker_port, redis_port = free_port(), free_port()
+    settings = isolated_settings(
+        Services(f"kafka://127.0.0.1:{broker_port}", f"redis://127.0.0.1:{redis_port}/0")
+    )
+    worker = Worker(settings, tmp_path / "worker").start()
+    broker = redis_server = None
+    try:
+        deadline = time.monotonic() + 30
+        status, health = 0, {}
+        while time.monotonic() < deadline and status != 503:
+            try:
+                status, health = worker.get("/health")
+            except OSError:
+                time.sleep(0.3)
+        assert status == 503 and health["missing"] == ["broker", "redis"], health
+        assert "broker unavailable" in worker.log_tail()
+
+        broker = start_broker(tmp_path, broker_port)
+        wait_ready(broker)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                status, health = worker.get("/health")
+                if status == 503 and health["missing"] == ["redis"] and health.get("counters"):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.3)
+        assert health["missing"] == ["redis"] and health.get("counters"), health
+
+        redis_server = start_redis(tmp_path, redis_port)
+        wait_ready(redis_server)
+        worker.wait_ready()
+        create_topics(settings)
+        produce(settings, "--count", "200", "--seed", "3")
+        metrics = worker.wait_received(200)
+        assert metrics["processed"] == 200
+    finally:
+        worker.stop()
+        for proc in (broker, redis_server):
+            if proc is not None:
+                proc.stop()

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# shopstream on its embedded default: installs itself, starts a local broker
+# and Redis, a worker, synthetic shop traffic, and shows recommendations
+# flowing. Ctrl-C stops the worker and the traffic (the stack stays up:
+# `python scripts/dev_stack.py down` stops it).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash scripts/bootstrap.sh
+PY="$ROOT/.venv/bin/python"
+RUN="$ROOT/.dev"
+mkdir -p "$RUN"
+export SHOPSTREAM_BROKER="${SHOPSTREAM_BROKER:-kafka://127.0.0.1:9092}"
+export SHOPSTREAM_REDIS_URL="${SHOPSTREAM_REDIS_URL:-redis://127.0.0.1:6379/0}"
+export SHOPSTREAM_WEB_PORT="${SHOPSTREAM_WEB_PORT:-6066}"
+export SHOPSTREAM_REC_THROTTLE_S="${SHOPSTREAM_REC_THROTTLE_S:-30}"
+TOPIC="${SHOPSTREAM_TOPIC_RECOMMENDATIONS:-recommendations}"
+
+"$PY" scripts/dev_stack.py up
+
+pids=()
+cleanup() {
+    trap - INT TERM EXIT
+    echo
+    echo "demo: stopping worker and traffic (the stack stays up: python scripts/dev_stack.py down)"
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+echo "demo: starting the worker (log: .dev/worker.log)"
+"$ROOT/.venv/bin/faust" -A stream.app worker -l info >"$RUN/worker.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 120); do
+    if "$PY" - <<PYEOF 2>/dev/null
+import json, sys, urllib.request
+body = json.load(urllib.request.urlopen("http://127.0.0.1:${SHOPSTREAM_WEB_PORT}/health", timeout=1))
+sys.exit(body["status"] != "ok")
+PYEOF
+    then break; fi
+    if ! kill -0 "${pids[0]}" 2>/dev/null; then
+        echo "demo: the worker exited; last lines of .dev/worker.log:" >&2
+        tail -n 20 "$RUN/worker.log" >&2
+        exit 1
+    fi
+    sleep 0.5
+done
+echo "demo: worker healthy at http://127.0.0.1:${SHOPSTREAM_WEB_PORT}/health"
+
+echo "demo: synthetic shop traffic at 200 events/s (log: .dev/produce.log)"
+"$PY" scripts/produce.py --count 1000000 --rate 200 --seed "${SEED:-42}" >"$RUN/produce.log" 2>&1 &
+pids+=($!)
+
+sleep 5
+user="$("$PY" scripts/tail.py "$TOPIC" --count 1 --timeout 30 --json 2>/dev/null \
+        | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.readline())["user_id"])' 2>/dev/null || true)"
+if [ -n "$user" ]; then
+    echo "demo: GET /recommendations/$user"
+    "$PY" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' \
+        "http://127.0.0.1:${SHOPSTREAM_WEB_PORT}/recommendations/$user" | "$PY" -m json.tool | head -n 30
+fi
+echo "demo: recommendations as they are published (Ctrl-C to stop):"
+"$PY" scripts/tail.py "$TOPIC" --latest
