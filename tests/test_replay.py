@@ -1,0 +1,130 @@
+"""scripts/replay.py: known figures on a hand-made fixture, outputs, CLI errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.support import DATA, ROOT
+
+TRAIN = "SessionId\tItemId\tTime\n1\tA\t1396310400\n1\tB\t1396310460\n2\tA\t1396314000\n2\tC\t1396314060\n"
+# Session 9 meets item D for the first time; session 10 repeats its path.
+TEST = "SessionId\tItemId\tTime\n9\tA\t1396400000\n9\tD\t1396400060\n10\tA\t1396403600\n10\tD\t1396403660\n"
+
+
+def replay(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "replay.py"), "--quiet", *args],
+        capture_output=True, text=True, timeout=600,
+    )
+
+
+@pytest.fixture
+def fixture(tmp_path: Path) -> tuple[Path, Path]:
+    train, test = tmp_path / "train.tsv", tmp_path / "test.tsv"
+    train.write_text(TRAIN)
+    test.write_text(TEST)
+    return train, test
+
+
+def test_figures_computed_by_hand(fixture: tuple[Path, Path], tmp_path: Path) -> None:
+    train, test = fixture
+    # Frozen: D is never learned, so neither prediction point (D after A) can hit.
+    frozen = replay("--input", str(train), "--input", str(test), "--eval-from", str(test),
+                    "--freeze-at-eval", "--out", str(tmp_path / "frozen"))
+    assert frozen.returncode == 0, frozen.stderr
+    metrics = orjson.loads((tmp_path / "frozen" / "metrics.json").read_bytes())
+    assert metrics["next_item"] == {"HR@5": 0.0, "HR@10": 0.0, "HR@20": 0.0, "MRR@5": 0.0,
+                                    "MRR@10": 0.0, "MRR@20": 0.0, "points": 2}
+    # Learning: session 9 teaches A -> D; in session 10, D ties with B and C
+    # (one co-occurrence each) and wins the tie as the most recently popular.
+    learning = replay("--input", str(train), "--input", str(test), "--eval-from", str(test),
+                      "--out", str(tmp_path / "learning"))
+    assert learning.returncode == 0, learning.stderr
+    metrics = orjson.loads((tmp_path / "learning" / "metrics.json").read_bytes())
+    assert metrics["next_item"] == {"HR@5": 0.5, "HR@10": 0.5, "HR@20": 0.5, "MRR@5": 0.5,
+                                    "MRR@10": 0.5, "MRR@20": 0.5, "points": 2}
+    assert metrics["mode"] == "learning" and metrics["events"]["processed"] == 8
+    assert "HR@20 0.5000" in learning.stdout
+
+
+def test_outputs_users_scores_and_report(fixture: tuple[Path, Path], tmp_path: Path) -> None:
+    train, test = fixture
+    done = replay("--input", str(train), "--input", str(test), "--eval-from", "1396400000",
+                  "--scores", "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "out"
+    users = [orjson.loads(line) for line in (out / "users.jsonl").read_bytes().splitlines()]
+    assert [u["user_id"] for u in users] == ["s1", "s10", "s2", "s9"]
+    assert users[0]["clicks"] == 2 and users[0]["sessions"] == 1 and users[0]["last_seen"] == 1396310460
+    scores = [orjson.loads(line) for line in (out / "scores.jsonl").read_bytes().splitlines()]
+    assert len(scores) == 8 and all("next_item_rank" in s for s in scores)
+    assert [s["next_item_rank"] for s in scores if s["user_id"] == "s10"] == [None, 1]
+    html = (out / "report.html").read_text()
+    assert "<h1>shopstream backtest</h1>" in html
+    assert "HR@20 0.5000 · MRR@20 0.5000 over 2 prediction points (learning)" in html
+    assert html.count("src='data:image/png;base64,") >= 2
+    assert "Next-item accuracy over event time" in html
+
+
+def test_as_of_cuts_the_user_export(fixture: tuple[Path, Path], tmp_path: Path) -> None:
+    train, test = fixture
+    done = replay("--input", str(train), "--input", str(test), "--as-of", "2014-04-02T00:00:00Z",
+                  "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    users = (tmp_path / "out" / "users.jsonl").read_bytes().splitlines()
+    assert [orjson.loads(u)["user_id"] for u in users] == ["s1", "s2"]
+
+
+def test_bad_jsonl_lines_are_dead_lettered_not_lost(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    good = {"event_id": "e1", "type": "view", "user_id": "u", "item_id": "i", "ts": 1.7e9}
+    events.write_bytes(orjson.dumps(good) + b"\n{oops\n" + orjson.dumps({**good, "event_id": "e2"}) + b"\n")
+    done = replay("--input", str(events), "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    metrics = orjson.loads((tmp_path / "out" / "metrics.json").read_bytes())
+    assert metrics["events"]["processed"] == 2 and metrics["events"]["dead_lettered"] == 1
+    [letter] = (tmp_path / "out" / "dead_letters.jsonl").read_bytes().splitlines()
+    assert orjson.loads(letter)["reason"].startswith("not valid JSON")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--input", "/nonexistent/x.tsv"], "cannot read /nonexistent/x.tsv"),
+        (["--input", "{empty}"], "is empty"),
+        (["--input", "{csv}"], "unknown format"),
+        (["--input", "{csv}", "--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--input", "{train}", "--eval-from", "yesterday"], "neither a file nor a time"),
+    ],
+)
+def test_cli_misuse_is_one_line_and_nonzero(tmp_path: Path, fixture: tuple[Path, Path],
+                                            args: list[str], message: str) -> None:
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "x.csv").write_text("a,b,c\n")
+    paths = {"empty": tmp_path / "empty.jsonl", "csv": tmp_path / "x.csv", "train": fixture[0]}
+    done = replay(*[a.format(**paths) for a in args])
+    assert done.returncode != 0
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATA / "test.tsv").exists(), reason=f"yoochoose sample not found at {DATA}")
+def test_yoochoose_test_split_beats_the_published_peers(tmp_path: Path) -> None:
+    """The quality bar on real data (REFERENCE.md): learning on beats vstan,
+    frozen beats ar, with the published number of prediction points."""
+    base = ["--input", str(DATA / "train_full.tsv"), "--input", str(DATA / "test.tsv"),
+            "--eval-from", str(DATA / "test.tsv")]
+    learning = replay(*base, "--out", str(tmp_path / "learning"))
+    frozen = replay(*base, "--freeze-at-eval", "--out", str(tmp_path / "frozen"))
+    assert learning.returncode == 0 and frozen.returncode == 0, learning.stderr + frozen.stderr
+    on = orjson.loads((tmp_path / "learning" / "metrics.json").read_bytes())["next_item"]
+    off = orjson.loads((tmp_path / "frozen" / "metrics.json").read_bytes())["next_item"]
+    assert on["points"] == off["points"] == 10_152
+    assert on["HR@20"] >= 0.70 and on["MRR@20"] >= 0.38
+    assert off["HR@20"] > 0.6344 and off["MRR@20"] > 0.3266
