@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         p.exit(2, f"replay: {exc}\n")
 
+    from kafka.errors import KafkaError
+
+    from stream.publish import Failure
     from stream.replay import ReplayConfig, ReplayError, replay, write
     from stream.sources import SourceError
 
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             settings=settings,
         )
         result = replay(config)
-    except (ReplayError, SourceError, ConnectionError, OSError) as exc:
+    except (ReplayError, SourceError, Failure, KafkaError, ConnectionError, OSError) as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

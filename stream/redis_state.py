@@ -13,27 +13,28 @@ Keys (all under ``SHOPSTREAM_PREFIX``, ``ss:`` by default):
 ``offset:{topic}:{partition}``   last input offset applied to this state
 ===============================  =============================================
 
-A batch is read with two pipelined round trips (users and offsets, then the
-rows of the items they touch) and written with one MULTI/EXEC that also
-stores the batch's offsets. The offsets are WATCHed from the start of the
-batch, so if another worker commits the same partitions meanwhile (a
-rebalance), the transaction fails and the batch is processed again.
+A batch is read with two round trips (users and offsets, then a Lua script
+returning the rows of the items they touch as one JSON document) and written
+with one Lua script that applies every change and stores the batch's offsets
+atomically, but only if the offsets are still those read at the start of the
+batch: if another worker committed the same partitions meanwhile (a
+rebalance), nothing is written and the batch is processed again.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import AsyncIterator, Sequence
+from typing import AsyncIterator, Iterator, Sequence
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import WatchError
 
 from models.popularity import Popularity
 from models.profile import UserProfile
 from stream.config import Settings
 from stream.events import Event
 from stream.outputs import UserRecommendations
+from stream.redis_scripts import COMMIT_BATCH, LOAD_ROWS
 from stream.state import BatchView, TopicPartition, new_cooccurrence
 
 
@@ -56,6 +57,14 @@ class RedisKeys:
         return f"{self.prefix}offset:{tp[0]}:{tp[1]}"
 
 
+def _pairs(flat: list | dict) -> Iterator[tuple[str, float]]:
+    """(member, score) pairs of a flat WITHSCORES reply (Lua encodes [] as {})."""
+    if not flat:
+        return iter(())
+    it = iter(flat)
+    return zip(it, map(float, it))
+
+
 def connect(url: str) -> aioredis.Redis:
     return aioredis.Redis.from_url(
         url, socket_connect_timeout=2.0, socket_timeout=10.0, health_check_interval=10
@@ -67,6 +76,9 @@ class RedisState:
         self.settings = settings
         self.client = client or connect(settings.redis_url)
         self.keys = RedisKeys(settings.prefix)
+        self.horizon = new_cooccurrence(settings).horizon
+        self._load_rows = self.client.register_script(LOAD_ROWS)
+        self._commit_batch = self.client.register_script(COMMIT_BATCH)
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
@@ -75,104 +87,93 @@ class RedisState:
         keys = self.keys
         users = list(dict.fromkeys(e.user_id for e in events))
         offset_keys = [keys.offset(tp) for tp in partitions]
-        watcher = self.client.pipeline(transaction=True)
-        try:
-            if offset_keys:
-                await watcher.watch(*offset_keys)
-            pipe = self.client.pipeline(transaction=False)
-            if offset_keys:
-                pipe.mget(offset_keys)
-            if users:
-                pipe.mget([keys.user(u) for u in users])
-                pipe.mget([keys.recs(u) for u in users])
-            pipe.zrevrange(keys.popular, 0, Popularity.keep - 1, withscores=True)
-            replies = list(await pipe.execute())
-            offsets_raw = replies.pop(0) if offset_keys else []
-            profiles_raw = replies.pop(0) if users else []
-            recs_raw = replies.pop(0) if users else []
-            top = replies.pop(0)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.mget(offset_keys or [keys.offset(("-", 0))])
+        pipe.mget([keys.user(u) for u in users] or [keys.user("-")])
+        pipe.mget([keys.recs(u) for u in users] or [keys.recs("-")])
+        offsets_raw, profiles_raw, recs_raw = await pipe.execute()
 
-            profiles: dict[str, UserProfile] = {}
-            for user_id, raw in zip(users, profiles_raw):
-                if raw is not None:
-                    profiles[user_id] = UserProfile.from_dict(orjson.loads(raw))
-            last_published: dict[str, float] = {}
-            for user_id, raw in zip(users, recs_raw):
-                if raw is not None:
-                    last_published[user_id] = orjson.loads(raw)["published_ts"]
-            items = list(
-                dict.fromkeys(
-                    [e.item_id for e in events] + [i for p in profiles.values() for i in p.recent]
-                )
+        profiles: dict[str, UserProfile] = {}
+        last_published: dict[str, float] = {}
+        for user_id, raw, recs in zip(users, profiles_raw, recs_raw):
+            if raw is not None:
+                profiles[user_id] = UserProfile.from_dict(orjson.loads(raw))
+            if recs is not None:
+                last_published[user_id] = orjson.loads(recs)["published_ts"]
+        # Rows are read only to score recommendations: the batch's items and
+        # the items each user's recommendations start from.
+        horizon = self.horizon
+        items = list(
+            dict.fromkeys(
+                [e.item_id for e in events]
+                + [i for p in profiles.values() for i in p.recent[-horizon:]]
             )
-            cooccurrence = new_cooccurrence(self.settings)
-            popularity = Popularity()
-            for member, score in top:
-                popularity.add(member.decode(), score)
-            if items:
-                pipe = self.client.pipeline(transaction=False)
-                for item_id in items:
-                    pipe.zrange(keys.neighbours(item_id), 0, -1, withscores=True)
-                pipe.hmget(keys.occurrences, items)
-                pipe.zmscore(keys.popular, items)
-                replies = await pipe.execute()
-                for item_id, row in zip(items, replies):
-                    if row:
-                        cooccurrence.neighbours[item_id] = {m.decode(): s for m, s in row}
-                for item_id, occ in zip(items, replies[-2]):
-                    if occ is not None:
-                        cooccurrence.occurrences[item_id] = float(occ)
-                for item_id, score in zip(items, replies[-1]):
-                    if score is not None and item_id not in popularity.scores:
-                        popularity.add(item_id, score)
-        except BaseException:
-            await watcher.reset()
-            raise
+        )
+        request = {
+            "rows": [keys.neighbours(i) for i in items],
+            "occ": keys.occurrences,
+            "pop": keys.popular,
+            "items": items,
+            "top": Popularity.keep,
+        }
+        reply = orjson.loads(await self._load_rows(args=[orjson.dumps(request)]))
+        cooccurrence = new_cooccurrence(self.settings)
+        popularity = Popularity()
+        for member, score in _pairs(reply["top"]):
+            popularity.add(member, score)
+        for item_id, row, occ, pop in zip(items, reply["rows"], reply["occ"], reply["pop"]):
+            if row:
+                cooccurrence.neighbours[item_id] = dict(_pairs(row))
+            if occ:
+                cooccurrence.occurrences[item_id] = float(occ)
+            if pop and item_id not in popularity.scores:
+                popularity.add(item_id, float(pop))
         return BatchView(
             profiles=profiles,
             cooccurrence=cooccurrence,
             popularity=popularity,
             offsets={tp: int(raw) for tp, raw in zip(partitions, offsets_raw) if raw is not None},
             last_published=last_published,
-            token=watcher,
+            token={tp: raw for tp, raw in zip(partitions, offsets_raw)},
         )
 
     async def commit(self, view: BatchView) -> bool:
         keys = self.keys
-        ttl = self.settings.user_ttl_s
-        pipe = view.token
-        try:
-            pipe.multi()
-            for user_id in view.dirty_users:
-                pipe.set(keys.user(user_id), orjson.dumps(view.profiles[user_id].to_dict()), ex=ttl)
-            pairs: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-            for source, target, w in view.pairs:
-                pairs[source][target] += w
-            for source, row in pairs.items():
-                for target, w in row.items():
-                    pipe.zincrby(keys.neighbours(source), w, target)
-            occurrences: dict[str, float] = defaultdict(float)
-            for item_id, w in view.occurrences:
-                occurrences[item_id] += w
-            for item_id, w in occurrences.items():
-                pipe.hincrbyfloat(keys.occurrences, item_id, w)
-            for item_id, inc in view.popular:
-                pipe.zincrby(keys.popular, inc, item_id)
-            m = self.settings.max_neighbours
-            for source in pairs:
-                pipe.zremrangebyrank(keys.neighbours(source), 0, -(m + 1))
-            for user_id, recs in view.latest.items():
-                doc = recs.to_dict()
-                doc["published_ts"] = view.published.get(user_id, view.last_published.get(user_id))
-                pipe.set(keys.recs(user_id), orjson.dumps(doc), ex=ttl)
-            for tp, offset in view.new_offsets.items():
-                pipe.set(keys.offset(tp), offset)
-            await pipe.execute()
-            return True
-        except WatchError:
-            return False
-        finally:
-            await pipe.reset()
+        pairs: dict[tuple[str, str], float] = defaultdict(float)
+        for source, target, w in view.pairs:
+            pairs[source, target] += w
+        occurrences: dict[str, float] = defaultdict(float)
+        for item_id, w in view.occurrences:
+            occurrences[item_id] += w
+        popular: dict[str, float] = defaultdict(float)
+        for item_id, w in view.popular:
+            popular[item_id] += w
+        recs = []
+        for user_id, latest in view.latest.items():
+            doc = latest.to_dict()
+            doc["published_ts"] = view.published.get(user_id, view.last_published.get(user_id))
+            recs.append((keys.recs(user_id), orjson.dumps(doc).decode()))
+        read: dict[TopicPartition, bytes | None] = view.token
+        batch = {
+            "offsets": [
+                (keys.offset(tp), (read.get(tp) or b"").decode(), str(offset))
+                for tp, offset in view.new_offsets.items()
+            ],
+            "ttl": self.settings.user_ttl_s,
+            "users": [
+                (keys.user(u), orjson.dumps(view.profiles[u].to_dict()).decode())
+                for u in view.dirty_users
+            ],
+            "recs": recs,
+            "pairs": [(keys.neighbours(s), t, repr(w)) for (s, t), w in pairs.items()],
+            "occ_key": keys.occurrences,
+            "occ": [(i, repr(w)) for i, w in occurrences.items()],
+            "pop_key": keys.popular,
+            "pop": [(i, repr(w)) for i, w in popular.items()],
+            "trim": list({keys.neighbours(s) for s, _ in pairs}),
+            "keep": self.settings.max_neighbours,
+        }
+        return bool(await self._commit_batch(args=[orjson.dumps(batch)]))
 
     async def profile(self, user_id: str) -> UserProfile | None:
         raw = await self.client.get(self.keys.user(user_id))

@@ -1,0 +1,141 @@
+#!/usr/bin/env python
+"""Push shop traffic to the input topics: seeded synthetic users, or recorded files.
+
+    python scripts/produce.py --count 100000 --rate 2000 --bad-fraction 0.01
+    python scripts/produce.py --from events.jsonl --from more.tsv
+    python scripts/produce.py --count 5000 --out events.jsonl --truth truth.jsonl
+
+Messages are keyed by user id and go to the input topic of their event type
+(``SHOPSTREAM_TOPIC_*``); missing input topics are created with
+``SHOPSTREAM_PARTITIONS`` partitions. Recorded JSONL lines are sent as their
+original bytes; lines that do not decode go to the clicks topic unchanged,
+for the worker to dead-letter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+from kafka.errors import KafkaError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from stream.config import ConfigError, Settings  # noqa: E402
+from stream.publish import Failure, FileSink, KafkaSink, pump  # noqa: E402
+from stream.sources import Message, SourceError, merge_records, to_messages  # noqa: E402
+from stream.synthetic import DEFAULT_USERS, Shop, messages  # noqa: E402
+
+DEFAULT_COUNT = 10_000
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = _Parser(prog="produce.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--count", type=int,
+                   help=f"messages to send (default {DEFAULT_COUNT}; with --from: every line)")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="messages per second (default 0: as fast as possible)")
+    p.add_argument("--seed", type=int, default=42, help="seed of the synthetic shop (default 42)")
+    p.add_argument("--users", type=int, help=f"users in the synthetic shop (default {DEFAULT_USERS})")
+    p.add_argument("--bad-fraction", type=float, default=0.0,
+                   help="share of messages replaced by malformed ones (seeded)")
+    p.add_argument("--from", dest="sources", action="append", type=Path, metavar="FILE",
+                   help="a JSONL or yoochoose TSV file to send instead (repeatable; merged by event time)")
+    p.add_argument("--out", type=Path, metavar="FILE.jsonl",
+                   help="write the messages to a file ('-': stdout) instead of Kafka")
+    p.add_argument("--truth", type=Path, metavar="FILE.jsonl", help="write the synthetic users' hidden truth")
+    p.add_argument("--broker", help="broker URL (default: SHOPSTREAM_BROKER)")
+    args = p.parse_args(argv)
+    if args.count is not None and args.count < 0:
+        p.error("--count must be >= 0")
+    if args.rate < 0:
+        p.error("--rate must be >= 0")
+    if not 0.0 <= args.bad_fraction <= 1.0:
+        p.error("--bad-fraction must be between 0 and 1")
+    if args.users is not None and args.users < 1:
+        p.error("--users must be >= 1")
+    if args.sources and (args.users is not None or args.truth or args.bad_fraction):
+        p.error("--users, --truth and --bad-fraction apply to synthetic traffic, not --from")
+    return args
+
+
+def traffic(args: argparse.Namespace, settings: Settings) -> tuple[Iterator[Message], int | None]:
+    """The messages to send and how many there will be (None: unknown)."""
+    if args.sources:
+        records = list(merge_records(args.sources))
+        total = len(records) if args.count is None else min(args.count, len(records))
+        return to_messages(records[:total], settings.topics), total
+    count = DEFAULT_COUNT if args.count is None else args.count
+    shop = Shop(args.seed, users=args.users)
+    if args.truth:
+        _write_lines(args.truth, (orjson.dumps(row) for row in shop.truth()))
+    return messages(shop.events(count), settings.topics, args.bad_fraction, args.seed), count
+
+
+def _write_lines(path: Path, lines: Iterator[bytes]) -> None:
+    try:
+        with open(path, "wb") as f:
+            for line in lines:
+                f.write(line + b"\n")
+    except OSError as exc:
+        raise Failure(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    try:
+        settings = Settings.from_env()
+        if args.broker:
+            settings = dataclasses.replace(settings, broker=args.broker)
+        stream, total = traffic(args, settings)
+        sink = FileSink(args.out) if args.out else KafkaSink(settings)
+        counts: Counter = Counter()
+        interrupted = False
+        try:
+            pump(stream, sink, args.rate, total, counts)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            sink.close()
+    except (ConfigError, SourceError, Failure) as exc:
+        print(f"produce.py: {exc}", file=sys.stderr)
+        return 1
+    except KafkaError as exc:  # unreachable broker, timeouts
+        print(f"produce.py: broker {settings.bootstrap_servers}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("produce.py: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # --out - piped into head and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    elapsed = time.perf_counter() - started
+    sent = sum(n for topic, n in counts.items() if topic != "bad")
+    per_topic = " ".join(f"{t}={n}" for t, n in sorted(counts.items()) if t != "bad") or "nothing"
+    line = (
+        f"produced {sent} messages ({counts['bad']} bad) to {sink.where} in {elapsed:.2f} s, "
+        f"{sent / max(elapsed, 1e-9):.0f}/s: {per_topic}"
+    )
+    if sink.failed:
+        line += f"; {sink.failed} NOT DELIVERED"
+    if interrupted:
+        line = "interrupted; " + line
+    print(line, file=sys.stderr if str(args.out) == "-" else sys.stdout)
+    return 1 if sink.failed else 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The Lua scripts behind :mod:`stream.redis_state`: one read, one atomic write per batch."""
+
+LOAD_ROWS = """\
+-- Everything a batch needs about its items, as one JSON document
+-- (parsing one string in Python is far cheaper than thousands of replies).
+-- ARGV[1]: JSON {"rows": [neighbour keys], "occ": hash key, "pop": zset key,
+--                "items": [item ids], "top": n}
+local req = cjson.decode(ARGV[1])
+local rows = {}
+for i, key in ipairs(req.rows) do
+    rows[i] = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+end
+local occ, pop = {}, {}
+-- In chunks: unpack() of thousands of arguments would overflow Lua's stack.
+for start = 1, #req.items, 500 do
+    local chunk = {}
+    for i = start, math.min(start + 499, #req.items) do chunk[#chunk + 1] = req.items[i] end
+    local o = redis.call('HMGET', req.occ, unpack(chunk))
+    local p = redis.call('ZMSCORE', req.pop, unpack(chunk))
+    for i = 1, #chunk do
+        occ[#occ + 1] = o[i] or ''
+        pop[#pop + 1] = p[i] or ''
+    end
+end
+local top = redis.call('ZREVRANGE', req.pop, 0, req.top - 1, 'WITHSCORES')
+return cjson.encode({rows = rows, occ = occ, pop = pop, top = top})
+"""
+
+COMMIT_BATCH = """\
+-- Apply one batch atomically, if and only if no other worker has moved the
+-- batch's offsets since they were read. Returns 1 when applied, 0 if not.
+-- ARGV[1]: JSON {"offsets": [[key, expected or "", new]], "ttl": s,
+--   "users": [[key, json]], "recs": [[key, json]],
+--   "pairs": [[key, member, increment]], "occ_key": k, "occ": [[field, incr]],
+--   "pop_key": k, "pop": [[member, incr]], "trim": [keys], "keep": m}
+-- Numbers travel as strings: Lua would print them with 14 digits only.
+local b = cjson.decode(ARGV[1])
+for _, o in ipairs(b.offsets) do
+    local current = redis.call('GET', o[1]) or ''
+    if current ~= o[2] then return 0 end
+end
+for _, u in ipairs(b.users) do redis.call('SET', u[1], u[2], 'EX', b.ttl) end
+for _, p in ipairs(b.pairs) do redis.call('ZINCRBY', p[1], p[3], p[2]) end
+for _, o in ipairs(b.occ) do redis.call('HINCRBYFLOAT', b.occ_key, o[1], o[2]) end
+for _, p in ipairs(b.pop) do redis.call('ZINCRBY', b.pop_key, p[2], p[1]) end
+for _, k in ipairs(b.trim) do redis.call('ZREMRANGEBYRANK', k, 0, -(b.keep + 1)) end
+for _, r in ipairs(b.recs) do redis.call('SET', r[1], r[2], 'EX', b.ttl) end
+for _, o in ipairs(b.offsets) do redis.call('SET', o[1], o[3]) end
+return 1
+"""
