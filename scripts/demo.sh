@@ -18,6 +18,19 @@ TOPIC="${SHOPSTREAM_TOPIC_RECOMMENDATIONS:-recommendations}"
 
 "$PY" scripts/dev_stack.py up
 
+# The demo starts from a clean slate under its own key prefix: the local
+# broker keeps topics in memory only, and offsets remembered in Redis from an
+# earlier broker would make the worker skip the new topics' events.
+export SHOPSTREAM_PREFIX="${SHOPSTREAM_PREFIX:-demo:}"
+"$PY" - <<PYEOF
+import redis
+r = redis.Redis.from_url("$SHOPSTREAM_REDIS_URL")
+keys = list(r.scan_iter(match="${SHOPSTREAM_PREFIX}*", count=1000))
+for i in range(0, len(keys), 1000):
+    r.delete(*keys[i : i + 1000])
+print(f"demo: cleared {len(keys)} keys under ${SHOPSTREAM_PREFIX} in Redis")
+PYEOF
+
 pids=()
 cleanup() {
     trap - INT TERM EXIT
@@ -56,8 +69,13 @@ user="$("$PY" scripts/tail.py "$TOPIC" --count 1 --timeout 30 --json 2>/dev/null
         | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.readline())["user_id"])' 2>/dev/null || true)"
 if [ -n "$user" ]; then
     echo "demo: GET /recommendations/$user"
-    "$PY" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' \
-        "http://127.0.0.1:${SHOPSTREAM_WEB_PORT}/recommendations/$user" | "$PY" -m json.tool | head -n 30
+    "$PY" - "http://127.0.0.1:${SHOPSTREAM_WEB_PORT}/recommendations/$user" <<'PYEOF' || true
+import json, sys, urllib.request
+recs = json.load(urllib.request.urlopen(sys.argv[1], timeout=5))
+print(f"  user {recs['user_id']} after event {recs['event_id']}:")
+for item in recs["items"][:5]:
+    print(f"    {item['item_id']:>8}  score {item['score']:.3f}  because {', '.join(item['because']) or '(popular)'}")
+PYEOF
 fi
 echo "demo: recommendations as they are published (Ctrl-C to stop):"
 "$PY" scripts/tail.py "$TOPIC" --latest
