@@ -28,6 +28,7 @@ from kafka.errors import KafkaError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from stream.cli import Parser  # noqa: E402
 from stream.config import ConfigError, Settings  # noqa: E402
 from stream.publish import Failure, FileSink, KafkaSink, pump  # noqa: E402
 from stream.sources import Message, SourceError, merge_records, to_messages  # noqa: E402
@@ -36,13 +37,9 @@ from stream.synthetic import DEFAULT_USERS, Shop, messages  # noqa: E402
 DEFAULT_COUNT = 10_000
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage dump
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = _Parser(prog="produce.py", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="produce.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--count", type=int,
                    help=f"messages to send (default {DEFAULT_COUNT}; with --from: every line)")
     p.add_argument("--rate", type=float, default=0.0,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from stream.cli import Parser  # noqa: E402
 from stream.config import ConfigError, Settings  # noqa: E402
 from stream.events import InvalidEvent, parse_ts  # noqa: E402
 
@@ -45,13 +46,9 @@ def parse_time(value: str) -> float:
     return result
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage dump
-        self.exit(2, f"replay: {message} (see --help)\n")
-
 
 def main(argv: list[str] | None = None) -> int:
-    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="replay", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", action="append", type=Path, required=True,
                    help="JSONL events or a SessionId/ItemId/Time TSV; repeat to merge by event time")
     p.add_argument("--eval-from", type=parse_time_or_file,

@@ -27,6 +27,7 @@ from kafka.errors import KafkaError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from stream.cli import Parser  # noqa: E402
 from stream.config import ConfigError, Settings  # noqa: E402
 
 BOOTSTRAP_TIMEOUT_MS = 10_000
@@ -34,13 +35,9 @@ TOP_ITEMS = 3
 ORIGINAL_CHARS = 120
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage dump
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = _Parser(prog="tail.py", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="tail.py", description=__doc__.split("\n\n")[0])
     p.add_argument("topic")
     p.add_argument("--count", type=int, help="stop after N messages")
     p.add_argument("--timeout", type=float, help="stop after S seconds without a message")

@@ -159,24 +159,23 @@ async def metrics_view(web, request):  # type: ignore[no-untyped-def]
     return web.json(health.counters.to_dict())
 
 
-@app.page("/recommendations/{user_id}")
-async def recommendations_view(web, request, user_id: str):  # type: ignore[no-untyped-def]
+async def _per_user(web, user_id: str, fetch, what: str):  # type: ignore[no-untyped-def]
     if len(user_id) > 256:
         return web.json({"error": "user id too long"}, status=400)
-    recs = await state.recommendations(user_id)
-    if recs is None:
-        return web.json({"error": f"no recommendations for user {user_id!r}"}, status=404)
-    return web.json(recs.to_dict())
+    found = await fetch(user_id)
+    if found is None:
+        return web.json({"error": f"no {what} for user {user_id!r}"}, status=404)
+    return web.json(found.to_dict())
+
+
+@app.page("/recommendations/{user_id}")
+async def recommendations_view(web, request, user_id: str):  # type: ignore[no-untyped-def]
+    return await _per_user(web, user_id, state.recommendations, "recommendations")
 
 
 @app.page("/users/{user_id}")
 async def user_view(web, request, user_id: str):  # type: ignore[no-untyped-def]
-    if len(user_id) > 256:
-        return web.json({"error": "user id too long"}, status=400)
-    profile = await state.profile(user_id)
-    if profile is None:
-        return web.json({"error": f"unknown user {user_id!r}"}, status=404)
-    return web.json(profile.to_dict())
+    return await _per_user(web, user_id, state.profile, "profile")
 
 
 def main() -> None:
