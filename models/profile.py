@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from models.features import UserFeatures
+
 EVENT_TYPES = ("view", "click", "cart", "purchase")
 # Without a session id from the shop, a gap this long (seconds) starts a new
 # session: the usual web-analytics convention.
@@ -47,6 +49,7 @@ class UserProfile:
     in_session: int = 0
     purchased: list[str] = field(default_factory=list)
     seen_event_ids: list[str] = field(default_factory=list)
+    features: UserFeatures = field(default_factory=UserFeatures)
     max_recent: int = 20
     max_purchased: int = 50
     max_seen_event_ids: int = 32
@@ -75,6 +78,7 @@ class UserProfile:
         price: float | None = None,
         quantity: int = 1,
         event_id: str | None = None,
+        category: str | None = None,
     ) -> bool:
         """Update with one event; return whether it started a new session.
 
@@ -103,6 +107,10 @@ class UserProfile:
         if len(self.recent) > self.max_recent:
             del self.recent[0]
             self.in_session = min(self.in_session, len(self.recent))
+        self.features.learn_one(
+            event_type, ts, price=price, quantity=quantity, category=category,
+            new_session=new_session,
+        )
         if event_type == "purchase":
             self.revenue += (price or 0.0) * quantity
             if item_id in self.purchased:
@@ -132,4 +140,6 @@ class UserProfile:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "UserProfile":
+        data = dict(data)
+        data["features"] = UserFeatures.from_dict(data.get("features") or {})
         return cls(**data)

@@ -170,6 +170,7 @@ class Processor:
             price=event.price,
             quantity=event.quantity,
             event_id=event.event_id,
+            category=event.category,
         )
         view.dirty_users.add(event.user_id)
         if self.learn is None or self.learn(event):
