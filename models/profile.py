@@ -50,6 +50,9 @@ class UserProfile:
     purchased: list[str] = field(default_factory=list)
     seen_event_ids: list[str] = field(default_factory=list)
     features: UserFeatures = field(default_factory=UserFeatures)
+    segment: int | None = None
+    propensity: float | None = None
+    last_example_ts: float | None = None
     max_recent: int = 20
     max_purchased: int = 50
     max_seen_event_ids: int = 32

@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="write metrics.json, users.jsonl, report.html here")
     p.add_argument("--scores", action="store_true", help="also write scores.jsonl (one line per event)")
     p.add_argument("--as-of", type=parse_time, help="users.jsonl as of this event time")
+    p.add_argument("--truth", type=Path,
+                   help="what produce.py planted (--truth): adds segment recovery (ARI) to metrics.json")
     p.add_argument("--redis", metavar="URL", help="keep state in this Redis instead of memory")
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -95,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             redis_url=args.redis,
             scores=args.scores,
             as_of=args.as_of,
+            truth=args.truth,
             batch_size=args.batch_size,
             progress=not args.quiet,
             settings=settings,

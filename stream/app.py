@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+
+import orjson
 
 import faust
 from aiokafka import AIOKafkaClient
@@ -21,9 +24,11 @@ from redis.exceptions import RedisError
 
 from stream.config import Settings
 from stream.health import Dependency, Health
-from stream.outputs import Message
+from stream.learner import Learner, ModelRow
+from stream.outputs import Message, UserView
 from stream.processor import BatchResult, Processor
 from stream.redis_state import RedisState
+from stream.snapshots import SnapshotStore
 from stream.startup import wait_for_broker
 
 log = logging.getLogger("shopstream")
@@ -65,7 +70,19 @@ dead_letters_topic = app.topic(
     partitions=settings.partitions,
 )
 
+# One partition: exactly one worker of the group runs the learn agent.
+features_topic = app.topic(
+    settings.topics.features, key_serializer="raw", value_serializer="raw", partitions=1
+)
+segments_topic = app.topic(
+    settings.topics.segments,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.partitions,
+)
+
 state = RedisState(settings)
+snapshots = SnapshotStore(settings, state.client)
 processor = Processor(state, settings)
 health = Health(
     broker=Dependency("broker", settings.broker),
@@ -89,6 +106,11 @@ async def publish(result: BatchResult) -> None:
         )
     for letter in result.dead_letters:
         pending.append(await dead_letters_topic.send(key=letter.message.key, value=letter.to_json()))
+    for change in result.segment_changes:
+        pending.append(await segments_topic.send(key=change.user_id.encode(), value=change.to_json()))
+    if result.model_rows:
+        rows = orjson.dumps([row.to_dict() for row in result.model_rows])
+        pending.append(await features_topic.send(key=None, value=rows))
     if pending:
         await asyncio.gather(*pending)
 
@@ -128,6 +150,47 @@ async def ingest(stream: faust.StreamT) -> None:
         counters.recommendations += len(result.recommendations)
 
 
+@app.agent(features_topic)
+async def learn(stream: faust.StreamT) -> None:
+    """Train the global models; publish a snapshot every N updates or T seconds."""
+    learner = await _resume_learner()
+    published_at, published_updates = time.monotonic(), learner.updates
+    async for batches in stream.take(100, within=1.0):
+        for raw in batches:
+            learner.learn(ModelRow.from_dict(d) for d in orjson.loads(raw))
+        due = learner.updates - published_updates >= settings.snapshot_every or (
+            time.monotonic() - published_at >= settings.snapshot_interval_s
+            and learner.updates > published_updates
+        )
+        if due:
+            models = learner.snapshot()
+            await snapshots.save(models.version, models)
+            await snapshots.save_learner(learner)
+            published_at, published_updates = time.monotonic(), learner.updates
+            log.info("published user models v%d (%d updates)", models.version, learner.updates)
+
+
+async def _resume_learner() -> Learner:
+    try:
+        learner = await snapshots.load_learner()
+    except (RedisError, OSError) as exc:
+        log.warning("could not load the learner's state (%s); starting afresh", exc)
+        return Learner()
+    return learner if learner is not None else Learner()
+
+
+@app.timer(interval=2.0)
+async def load_newer_models() -> None:
+    """Pick up the learn agent's latest snapshot (one GET when nothing changed)."""
+    try:
+        newer = await snapshots.load_newer(processor.models.version)
+    except (RedisError, OSError):
+        return  # the health timer reports Redis
+    if newer is not None:
+        processor.models = newer[1]
+        log.info("scoring with user models v%d", newer[0])
+
+
 @app.timer(interval=2.0)
 async def check_dependencies() -> None:
     try:
@@ -156,7 +219,18 @@ async def health_view(web, request):  # type: ignore[no-untyped-def]
 
 @app.page("/metrics")
 async def metrics_view(web, request):  # type: ignore[no-untyped-def]
-    return web.json(health.counters.to_dict())
+    models = processor.models
+    return web.json({
+        **health.counters.to_dict(),
+        "models_version": models.version,
+        "propensity": models.metrics,
+    })
+
+
+@app.page("/segments")
+async def segments_view(web, request):  # type: ignore[no-untyped-def]
+    models = processor.models
+    return web.json({"models_version": models.version, "segments": models.segments.profiles()})
 
 
 async def _per_user(web, user_id: str, fetch, what: str):  # type: ignore[no-untyped-def]
@@ -173,9 +247,14 @@ async def recommendations_view(web, request, user_id: str):  # type: ignore[no-u
     return await _per_user(web, user_id, state.recommendations, "recommendations")
 
 
+async def _user(user_id: str) -> "UserView | None":
+    profile = await state.profile(user_id)
+    return None if profile is None else UserView(profile, processor.models)
+
+
 @app.page("/users/{user_id}")
 async def user_view(web, request, user_id: str):  # type: ignore[no-untyped-def]
-    return await _per_user(web, user_id, state.profile, "profile")
+    return await _per_user(web, user_id, _user, "profile")
 
 
 def main() -> None:

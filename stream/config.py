@@ -26,6 +26,8 @@ class Topics:
     purchases: str = "purchases"
     recommendations: str = "recommendations"
     dead_letters: str = "events-dlq"
+    features: str = "features"
+    segments: str = "segments"
 
     @property
     def inputs(self) -> tuple[str, str, str]:
@@ -57,6 +59,8 @@ class Settings:
     recent_items: int = 20
     top_k: int = 20
     rec_throttle_s: float = 30.0
+    snapshot_every: int = 500
+    snapshot_interval_s: float = 10.0
     max_message_bytes: int = 65536
     group_session_timeout: float = 6.0
     group_heartbeat_interval: float = 2.0
@@ -82,6 +86,8 @@ class Settings:
             purchases=_env("TOPIC_PURCHASES", d.topics.purchases),
             recommendations=_env("TOPIC_RECOMMENDATIONS", d.topics.recommendations),
             dead_letters=_env("TOPIC_DLQ", d.topics.dead_letters),
+            features=_env("TOPIC_FEATURES", d.topics.features),
+            segments=_env("TOPIC_SEGMENTS", d.topics.segments),
         )
         values: dict[str, object] = {"topics": topics}
         for f in fields(cls):

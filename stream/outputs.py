@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from typing import TYPE_CHECKING, Any
+
 from models.cooccurrence import Recommendation
+from models.profile import UserProfile
+
+if TYPE_CHECKING:
+    from stream.learner import UserModels
 
 PREVIEW_CHARS = 1000
 
@@ -93,3 +99,49 @@ class UserRecommendations:
     def from_dict(cls, d: dict) -> "UserRecommendations":
         items = [Recommendation(i["item_id"], i["score"], tuple(i["because"])) for i in d["items"]]
         return cls(d["user_id"], d["event_id"], d["ts"], items, d.get("fallback", False))
+
+
+@dataclass(slots=True)
+class SegmentChange:
+    """A user moved to another segment (published on the ``segments`` topic)."""
+
+    user_id: str
+    event_id: str
+    ts: float
+    segment: int
+    previous: int | None
+    name: str | None = None
+
+    @property
+    def change_id(self) -> str:
+        return f"seg:{self.event_id}"
+
+    def to_dict(self) -> dict:
+        return {"change_id": self.change_id, "user_id": self.user_id, "event_id": self.event_id,
+                "ts": self.ts, "segment": self.segment, "previous": self.previous, "name": self.name}
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+@dataclass(slots=True)
+class UserView:
+    """What ``/users/{user_id}`` shows: profile, features, segment, propensity."""
+
+    profile: UserProfile
+    models: "UserModels"
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.profile
+        segment = None
+        if p.segment is not None:
+            profiles = {s["segment"]: s for s in self.models.segments.profiles()}
+            segment = profiles.get(p.segment, {"segment": p.segment})
+        return {
+            **p.summary(),
+            "segment": segment,
+            "propensity": p.propensity,
+            "features": p.features.values(p.last_seen or 0.0),
+            "recent_items": list(reversed(p.recent)),
+            "models_version": self.models.version,
+        }

@@ -17,12 +17,16 @@ from models.cooccurrence import Recommendation
 from models.profile import UserProfile
 from stream.config import Settings
 from stream.events import Event, InvalidEvent, decode
-from stream.outputs import DeadLetter, Message, UserRecommendations
+from stream.learner import EXAMPLE, PURCHASE, USER, ModelRow, UserModels
+from stream.outputs import DeadLetter, Message, SegmentChange, UserRecommendations
 from stream.state import BatchView, State, new_profile
 
 log = logging.getLogger(__name__)
 
 EventFilter = Callable[[Event], bool]
+# A user gives the propensity model at most one training example per this
+# many seconds of event time: a burst of views is one moment, not fifty.
+EXAMPLE_GAP_S = 300.0
 
 
 @dataclass(slots=True)
@@ -42,6 +46,10 @@ class BatchResult:
     already_applied: int = 0
     duplicates: int = 0
     predictions: list[Prediction] = field(default_factory=list)
+    model_rows: list[ModelRow] = field(default_factory=list)
+    segment_changes: list[SegmentChange] = field(default_factory=list)
+    # (event, {score name: value}) per event, when collect_scores is on
+    scores: list[tuple[Event, dict[str, float]]] = field(default_factory=list)
     view: BatchView | None = None
 
     @property
@@ -65,12 +73,16 @@ class Processor:
         evaluate: EventFilter | None = None,
         learn: EventFilter | None = None,
         publish_recommendations: bool = True,
+        models: UserModels | None = None,
+        collect_scores: bool = False,
     ) -> None:
         self.state = state
         self.settings = settings or state.settings
         self.evaluate = evaluate
         self.learn = learn
         self.publish_recommendations = publish_recommendations
+        self.models = models or UserModels()
+        self.collect_scores = collect_scores
         topics = self.settings.topics
         self._roles = {topics.views: "views", topics.clicks: "clicks", topics.purchases: "purchases"}
 
@@ -173,7 +185,9 @@ class Processor:
             category=event.category,
         )
         view.dirty_users.add(event.user_id)
-        if self.learn is None or self.learn(event):
+        learning = self.learn is None or self.learn(event)
+        self._score_user(event, profile, new_session, learning, result)
+        if learning:
             pairs, occurrence = view.cooccurrence.learn_one(session, event.item_id, event.type, event.ts)
             increment = view.popularity.learn_one(event.item_id, event.ts)
             view.touched_items.update(source for source, _, _ in pairs)
@@ -182,6 +196,38 @@ class Processor:
                 view.occurrences.append((event.item_id, occurrence))
                 view.popular.append((event.item_id, increment))
         return True
+
+    def _score_user(
+        self, event: Event, profile: UserProfile, new_session: bool, learning: bool,
+        result: BatchResult,
+    ) -> None:
+        """Propensity and segment from the current model snapshot, and the
+        rows the learner trains on."""
+        models = self.models
+        x = profile.features.values(event.ts)
+        rows = result.model_rows if learning else []
+        uid, eid, ts = event.user_id, event.event_id, event.ts
+        if new_session:
+            rows.append(ModelRow(USER, uid, eid, ts, x))
+        scores: dict[str, float] = {}
+        if event.type == "purchase":
+            rows.append(ModelRow(PURCHASE, uid, eid, ts))
+        else:
+            p = models.propensity.predict_one(x)
+            profile.propensity = scores["propensity"] = p
+            last = profile.last_example_ts
+            if last is None or ts - last >= EXAMPLE_GAP_S or ts < last:
+                profile.last_example_ts = ts
+                rows.append(ModelRow(EXAMPLE, uid, eid, ts, x, p))
+        if new_session or event.type == "purchase":
+            segment = models.segments.assign(x, profile.segment)
+            if segment is not None and segment != profile.segment:
+                result.segment_changes.append(
+                    SegmentChange(uid, eid, ts, segment, profile.segment, models.segment_name(segment))
+                )
+                profile.segment = segment
+        if self.collect_scores:
+            result.scores.append((event, scores))
 
     def recommend(
         self, view: BatchView, profile: UserProfile, explain: bool = True

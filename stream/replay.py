@@ -22,6 +22,7 @@ import orjson
 from models.metrics import NextItemMetrics
 from stream.config import Settings
 from stream.events import Event
+from stream.learner import Learner, UserModels
 from stream.outputs import Message
 from stream.processor import Prediction, Processor
 from stream.sources import Record, SourceError, merge_records
@@ -29,6 +30,7 @@ from stream.state import MemoryState, State
 
 REPLAY_TOPIC = "replay"
 TIMELINE_BUCKETS = 48
+TIMELINE_EVERY = 5  # batches between two points of the model metrics' timeline
 
 
 class ReplayError(ValueError):
@@ -43,6 +45,7 @@ class ReplayConfig:
     redis_url: str | None = None
     scores: bool = False
     as_of: float | None = None
+    truth: Path | None = None  # what a synthetic shop planted (produce.py --truth)
     batch_size: int = 1000
     progress: bool = True
     settings: Settings = field(default_factory=Settings.from_env)
@@ -68,6 +71,7 @@ class ReplayResult:
     timeline: list[dict]
     dead_letters: list[dict]
     scores: list[dict]
+    models_timeline: list[dict] = field(default_factory=list)
 
 
 class _Selector:
@@ -138,10 +142,17 @@ def _batches(records: Sequence[Record], size: int, cut: float | None) -> Iterato
         yield batch
 
 
-async def _users(state: State) -> list[dict]:
-    return sorted(
-        [p.summary() async for p in state.all_profiles()], key=lambda u: u["user_id"]
-    )
+async def _users(state: State, learner: Learner, now: float) -> list[dict]:
+    """Every user's profile, segment and propensity as of event time ``now``."""
+    names = {p["segment"]: p["name"] for p in learner.segments.profiles()}
+    users = []
+    async for profile in state.all_profiles():
+        row = profile.summary()
+        row["segment"] = profile.segment
+        row["segment_name"] = names.get(profile.segment) if profile.segment is not None else None
+        row["propensity"] = round(learner.propensity.predict_one(profile.features.values(now)), 6)
+        users.append(row)
+    return sorted(users, key=lambda u: u["user_id"])
 
 
 async def run(config: ReplayConfig) -> ReplayResult:
@@ -150,12 +161,17 @@ async def run(config: ReplayConfig) -> ReplayResult:
     for record in records:
         selector.note(record)
     state = _state(config)
+    learner = Learner()
     processor = Processor(
         state,
         config.settings,
         evaluate=(lambda e: True) if config.scores else selector,
         learn=(lambda e: not selector(e)) if config.freeze_at_eval else None,
         publish_recommendations=config.redis_url is not None,
+        # In-process, ingest scores with the learner's live models: the
+        # snapshot a worker would load, without the snapshot delay.
+        models=UserModels(segments=learner.segments, propensity=learner.propensity),
+        collect_scores=config.scores,
     )
     span_start = next(r.event.ts for r in records if r.event is not None)
     span_end = max(r.event.ts for r in records if r.event is not None)
@@ -173,11 +189,12 @@ async def run(config: ReplayConfig) -> ReplayResult:
     eval_seconds = 0.0
     progress = _progress(len(records), config.progress)
     offset = 0
+    batch_no = 0
     started = time.perf_counter()
     try:
         for batch in _batches(records, config.batch_size, config.as_of):
             if not batch:
-                users_as_of = await _users(state)
+                users_as_of = await _users(state, learner, config.as_of or 0.0)
                 continue
             messages = []
             for record in batch:
@@ -193,14 +210,20 @@ async def run(config: ReplayConfig) -> ReplayResult:
             for key in ("processed", "duplicates", "already_applied"):
                 counts[key] += getattr(result, key)
             counts["dead_lettered"] += len(result.dead_letters)
+            learner.learn(result.model_rows)
+            if batch_no % TIMELINE_EVERY == 0:
+                learner.record()
+            batch_no += 1
             dead.extend(d.to_dict() for d in result.dead_letters)
             evaluated_here = 0
             for r in batch:
                 if r.event is not None:
                     catalogue.add(r.event.item_id)
+            ranks = {p.event.event_id: _rank(p) for p in result.predictions} if config.scores else {}
+            for event, values in result.scores:
+                scores.append({"event_id": event.event_id, "user_id": event.user_id, "ts": event.ts,
+                               "next_item_rank": ranks.get(event.event_id), **values})
             for p in result.predictions:
-                if config.scores:
-                    scores.append(_score_line(p))
                 if not selector(p.event) or not p.in_session:
                     continue
                 evaluated_here += 1
@@ -233,7 +256,9 @@ async def run(config: ReplayConfig) -> ReplayResult:
         if progress is not None:
             progress.close()
     elapsed = time.perf_counter() - started
-    users = users_as_of if users_as_of is not None else await _users(state)
+    learner.record()
+    users = users_as_of if users_as_of is not None else await _users(state, learner, span_end)
+    quality = await _segment_quality(state, learner, span_end, config.truth)
     await state.close()
     if counts["already_applied"]:
         counts["note"] = (
@@ -253,20 +278,52 @@ async def run(config: ReplayConfig) -> ReplayResult:
             "lists_share": round(fallback_lists / max(lists, 1), 4),
             "items_share": round(fallback_items / max(items_total, 1), 4),
         },
+        "propensity": learner.metrics.get(),
+        "segments": learner.segments.profiles(),
+        "segment_quality": quality,
         "throughput": {
             "seconds": round(elapsed, 3),
             "events_per_s": round(len(records) / max(elapsed, 1e-9), 1),
             "predictions_per_s": round(metrics.points / eval_seconds, 1) if eval_seconds else None,
         },
     }
-    return ReplayResult(metrics_doc, users, _timeline(buckets, width, span_start), dead, scores)
+    return ReplayResult(metrics_doc, users, _timeline(buckets, width, span_start), dead, scores,
+                        learner.timeline)
 
 
-def _score_line(p: Prediction) -> dict:
+async def _segment_quality(state: State, learner: Learner, now: float, truth: Path | None) -> dict:
+    """Online K-means against scikit-learn's offline KMeans on the final user
+    features (same k, same scaling), and against planted types when known."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    segments = learner.segments
+    profiles = [p async for p in state.all_profiles()]
+    if not segments.ready or len(profiles) < segments.k:
+        return {}
+    xs = [p.features.values(now) for p in profiles]
+    scale = segments.scale
+    points = [[v * s for v, s in zip(segments.transform(x), scale)] for x in xs]
+    offline = KMeans(segments.k, n_init=10, random_state=0).fit(points).inertia_
+    online = segments.inertia(xs)
+    out = {"users": len(xs), "inertia_online": round(online, 3), "inertia_offline": round(offline, 3),
+           "inertia_ratio": round(online / offline, 4) if offline else None}
+    if truth is not None:
+        planted = {}
+        for line in truth.read_bytes().splitlines():
+            row = orjson.loads(line)
+            planted[row["user_id"]] = row["type"]
+        pairs = [(planted[p.user_id], p.segment) for p in profiles
+                 if p.user_id in planted and p.segment is not None]
+        if pairs:
+            out["ari"] = round(adjusted_rand_score([t for t, _ in pairs], [s for _, s in pairs]), 4)
+            out["ari_users"] = len(pairs)
+    return out
+
+
+def _rank(p: Prediction) -> int | None:
     ranked = [r.item_id for r in p.items]
-    rank = ranked.index(p.event.item_id) + 1 if p.in_session and p.event.item_id in ranked else None
-    return {"event_id": p.event.event_id, "user_id": p.event.user_id, "ts": p.event.ts,
-            "next_item_rank": rank}
+    return ranked.index(p.event.item_id) + 1 if p.in_session and p.event.item_id in ranked else None
 
 
 def _timeline(buckets: dict[int, Bucket], width: float, start: float) -> list[dict]:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from stream.replay import ReplayResult
 
+MIN_POINTS = 20
+
 
 def _png(fig) -> str:  # type: ignore[no-untyped-def]
     buf = io.BytesIO()
@@ -27,7 +29,8 @@ def _plots(timeline: list[dict]) -> list[tuple[str, str]]:
 
     times = [datetime.fromtimestamp(t["ts"], tz=timezone.utc) for t in timeline]
     plots = []
-    scored = [(x, t) for x, t in zip(times, timeline) if t["points"]]
+    # A slice with a handful of points says nothing; keep the rest.
+    scored = [(x, t) for x, t in zip(times, timeline) if t["points"] >= MIN_POINTS]
     if scored:
         fig, ax = plt.subplots(figsize=(8, 3))
         ax.plot([x for x, _ in scored], [t["HR@20"] for _, t in scored], marker=".", label="HR@20")
@@ -54,6 +57,42 @@ def _plots(timeline: list[dict]) -> list[tuple[str, str]]:
         ax.grid(alpha=0.3)
         fig.autofmt_xdate()
         plots.append(("Replay throughput over event time", _png(fig)))
+        plt.close(fig)
+    return plots
+
+
+def _model_plots(timeline: list[dict]) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [t for t in timeline if t.get("n")]
+    plots = []
+    if points:
+        times = [datetime.fromtimestamp(t["ts"], tz=timezone.utc) for t in points]
+        fig, ax = plt.subplots(figsize=(8, 3))
+        for name in ("roc_auc", "ece", "log_loss"):
+            ax.plot(times, [t[name] if t[name] is not None else math.nan for t in points],
+                    marker=".", label=name)
+        ax.set_ylabel("prequential, cumulative")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.autofmt_xdate()
+        plots.append(("Purchase propensity: ROC AUC, calibration error, log loss", _png(fig)))
+        plt.close(fig)
+    sized = [t for t in timeline if t.get("sizes")]
+    if sized:
+        times = [datetime.fromtimestamp(t["ts"], tz=timezone.utc) for t in sized]
+        fig, ax = plt.subplots(figsize=(8, 3))
+        for k in range(max(len(t["sizes"]) for t in sized)):
+            ax.plot(times, [t["sizes"][k] if k < len(t["sizes"]) else 0 for t in sized],
+                    label=f"segment {k}")
+        ax.set_ylabel("users (recent memory)")
+        ax.legend(fontsize="small")
+        ax.grid(alpha=0.3)
+        fig.autofmt_xdate()
+        plots.append(("Segment sizes over event time", _png(fig)))
         plt.close(fig)
     return plots
 
@@ -85,10 +124,14 @@ def render(result: "ReplayResult", inputs: list[str]) -> str:
     sections = [
         f"<h1>shopstream backtest</h1><p class='lead'>{html.escape(headline)}</p>",
         "<h2>Inputs</h2><ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in inputs) + "</ul>",
-        "<h2>Figures</h2>" + _table(_flatten(m)),
+        "<h2>Figures</h2>" + _table(_flatten({k: v for k, v in m.items() if k != "segments"})),
     ]
-    for title, png in _plots(result.timeline):
+    for title, png in _plots(result.timeline) + _model_plots(result.models_timeline):
         sections.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
+    if m.get("segments"):
+        sections.append("<h2>Segments</h2>" + _table(
+            [(f"{s['segment']}: {s['name']}", f"{s['description']} ({s['size']} users)") for s in m["segments"]]
+        ))
     if result.dead_letters:
         reasons: dict[str, int] = {}
         for d in result.dead_letters:

@@ -47,6 +47,8 @@ def isolated_settings(services: Services, partitions: int = 4, **overrides: obje
         purchases=f"purchases-{tag}",
         recommendations=f"recommendations-{tag}",
         dead_letters=f"events-dlq-{tag}",
+        features=f"features-{tag}",
+        segments=f"segments-{tag}",
     )
     values: dict = dict(
         broker=services.broker,
@@ -72,6 +74,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "SHOPSTREAM_TOPIC_PURCHASES": settings.topics.purchases,
         "SHOPSTREAM_TOPIC_RECOMMENDATIONS": settings.topics.recommendations,
         "SHOPSTREAM_TOPIC_DLQ": settings.topics.dead_letters,
+        "SHOPSTREAM_TOPIC_FEATURES": settings.topics.features,
+        "SHOPSTREAM_TOPIC_SEGMENTS": settings.topics.segments,
+        "SHOPSTREAM_SNAPSHOT_EVERY": str(settings.snapshot_every),
+        "SHOPSTREAM_SNAPSHOT_INTERVAL_S": str(settings.snapshot_interval_s),
         "SHOPSTREAM_MAX_NEIGHBOURS": str(settings.max_neighbours),
         "SHOPSTREAM_REC_THROTTLE_S": str(settings.rec_throttle_s),
         "SHOPSTREAM_BATCH_MAX": str(settings.batch_max),

@@ -201,3 +201,37 @@ def test_a_worker_started_before_its_broker_and_redis_waits_and_says_why(
         for proc in (broker, redis_server):
             if proc is not None:
                 proc.stop()
+
+
+def test_ingest_scores_with_the_snapshot_the_learn_agent_publishes(
+    services: Services, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    settings = isolated_settings(services, snapshot_every=200, snapshot_interval_s=1.0)
+    create_topics(settings)
+    worker = Worker(settings, tmp_path / "worker").start()
+    try:
+        worker.wait_ready()
+        assert worker.metrics()["models_version"] == 0
+        produce(settings, "--count", "6000", "--seed", "8")
+        worker.wait_received(6000)
+        # The learn agent publishes to Redis; ingest loads it on its timer.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and worker.metrics()["models_version"] < 2:
+            time.sleep(0.5)
+        metrics = worker.metrics()
+        assert metrics["models_version"] >= 2, worker.log_tail()
+        assert int(redis_client.get(f"{settings.prefix}models:version")) >= metrics["models_version"]
+        assert metrics["propensity"]["n"] > 0
+        status, segments = worker.get("/segments")
+        assert status == 200 and len(segments["segments"]) == 5
+        assert all(s["name"] and s["description"] for s in segments["segments"])
+        # Users seen after the pick-up carry a segment and a propensity.
+        produce(settings, "--count", "3000", "--seed", "9")
+        worker.wait_received(9000)
+        changes = read_topic(settings, settings.topics.segments, timeout=10)
+        assert changes and all(c["change_id"] == f"seg:{c['event_id']}" for c in changes)
+        status, user = worker.get(f"/users/{changes[-1]['user_id']}")
+        assert status == 200 and user["segment"]["segment"] == changes[-1]["segment"]
+        assert 0.0 <= user["propensity"] <= 1.0 and user["features"]["events"] >= 1
+    finally:
+        worker.stop()

@@ -1,0 +1,110 @@
+"""The global user models and what trains them: the learn agent's logic.
+
+Ingest workers score users with a snapshot of :class:`UserModels` and emit
+:class:`ModelRow` s: an ``example`` (a user's features when scored, with the
+propensity given), a ``purchase`` (which turns the user's pending examples
+into positives) and a ``user`` row (a user's features at the start of a
+session, for K-means). A single :class:`Learner` (the learn agent on the
+one-partition ``features`` topic, or replay in-process) resolves labels on
+event time, trains, keeps prequential metrics and hands out new snapshots.
+
+Labels are resolved here rather than on the ingest side because a label
+needs the user's later events and the passing of event time across the
+whole stream; one ordered consumer sees both, and a worker never has to
+hold examples for users that a rebalance moves away from it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+from models.calibration import ProbabilityMetrics
+from models.propensity import WINDOW_S, LabelledRow, PendingLabels, PurchasePropensity
+from models.segments import UserSegments
+
+EXAMPLE, PURCHASE, USER = "example", "purchase", "user"
+
+
+@dataclass(slots=True)
+class ModelRow:
+    kind: str  # example | purchase | user
+    user_id: str
+    event_id: str
+    ts: float
+    x: dict[str, float] | None = None
+    p: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelRow":
+        return cls(d["kind"], d["user_id"], d["event_id"], d["ts"], d.get("x"), d.get("p"))
+
+
+@dataclass
+class UserModels:
+    """What ingest scores with: a versioned copy of the global models."""
+
+    version: int = 0
+    segments: UserSegments = field(default_factory=UserSegments)
+    propensity: PurchasePropensity = field(default_factory=PurchasePropensity)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    names: dict[int, str] = field(default_factory=dict)
+
+    def segment_name(self, segment: int) -> str | None:
+        return self.names.get(segment)
+
+
+@dataclass
+class Learner:
+    """Resolves labels, trains the global models, keeps prequential metrics."""
+
+    segments: UserSegments = field(default_factory=UserSegments)
+    propensity: PurchasePropensity = field(default_factory=PurchasePropensity)
+    pending: PendingLabels = field(default_factory=lambda: PendingLabels(window_s=WINDOW_S))
+    metrics: ProbabilityMetrics = field(default_factory=ProbabilityMetrics)
+    version: int = 0
+    updates: int = 0
+    watermark: float = 0.0
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+
+    def learn(self, rows: Iterable[ModelRow]) -> list[LabelledRow]:
+        """Learn from rows in arrival order; return the labels resolved."""
+        resolved: list[LabelledRow] = []
+        for row in rows:
+            if row.ts > self.watermark:
+                self.watermark = row.ts
+            if row.kind == EXAMPLE and row.x is not None:
+                self.pending.add(row.user_id, row.event_id, row.ts, row.x, row.p)
+            elif row.kind == PURCHASE:
+                resolved += self.pending.on_purchase(row.user_id, row.ts)
+            elif row.kind == USER and row.x is not None:
+                self.segments.learn_one(row.x, key=row.user_id)
+                self.updates += 1
+        resolved += self.pending.resolve(self.watermark)
+        for label in resolved:
+            if label.p is not None:
+                self.metrics.update(label.y, label.p)
+            self.propensity.learn_one(label.x, label.y)
+            self.updates += 1
+        return resolved
+
+    def record(self) -> None:
+        """Add the current metrics to the timeline (for the report's plots)."""
+        point = {"ts": self.watermark, **self.metrics.get(), "sizes": self.segments.sizes}
+        self.timeline.append(point)
+
+    def snapshot(self) -> UserModels:
+        """A new version of the models, independent of further learning."""
+        self.version += 1
+        segments = copy.deepcopy(self.segments)
+        return UserModels(
+            version=self.version,
+            segments=segments,
+            propensity=copy.deepcopy(self.propensity),
+            metrics=self.metrics.get(),
+            names={p["segment"]: p["name"] for p in segments.profiles()},
+        )

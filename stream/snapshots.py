@@ -1,0 +1,53 @@
+"""Versioned model snapshots in Redis: written by the learn agent, read by ingest.
+
+The learn agent saves the global models every N updates or T seconds under
+``models:snapshot`` with a version; ingest workers check the version key on a
+timer (one small GET) and load the snapshot only when it is newer, so no event
+ever waits on a model round trip.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from stream.config import Settings
+
+
+class SnapshotStore:
+    def __init__(self, settings: Settings, client: aioredis.Redis) -> None:
+        self.client = client
+        self.snapshot_key = f"{settings.prefix}models:snapshot"
+        self.version_key = f"{settings.prefix}models:version"
+        self.learner_key = f"{settings.prefix}models:learner"
+
+    async def save(self, version: int, models: Any) -> None:
+        """Store ``models`` as ``version``; both keys change in one transaction."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(self.snapshot_key, pickle.dumps((version, models), protocol=pickle.HIGHEST_PROTOCOL))
+        pipe.set(self.version_key, version)
+        await pipe.execute()
+
+    async def version(self) -> int:
+        raw = await self.client.get(self.version_key)
+        return int(raw) if raw is not None else 0
+
+    async def load_newer(self, than: int) -> tuple[int, Any] | None:
+        """The stored (version, models) if newer than ``than``, else None."""
+        if await self.version() <= than:
+            return None
+        raw = await self.client.get(self.snapshot_key)
+        if raw is None:
+            return None
+        version, models = pickle.loads(raw)
+        return (version, models) if version > than else None
+
+    async def save_learner(self, learner: Any) -> None:
+        """The learn agent's whole state (pending labels, metrics), for its restart."""
+        await self.client.set(self.learner_key, pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL))
+
+    async def load_learner(self) -> Any | None:
+        raw = await self.client.get(self.learner_key)
+        return None if raw is None else pickle.loads(raw)
