@@ -206,6 +206,13 @@ def produce(settings: Settings, messages: Iterable[tuple[str, bytes | None, byte
     return n
 
 
+def _decoded(value: bytes) -> dict:
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return {"undecodable": value}
+
+
 def read_topic(settings: Settings, topic: str, expect: int | None = None, timeout: float = 30.0) -> list[dict]:
     """All messages of ``topic`` from the beginning, as decoded JSON; stops at
     ``expect`` messages or after ``timeout`` seconds."""
@@ -224,7 +231,7 @@ def read_topic(settings: Settings, topic: str, expect: int | None = None, timeou
         while time.monotonic() < deadline:
             batch = consumer.poll(timeout_ms=500)
             for records in batch.values():
-                out.extend(orjson.loads(r.value) for r in records)
+                out.extend(_decoded(r.value) for r in records)
             if expect is not None and len(out) >= expect:
                 break
             if expect is None and not batch and out:
