@@ -138,5 +138,5 @@ class ProbabilityMetrics:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ProbabilityMetrics":
+    def from_dict(cls, data: dict[str, Any]) -> ProbabilityMetrics:
         return cls(**data)

@@ -23,7 +23,8 @@ True
 Semantics worth knowing:
 
 * **Sessions** are the caller's: ``new_session`` says whether this event
-  opens one (``UserProfile.learn_one`` returns exactly that).
+  opens one (``UserProfile.learn_one`` returns exactly that); a user's
+  first event always does.
 * **Orders**: an order is a session with at least one purchase (the
   contract's ``order_id`` is optional), so ``mean_order_value`` is revenue
   per buying session.
@@ -142,8 +143,14 @@ class UserFeatures:
                 self.category_keys.append(key)
 
     def values(self, now: float) -> dict[str, float]:
-        """The features as of event time ``now`` (epoch seconds); see ``FEATURE_NAMES``.
+        """The features as of event time ``now`` (epoch seconds), named as in ``FEATURE_NAMES``.
 
+        Units: ``recency_days`` and ``age_days`` (since first seen) in days,
+        ``session_gap_*_h`` in hours (between one session's last event and
+        the next one's first), ``sessions_per_week`` is return visits per
+        week since first seen, ``mean_price`` the mean price of every priced
+        event (views included), ``session_*`` count the current session,
+        ``recent_cart_share`` the carts among the last ``last_n`` events.
         Ratios of an empty denominator are 0; ``now`` before the last event
         gives recency 0, never a negative one."""
         last = self.last_ts if self.last_ts is not None else now
@@ -187,5 +194,5 @@ class UserFeatures:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "UserFeatures":
+    def from_dict(cls, data: dict[str, Any]) -> UserFeatures:
         return cls(**data)

@@ -3,10 +3,12 @@
 **Label.** An example is a user's features right after a ``view``, ``click``
 or ``cart`` event at event time ``ts``. It is positive when the same user
 makes a purchase at event time ``t`` with ``ts <= t <= ts + window_s``
-(24 h by default), negative otherwise. The window holds the rest of the
-current session (sessions end after 30 minutes of silence, far inside it)
-and the next 24 h of event time; a purchase stamped before the scored event
-(arriving out of order) does not count for it.
+(24 h by default), negative otherwise: the window holds the rest of the
+current session (sessions end after 30 minutes of silence; one lasting
+beyond 24 h is cut there) and the next 24 h of event time. A purchase
+stamped before the scored event (arriving out of order) does not count for
+it. Labels are final only when the window closes, so the model learns each
+example then, positives included (see ``PendingLabels.hold_positives``).
 
 ``PurchasePropensity`` is river's ``StandardScaler | LogisticRegression`` over
 ``PROPENSITY_FEATURES`` (counts and money as ``log1p``, ratios as they are).
@@ -18,8 +20,8 @@ and overall, and hands them back as ``LabelledRow`` when resolved.
 True
 >>> pending.add("u2", "e2", 150.0, {"session_carts": 0.0})
 True
->>> [(r.event_id, r.y) for r in pending.on_purchase("u1", 400.0)]  # converted, final at 3700
-[('e1', True)]
+>>> pending.on_purchase("u1", 400.0)  # e1 is positive, handed back when its window closes
+[]
 >>> pending.resolve(3000.0)
 []
 >>> [(r.event_id, r.y) for r in pending.resolve(3751.0)]
@@ -73,7 +75,9 @@ PROPENSITY_FEATURES: tuple[tuple[str, str], ...] = (
 )
 
 
-def transform(x: dict[str, float], features: tuple[tuple[str, str], ...] = PROPENSITY_FEATURES) -> dict[str, float]:
+def transform(
+    x: dict[str, float], features: tuple[tuple[str, str], ...] = PROPENSITY_FEATURES
+) -> dict[str, float]:
     """The model's inputs from a ``UserFeatures.values`` dict (missing features are 0)."""
     out = {}
     for name, kind in features:
@@ -87,10 +91,13 @@ class PurchasePropensity:
     """Online logistic regression on scaled features: ``predict_one`` is P(purchase).
 
     Learns with SGD at rate ``lr`` and ``l2`` shrinkage; deterministic, and
-    picklable (river objects and plain fields only)."""
+    picklable (river objects and plain fields only). It says 0.5 before any
+    label and little better before ``warmup`` labelled rows: ``ready`` tells
+    when its estimates are worth showing (and scoring in the metrics)."""
 
-    lr: float = 0.01
+    lr: float = 0.002
     l2: float = 0.0
+    warmup: int = 1000
     features: tuple[tuple[str, str], ...] = PROPENSITY_FEATURES
     learnt: int = 0
     model: Any = None
@@ -100,6 +107,10 @@ class PurchasePropensity:
             self.model = preprocessing.StandardScaler() | linear_model.LogisticRegression(
                 optimizer=optim.SGD(self.lr), l2=self.l2, intercept_lr=self.lr
             )
+
+    @property
+    def ready(self) -> bool:
+        return self.learnt >= self.warmup
 
     def predict_one(self, x: dict[str, float]) -> float:
         return self.model.predict_proba_one(transform(x, self.features)).get(True, 0.5)
@@ -127,7 +138,7 @@ class LabelledRow:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LabelledRow":
+    def from_dict(cls, data: dict[str, Any]) -> LabelledRow:
         return cls(**data)
 
 
@@ -145,21 +156,22 @@ class PendingLabels:
     the user's previous example is at least ``min_gap_s`` older; otherwise it
     is counted in ``skipped`` (sample, spacing) or ``dropped`` (caps).
 
-    ``on_purchase`` returns the user's examples that the purchase makes
-    positive. With ``hold_positives`` (the default) they stay pending and
-    ``resolve(now_ts)`` returns every example whose window closed more than
-    ``grace_s`` before ``now_ts``, positive or negative, in deadline order:
-    **learn from ``resolve`` only**, and use ``on_purchase`` for what just
-    converted. Without it, positives leave at once (learn from both); early
-    positives and 24 h-late negatives then reach the learner out of balance,
-    which cost calibration in the issue 4 measurements. ``now_ts`` is event
-    time (the batch's latest ``ts``); ``grace_s`` leaves room for purchases
-    that arrive late from another topic.
+    ``on_purchase`` marks the user's examples whose window holds the
+    purchase as positive; ``resolve(now_ts)`` hands back every example whose
+    window closed more than ``grace_s`` before ``now_ts`` (event time, e.g.
+    the batch's latest ``ts``; the grace leaves room for purchases arriving
+    late from another topic), positive or negative, in deadline order. Both
+    return the rows to learn now: with ``hold_positives`` (the default)
+    ``on_purchase`` returns none and positives wait for their window to close
+    like negatives; without it, they are returned at once. Early positives
+    with 24 h-late negatives reach the learner out of balance, which cost
+    calibration in the issue 4 measurements. ``converted`` counts the
+    examples turned positive.
     """
 
     window_s: float = WINDOW_S
     grace_s: float = 0.0
-    sample: float = 0.25
+    sample: float = 1.0
     min_gap_s: float = 0.0
     max_per_user: int = 64
     max_total: int = 100_000
@@ -168,6 +180,7 @@ class PendingLabels:
     total: int = 0
     skipped: int = 0
     dropped: int = 0
+    converted: int = 0
     # (deadline, user_id, event_id); entries of rows that left early (positives
     # without hold_positives) stay until their deadline and are skipped then.
     _deadlines: list[tuple[float, str, str]] = field(default_factory=list, init=False, repr=False)
@@ -180,7 +193,9 @@ class PendingLabels:
     def _push(self, user_id: str, row: dict[str, Any]) -> None:
         heapq.heappush(self._deadlines, (row["ts"] + self.window_s, user_id, row["event_id"]))
 
-    def add(self, user_id: str, event_id: str, ts: float, x: dict[str, float], p: float | None = None) -> bool:
+    def add(
+        self, user_id: str, event_id: str, ts: float, x: dict[str, float], p: float | None = None
+    ) -> bool:
         """Hold an example scored at ``ts`` (``p``: the propensity given); return whether it was kept."""
         if self.sample < 1.0 and zlib.crc32(event_id.encode("utf-8")) / 2**32 >= self.sample:
             self.skipped += 1
@@ -199,14 +214,18 @@ class PendingLabels:
         return True
 
     def on_purchase(self, user_id: str, ts: float) -> list[LabelledRow]:
-        """The user's examples that a purchase at ``ts`` makes positive (``ts`` in their window)."""
+        """Mark the user's examples whose window holds ``ts`` positive; return
+        them if they are released at once (not ``hold_positives``), else []."""
         rows = self.pending.get(user_id)
         if not rows:
             return []
         hit = [r for r in rows if not r["y"] and r["ts"] <= ts <= r["ts"] + self.window_s]
         for r in hit:
             r["y"] = True
-        if not self.hold_positives and hit:
+        self.converted += len(hit)
+        if self.hold_positives:
+            return []
+        if hit:
             keep = [r for r in rows if not r["y"]]
             if keep:
                 self.pending[user_id] = keep
@@ -244,8 +263,9 @@ class PendingLabels:
             "hold_positives": self.hold_positives,
             "pending": {u: [dict(r, x=dict(r["x"])) for r in rows] for u, rows in self.pending.items()},
             "total": self.total, "skipped": self.skipped, "dropped": self.dropped,
+            "converted": self.converted,
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PendingLabels":
+    def from_dict(cls, data: dict[str, Any]) -> PendingLabels:
         return cls(**data)

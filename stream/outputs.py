@@ -133,15 +133,18 @@ class UserView:
 
     def to_dict(self) -> dict[str, Any]:
         p = self.profile
+        x = p.features.values(p.last_seen or 0.0)
+        # Against the current centroids, with hysteresis from the stored segment.
+        current = self.models.segments.assign(x, p.segment)
         segment = None
-        if p.segment is not None:
+        if current is not None:
             profiles = {s["segment"]: s for s in self.models.segments.profiles()}
-            segment = profiles.get(p.segment, {"segment": p.segment})
+            segment = profiles.get(current, {"segment": current})
         return {
             **p.summary(),
             "segment": segment,
             "propensity": p.propensity,
-            "features": p.features.values(p.last_seen or 0.0),
+            "features": x,
             "recent_items": list(reversed(p.recent)),
             "models_version": self.models.version,
         }

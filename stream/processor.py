@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
 
 from models.cooccurrence import Recommendation
-from models.profile import UserProfile
+from models.profile import SESSION_GAP_S, UserProfile
 from stream.config import Settings
 from stream.events import Event, InvalidEvent, decode
 from stream.learner import EXAMPLE, PURCHASE, USER, ModelRow, UserModels
@@ -135,7 +135,10 @@ class Processor:
     ) -> BatchResult:
         """Run one decoded batch against a fresh view of the state (no commit)."""
         partitions = sorted({(m.topic, m.partition) for _, m in decoded})
-        view = await self.state.load([e for e, _ in decoded], partitions)
+        watermark = max((e.ts for e, _ in decoded), default=0.0)
+        view = await self.state.load(
+            [e for e, _ in decoded], partitions, close_before=watermark - SESSION_GAP_S
+        )
         result = BatchResult(dead_letters=list(dead), view=view)
         last_event: dict[str, Event] = {}
         for event, message in decoded:
@@ -156,8 +159,11 @@ class Processor:
             if applied:
                 result.processed += 1
                 last_event[event.user_id] = event
+                last_seen = view.profiles[event.user_id].last_seen
+                view.opened[message.partition, event.user_id] = last_seen or event.ts
             else:
                 result.duplicates += 1
+        self._close_quiet_sessions(view, last_event, watermark, result)
         if self.publish_recommendations:
             self._recommend_after(view, last_event, result)
         return result
@@ -174,6 +180,9 @@ class Processor:
             items = [] if new_session else self.recommend(view, profile, explain=False)
             result.predictions.append(Prediction(event, items, not new_session))
         session = [] if new_session else profile.session_items()
+        learning = self.learn is None or self.learn(event)
+        if new_session and profile.last_seen is not None:
+            self._close_session(event, profile, learning, result)
         profile.learn_one(
             event.type,
             event.item_id,
@@ -185,8 +194,7 @@ class Processor:
             category=event.category,
         )
         view.dirty_users.add(event.user_id)
-        learning = self.learn is None or self.learn(event)
-        self._score_user(event, profile, new_session, learning, result)
+        self._score_event(event, profile, learning, result)
         if learning:
             pairs, occurrence = view.cooccurrence.learn_one(session, event.item_id, event.type, event.ts)
             increment = view.popularity.learn_one(event.item_id, event.ts)
@@ -197,35 +205,64 @@ class Processor:
                 view.popular.append((event.item_id, increment))
         return True
 
-    def _score_user(
-        self, event: Event, profile: UserProfile, new_session: bool, learning: bool,
-        result: BatchResult,
+    def _close_session(
+        self, event: Event, profile: UserProfile, learning: bool, result: BatchResult
     ) -> None:
-        """Propensity and segment from the current model snapshot, and the
-        rows the learner trains on."""
+        """The user's previous session has closed (this event opens a new one)."""
+        self._session_closed(profile, event.event_id, event.ts, learning, result)
+
+    def _close_quiet_sessions(
+        self, view: BatchView, active: dict[str, Event], watermark: float, result: BatchResult
+    ) -> None:
+        """Close the sessions of users silent for longer than a session gap, as
+        of the batch's event time: users who never come back are learnt too."""
+        for user_id, (partition, profile) in view.due.items():
+            if user_id in active or profile.last_seen is None:
+                continue  # seen in this batch: still open, or closed by its event
+            ts = profile.last_seen + SESSION_GAP_S
+            close_id = f"close:{user_id}:{profile.last_seen!r}"
+            self._session_closed(profile, close_id, ts, self.learn is None, result)
+            view.profiles.setdefault(user_id, profile)
+            view.dirty_users.add(user_id)
+            view.closed.add((partition, user_id))
+
+    def _session_closed(
+        self, profile: UserProfile, event_id: str, ts: float, learning: bool, result: BatchResult
+    ) -> None:
+        """A closed session's final features train the segments and place the user."""
         models = self.models
-        x = profile.features.values(event.ts)
-        rows = result.model_rows if learning else []
+        x = profile.features.values(profile.last_seen or ts)
+        if learning:
+            result.model_rows.append(ModelRow(USER, profile.user_id, event_id, ts, x))
+        segment = models.segments.assign(x, profile.segment)
+        if segment is not None and segment != profile.segment:
+            result.segment_changes.append(
+                SegmentChange(profile.user_id, event_id, ts, segment, profile.segment,
+                              models.segment_name(segment))
+            )
+            profile.segment = segment
+
+    def _score_event(
+        self, event: Event, profile: UserProfile, learning: bool, result: BatchResult
+    ) -> None:
+        """Propensity from the current model snapshot, and the rows the learner
+        resolves labels from. Features and scores are computed only where
+        something needs them: they are the costly part of an event."""
         uid, eid, ts = event.user_id, event.event_id, event.ts
-        if new_session:
-            rows.append(ModelRow(USER, uid, eid, ts, x))
+        rows = result.model_rows if learning else []
         scores: dict[str, float] = {}
         if event.type == "purchase":
             rows.append(ModelRow(PURCHASE, uid, eid, ts))
         else:
-            p = models.propensity.predict_one(x)
-            profile.propensity = scores["propensity"] = p
             last = profile.last_example_ts
-            if last is None or ts - last >= EXAMPLE_GAP_S or ts < last:
-                profile.last_example_ts = ts
-                rows.append(ModelRow(EXAMPLE, uid, eid, ts, x, p))
-        if new_session or event.type == "purchase":
-            segment = models.segments.assign(x, profile.segment)
-            if segment is not None and segment != profile.segment:
-                result.segment_changes.append(
-                    SegmentChange(uid, eid, ts, segment, profile.segment, models.segment_name(segment))
-                )
-                profile.segment = segment
+            example = last is None or ts - last >= EXAMPLE_GAP_S or ts < last
+            if example or self.collect_scores:
+                x = profile.features.values(ts)
+                p = self.models.propensity.predict_one(x)
+                profile.propensity = scores["propensity"] = p
+                if example:
+                    profile.last_example_ts = ts
+                    rows.append(ModelRow(EXAMPLE, uid, eid, ts, x, p))
         if self.collect_scores:
             result.scores.append((event, scores))
 
@@ -247,8 +284,12 @@ class Processor:
         """Each user's recommendations as of their last event in the batch;
         published unless the user had some published within the throttle."""
         throttle = self.settings.rec_throttle_s
+        propensity = self.models.propensity
         for user_id, event in last_event.items():
-            items = self.recommend(view, view.profiles[user_id])
+            profile = view.profiles[user_id]
+            if event.type != "purchase":
+                profile.propensity = propensity.predict_one(profile.features.values(event.ts))
+            items = self.recommend(view, profile)
             recs = UserRecommendations(
                 user_id, event.event_id, event.ts, items,
                 fallback=not any(r.because for r in items),

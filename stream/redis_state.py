@@ -11,6 +11,8 @@ Keys (all under ``SHOPSTREAM_PREFIX``, ``ss:`` by default):
 ``item-occurrences``             hash: item -> weighted occurrences
 ``popular``                      sorted set: item -> decayed popularity
 ``offset:{topic}:{partition}``   last input offset applied to this state
+``open-sessions:{partition}``    sorted set: user -> last event time, for users
+                                 whose session has not been closed yet
 ===============================  =============================================
 
 A batch is read with two round trips (users and offsets, then a Lua script
@@ -53,8 +55,15 @@ class RedisKeys:
     def neighbours(self, item_id: str) -> str:
         return f"{self.prefix}item:{item_id}:next"
 
+    def open_sessions(self, partition: int) -> str:
+        return f"{self.prefix}open-sessions:{partition}"
+
     def offset(self, tp: TopicPartition) -> str:
         return f"{self.prefix}offset:{tp[0]}:{tp[1]}"
+
+
+# Quiet sessions closed per partition and batch at most (the rest wait for the next).
+CLOSE_PER_BATCH = 500
 
 
 def _pairs(flat: list | dict) -> Iterator[tuple[str, float]]:
@@ -83,15 +92,28 @@ class RedisState:
     async def ping(self) -> bool:
         return bool(await self.client.ping())
 
-    async def load(self, events: Sequence[Event], partitions: Sequence[TopicPartition]) -> BatchView:
+    async def load(
+        self, events: Sequence[Event], partitions: Sequence[TopicPartition], close_before: float
+    ) -> BatchView:
         keys = self.keys
         users = list(dict.fromkeys(e.user_id for e in events))
         offset_keys = [keys.offset(tp) for tp in partitions]
+        numbers = sorted({p for _, p in partitions})
         pipe = self.client.pipeline(transaction=False)
         pipe.mget(offset_keys or [keys.offset(("-", 0))])
         pipe.mget([keys.user(u) for u in users] or [keys.user("-")])
         pipe.mget([keys.recs(u) for u in users] or [keys.recs("-")])
-        offsets_raw, profiles_raw, recs_raw = await pipe.execute()
+        for partition in numbers:
+            pipe.zrangebyscore(keys.open_sessions(partition), "-inf", f"({close_before!r}",
+                               start=0, num=CLOSE_PER_BATCH)
+        offsets_raw, profiles_raw, recs_raw, *quiet = await pipe.execute()
+        due_ids = [(p, m.decode()) for p, members in zip(numbers, quiet) for m in members]
+        due: dict[str, tuple[int, UserProfile]] = {}
+        if due_ids:
+            docs = await self.client.mget([keys.user(u) for _, u in due_ids])
+            for (partition, user_id), raw in zip(due_ids, docs):
+                if raw is not None:
+                    due[user_id] = (partition, UserProfile.from_dict(orjson.loads(raw)))
 
         profiles: dict[str, UserProfile] = {}
         last_published: dict[str, float] = {}
@@ -134,6 +156,7 @@ class RedisState:
             popularity=popularity,
             offsets={tp: int(raw) for tp, raw in zip(partitions, offsets_raw) if raw is not None},
             last_published=last_published,
+            due=due,
             token={tp: raw for tp, raw in zip(partitions, offsets_raw)},
         )
 
@@ -170,6 +193,8 @@ class RedisState:
             "occ": [(i, repr(w)) for i, w in occurrences.items()],
             "pop_key": keys.popular,
             "pop": [(i, repr(w)) for i, w in popular.items()],
+            "opened": [(keys.open_sessions(p), u, repr(ts)) for (p, u), ts in view.opened.items()],
+            "closed": [(keys.open_sessions(p), u) for p, u in view.closed],
             "trim": list({keys.neighbours(s) for s, _ in pairs}),
             "keep": self.settings.max_neighbours,
         }

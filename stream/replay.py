@@ -148,9 +148,13 @@ async def _users(state: State, learner: Learner, now: float) -> list[dict]:
     users = []
     async for profile in state.all_profiles():
         row = profile.summary()
-        row["segment"] = profile.segment
-        row["segment_name"] = names.get(profile.segment) if profile.segment is not None else None
-        row["propensity"] = round(learner.propensity.predict_one(profile.features.values(now)), 6)
+        x = profile.features.values(now)
+        # Placed again against the final centroids (hysteresis from the stored one).
+        segment = learner.segments.assign(x, profile.segment)
+        row["segment"] = segment
+        row["segment_name"] = names.get(segment) if segment is not None else None
+        p = learner.propensity.predict_one(x)
+        row["propensity"] = round(p, 6) if p is not None else None
         users.append(row)
     return sorted(users, key=lambda u: u["user_id"])
 
@@ -313,8 +317,8 @@ async def _segment_quality(state: State, learner: Learner, now: float, truth: Pa
         for line in truth.read_bytes().splitlines():
             row = orjson.loads(line)
             planted[row["user_id"]] = row["type"]
-        pairs = [(planted[p.user_id], p.segment) for p in profiles
-                 if p.user_id in planted and p.segment is not None]
+        assigned = [(p.user_id, segments.assign(x, p.segment)) for p, x in zip(profiles, xs)]
+        pairs = [(planted[u], s) for u, s in assigned if u in planted and s is not None]
         if pairs:
             out["ari"] = round(adjusted_rand_score([t for t, _ in pairs], [s for _, s in pairs]), 4)
             out["ari_users"] = len(pairs)

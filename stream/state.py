@@ -9,6 +9,7 @@ what it changed; the store then persists the journal in one transaction
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol, Sequence
 
@@ -39,7 +40,37 @@ class BatchView:
     latest: dict[str, UserRecommendations] = field(default_factory=dict)
     published: dict[str, float] = field(default_factory=dict)
     new_offsets: dict[TopicPartition, int] = field(default_factory=dict)
-    token: Any = None  # the store's own handle for this batch (e.g. a WATCHing pipeline)
+    # Sessions: users whose last event (per partition) is too old for their
+    # session to be open still, loaded for closing; and the changes to the
+    # open-sessions index (user -> last seen) this batch makes.
+    due: dict[str, tuple[int, UserProfile]] = field(default_factory=dict)
+    opened: dict[tuple[int, str], float] = field(default_factory=dict)
+    closed: set[tuple[int, str]] = field(default_factory=set)
+    token: Any = None  # the store's own handle for this batch
+
+
+class OpenSessions:
+    """Users by the time of their last event, to find sessions gone quiet."""
+
+    def __init__(self) -> None:
+        self.last_seen: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []
+
+    def touch(self, user_id: str, last_seen: float) -> None:
+        self.last_seen[user_id] = last_seen
+        heapq.heappush(self._heap, (last_seen, user_id))
+
+    def close(self, user_id: str) -> None:
+        self.last_seen.pop(user_id, None)
+
+    def due(self, before: float) -> list[str]:
+        """Users last seen before ``before`` (each returned once until touched again)."""
+        out = []
+        while self._heap and self._heap[0][0] < before:
+            ts, user_id = heapq.heappop(self._heap)
+            if self.last_seen.get(user_id) == ts:
+                out.append(user_id)
+        return out
 
 
 def new_cooccurrence(settings: Settings) -> ItemCooccurrence:
@@ -55,8 +86,12 @@ class State(Protocol):
 
     settings: Settings
 
-    async def load(self, events: Sequence[Event], partitions: Sequence[TopicPartition]) -> BatchView:
-        """The state this batch needs (profiles, item rows, offsets)."""
+    async def load(
+        self, events: Sequence[Event], partitions: Sequence[TopicPartition], close_before: float
+    ) -> BatchView:
+        """The state this batch needs (profiles, item rows, offsets), and the
+        users of these partitions whose session was last active before
+        ``close_before``."""
         ...
 
     async def commit(self, view: BatchView) -> bool:
@@ -85,8 +120,15 @@ class MemoryState:
         self.offsets: dict[TopicPartition, int] = {}
         self.latest: dict[str, UserRecommendations] = {}
         self.last_published: dict[str, float] = {}
+        self.sessions: dict[int, OpenSessions] = {}
 
-    async def load(self, events: Sequence[Event], partitions: Sequence[TopicPartition]) -> BatchView:
+    async def load(
+        self, events: Sequence[Event], partitions: Sequence[TopicPartition], close_before: float
+    ) -> BatchView:
+        due: dict[str, tuple[int, UserProfile]] = {}
+        for partition in sorted({p for _, p in partitions}):
+            for user_id in self.sessions.setdefault(partition, OpenSessions()).due(close_before):
+                due[user_id] = (partition, self.profiles[user_id])
         return BatchView(
             profiles=self.profiles,
             cooccurrence=self.cooccurrence,
@@ -94,9 +136,14 @@ class MemoryState:
             offsets=self.offsets,
             last_published=self.last_published,
             journal=False,
+            due=due,
         )
 
     async def commit(self, view: BatchView) -> bool:
+        for (partition, user_id), last_seen in view.opened.items():
+            self.sessions.setdefault(partition, OpenSessions()).touch(user_id, last_seen)
+        for partition, user_id in view.closed:
+            self.sessions.setdefault(partition, OpenSessions()).close(user_id)
         self.cooccurrence.trim(view.touched_items)
         self.offsets.update(view.new_offsets)
         self.latest.update(view.latest)

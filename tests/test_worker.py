@@ -203,6 +203,13 @@ def test_a_worker_started_before_its_broker_and_redis_waits_and_says_why(
                 proc.stop()
 
 
+def wait_for_version(worker: Worker, version: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and worker.metrics()["models_version"] < version:
+        time.sleep(0.5)
+    assert worker.metrics()["models_version"] >= version, worker.log_tail()
+
+
 def test_ingest_scores_with_the_snapshot_the_learn_agent_publishes(
     services: Services, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
@@ -215,23 +222,30 @@ def test_ingest_scores_with_the_snapshot_the_learn_agent_publishes(
         produce(settings, "--count", "6000", "--seed", "8")
         worker.wait_received(6000)
         # The learn agent publishes to Redis; ingest loads it on its timer.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and worker.metrics()["models_version"] < 2:
+        wait_for_version(worker, 1)
+        assert int(redis_client.get(f"{settings.prefix}models:version")) >= 1
+        deadline = time.monotonic() + 60  # segments exist once K-means has its first points
+        while time.monotonic() < deadline and not worker.get("/segments")[1]["segments"]:
             time.sleep(0.5)
-        metrics = worker.metrics()
-        assert metrics["models_version"] >= 2, worker.log_tail()
-        assert int(redis_client.get(f"{settings.prefix}models:version")) >= metrics["models_version"]
-        assert metrics["propensity"]["n"] > 0
         status, segments = worker.get("/segments")
         assert status == 200 and len(segments["segments"]) == 5
         assert all(s["name"] and s["description"] for s in segments["segments"])
-        # Users seen after the pick-up carry a segment and a propensity.
-        produce(settings, "--count", "3000", "--seed", "9")
-        worker.wait_received(9000)
+        # More traffic, more learning: a newer snapshot replaces the first.
+        produce(settings, "--count", "20000", "--seed", "9")
+        worker.wait_received(26000)
+        wait_for_version(worker, 2)
+        # Labels resolve a day of event time after scoring: prequential metrics follow.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not worker.metrics()["propensity"].get("n"):
+            time.sleep(0.5)
+        assert worker.metrics()["propensity"]["n"] > 0, worker.metrics()
         changes = read_topic(settings, settings.topics.segments, timeout=10)
         assert changes and all(c["change_id"] == f"seg:{c['event_id']}" for c in changes)
-        status, user = worker.get(f"/users/{changes[-1]['user_id']}")
-        assert status == 200 and user["segment"]["segment"] == changes[-1]["segment"]
+        last = changes[-1]  # a user's changes share one partition: this is their latest
+        stored = orjson.loads(redis_client.get(f"{settings.prefix}user:{last['user_id']}"))
+        assert stored["segment"] == last["segment"]
+        status, user = worker.get(f"/users/{last['user_id']}")
+        assert status == 200 and user["segment"]["name"] and user["segment"]["description"]
         assert 0.0 <= user["propensity"] <= 1.0 and user["features"]["events"] >= 1
     finally:
         worker.stop()
