@@ -29,7 +29,7 @@ from stream.outputs import Message, UserView
 from stream.processor import BatchResult, Processor
 from stream.redis_state import RedisState
 from stream.snapshots import SnapshotStore
-from stream.startup import wait_for_broker
+from stream.startup import create_topics, wait_for_broker
 
 log = logging.getLogger("shopstream")
 
@@ -95,6 +95,7 @@ RETRY_MAX_S = 10.0
 @app.on_worker_init.connect
 def _wait_for_broker(app: faust.App, **kwargs: object) -> None:
     wait_for_broker(settings)
+    create_topics(settings)
 
 
 async def publish(result: BatchResult) -> None:
@@ -110,7 +111,9 @@ async def publish(result: BatchResult) -> None:
         pending.append(await segments_topic.send(key=change.user_id.encode(), value=change.to_json()))
     if result.model_rows:
         rows = orjson.dumps([row.to_dict() for row in result.model_rows])
-        pending.append(await features_topic.send(key=None, value=rows))
+        # One fixed key: every row reaches the same partition, hence one learner,
+        # even if the topic was created with more partitions than asked for.
+        pending.append(await features_topic.send(key=b"learner", value=rows))
     if pending:
         await asyncio.gather(*pending)
 

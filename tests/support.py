@@ -92,9 +92,11 @@ def create_topics(settings: Settings) -> None:
             settings.topics.recommendations,
             settings.topics.dead_letters,
         ]
-        for name in names:
+        wanted = {name: settings.partitions for name in names}
+        wanted[settings.topics.features] = 1
+        for name, partitions in wanted.items():
             try:
-                admin.create_topics([NewTopic(name, settings.partitions, 1)])
+                admin.create_topics([NewTopic(name, partitions, 1)])
             except TopicAlreadyExistsError:
                 pass
     finally:

@@ -150,3 +150,36 @@ def test_a_conflicting_commit_is_detected_and_the_batch_redone(
         await state.close()
 
     asyncio.run(go())
+
+
+@pytest.mark.services
+def test_model_snapshots_round_trip_through_redis(services: Services) -> None:
+    from stream.learner import Learner, ModelRow
+    from stream.snapshots import SnapshotStore
+
+    settings = isolated_settings(services)
+    learner = Learner()
+    rows = [ModelRow("user", f"u{i}", f"e{i}", 1.7e9 + i,
+                     {"sessions_per_week": i % 7, "purchases_per_view": (i % 3) / 10,
+                      "mean_price": 10 + i % 50, "events_per_session": 1 + i % 9})
+            for i in range(400)]
+    learner.learn(rows)
+    models = learner.snapshot()
+
+    async def go() -> None:
+        state = RedisState(settings)
+        store = SnapshotStore(settings, state.client)
+        assert await store.load_newer(0) is None
+        await store.save(models.version, models)
+        await store.save_learner(learner)
+        version, loaded = await store.load_newer(0)
+        assert version == models.version == 1
+        assert await store.load_newer(version) is None
+        x = rows[17].x
+        assert loaded.segments.predict_one(x) == models.segments.predict_one(x) is not None
+        assert loaded.propensity.predict_one(x) == models.propensity.predict_one(x)
+        restored = await store.load_learner()
+        assert restored.version == learner.version and restored.updates == learner.updates
+        await state.close()
+
+    asyncio.run(go())
