@@ -52,6 +52,7 @@ True
 from __future__ import annotations
 
 import hashlib
+import heapq
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -101,7 +102,8 @@ class UserSegments:
     sample: dict[str, list[float]] = field(default_factory=dict)
     learnt: int = 0
     refits: int = 0
-    _largest: tuple[int, str] | None = field(default=None, init=False, repr=False)
+    # Max-heap (negated) of the sampled keys' ranks: the next to evict on top.
+    _ranks: list[tuple[int, str]] = field(default_factory=list, init=False, repr=False)
 
     # -- geometry -------------------------------------------------------------
 
@@ -156,21 +158,27 @@ class UserSegments:
     def _remember(self, key: str, z: list[float]) -> None:
         if key in self.sample:
             self.sample[key] = z
-        elif len(self.sample) < self.memory:
+            return
+        rank = _key_hash(key)
+        if len(self.sample) < self.memory:
             self.sample[key] = z
-            self._largest = None
-        else:
-            if self._largest is None:  # only after an eviction: rare once the sample settles
-                self._largest = max(map(_key_hash, self.sample))
-            if _key_hash(key) < self._largest:
-                del self.sample[self._largest[1]]
-                self.sample[key] = z
-                self._largest = None
+            heapq.heappush(self._ranks, (-rank[0], key))
+            return
+        if len(self._ranks) < len(self.sample):  # e.g. a model made before the heap
+            self._ranks = [(-_key_hash(k)[0], k) for k in self.sample]
+            heapq.heapify(self._ranks)
+        while self._ranks[0][1] not in self.sample:  # forgotten keys leave stale entries
+            heapq.heappop(self._ranks)
+        largest = (-self._ranks[0][0], self._ranks[0][1])
+        if rank < largest:
+            heapq.heappop(self._ranks)
+            del self.sample[largest[1]]
+            self.sample[key] = z
+            heapq.heappush(self._ranks, (-rank[0], key))
 
     def forget(self, key: str) -> None:
         """Drop a user's sampled point (erasure); the centroids keep no per-user data."""
-        if self.sample.pop(key, None) is not None:
-            self._largest = None
+        self.sample.pop(key, None)
 
     def refit(self) -> None:
         """Refit the centroids on the sampled points (see the module notes)."""
