@@ -53,6 +53,7 @@ class UserProfile:
     segment: int | None = None
     propensity: float | None = None
     last_example_ts: float | None = None
+    closed_at: float | None = None  # last_seen of the latest session closed for the models
     max_recent: int = 20
     max_purchased: int = 50
     max_seen_event_ids: int = 32

@@ -181,8 +181,8 @@ class Processor:
             result.predictions.append(Prediction(event, items, not new_session))
         session = [] if new_session else profile.session_items()
         learning = self.learn is None or self.learn(event)
-        if new_session and profile.last_seen is not None:
-            self._close_session(event, profile, learning, result)
+        if new_session and profile.last_seen is not None and profile.closed_at != profile.last_seen:
+            self._session_closed(profile, event.event_id, event.ts, learning, result)
         profile.learn_one(
             event.type,
             event.item_id,
@@ -205,23 +205,22 @@ class Processor:
                 view.popular.append((event.item_id, increment))
         return True
 
-    def _close_session(
-        self, event: Event, profile: UserProfile, learning: bool, result: BatchResult
-    ) -> None:
-        """The user's previous session has closed (this event opens a new one)."""
-        self._session_closed(profile, event.event_id, event.ts, learning, result)
-
     def _close_quiet_sessions(
         self, view: BatchView, active: dict[str, Event], watermark: float, result: BatchResult
     ) -> None:
         """Close the sessions of users silent for longer than a session gap, as
         of the batch's event time: users who never come back are learnt too."""
-        for user_id, (partition, profile) in view.due.items():
-            if user_id in active or profile.last_seen is None:
-                continue  # seen in this batch: still open, or closed by its event
-            ts = profile.last_seen + SESSION_GAP_S
-            close_id = f"close:{user_id}:{profile.last_seen!r}"
-            self._session_closed(profile, close_id, ts, self.learn is None, result)
+        cutoff = watermark - SESSION_GAP_S
+        # Users of this batch count too (with their state after it), so that
+        # when a session closes does not depend on where batches begin and end.
+        candidates = [(p, u, view.profiles[u]) for p, u in view.opened]
+        candidates += [(p, u, profile) for u, (p, profile) in view.due.items() if u not in active]
+        for partition, user_id, profile in candidates:
+            last_seen = profile.last_seen
+            if last_seen is None or last_seen >= cutoff or profile.closed_at == last_seen:
+                continue
+            close_id = f"close:{user_id}:{last_seen!r}"
+            self._session_closed(profile, close_id, last_seen + SESSION_GAP_S, self.learn is None, result)
             view.profiles.setdefault(user_id, profile)
             view.dirty_users.add(user_id)
             view.closed.add((partition, user_id))
@@ -229,8 +228,11 @@ class Processor:
     def _session_closed(
         self, profile: UserProfile, event_id: str, ts: float, learning: bool, result: BatchResult
     ) -> None:
-        """A closed session's final features train the segments and place the user."""
+        """A closed session's final features train the segments and place the user.
+        Called when the user's next session opens, or by the sweep if it never
+        does (``closed_at`` keeps the two from closing one session twice)."""
         models = self.models
+        profile.closed_at = profile.last_seen
         x = profile.features.values(profile.last_seen or ts)
         if learning:
             result.model_rows.append(ModelRow(USER, profile.user_id, event_id, ts, x))

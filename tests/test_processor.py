@@ -88,9 +88,11 @@ def test_replayed_batches_and_duplicate_events_apply_once() -> None:
     assert result.duplicates == 1 and result.processed == 0
 
 
-# Scores a profile keeps from the models: they depend on which snapshot of
-# the global models a worker had loaded at the time, not only on the events.
-MODEL_OUTPUTS = ("segment", "propensity")
+# What a profile keeps for the models: the scores depend on which snapshot of
+# the global models a worker had loaded at the time, and ``closed_at`` on how
+# far event time had advanced in the partitions a batch swept, not only on
+# the user's own events.
+MODEL_OUTPUTS = ("segment", "propensity", "closed_at")
 
 
 def redis_state_snapshot(client: redis.Redis, prefix: str) -> dict:

@@ -102,6 +102,17 @@ def test_traffic_in_recommendations_and_dead_letters_out(
         worker.stop()
 
 
+def first_difference(live: dict, expected: dict) -> str:
+    for key in sorted(live.keys() | expected.keys()):
+        a, b = live.get(key), expected.get(key)
+        if a != b:
+            if isinstance(a, dict) and isinstance(b, dict):
+                fields = {f: (a.get(f), b.get(f)) for f in a.keys() | b.keys() if a.get(f) != b.get(f)}
+                return f"{key}: {fields}"
+            return f"{key}: {a!r} != {b!r}"
+    return ""
+
+
 def single_topic_stream(settings: Settings, path: Path, count: int) -> int:
     """Synthetic clicks and carts only: they share one input topic, so each
     user's events reach the worker in one partition's order (Kafka orders
@@ -151,7 +162,7 @@ def test_sigkill_mid_stream_leaves_the_state_of_an_undisturbed_run(
     live = redis_state_snapshot(redis_client, settings.prefix)
     expected = redis_state_snapshot(redis_client, reference.prefix)
     assert len(live) == len(expected) > 100
-    assert live == expected
+    assert live == expected, first_difference(live, expected)
 
 
 def test_a_worker_started_before_its_broker_and_redis_waits_and_says_why(
