@@ -15,8 +15,10 @@ Keys (all under ``SHOPSTREAM_PREFIX``, ``ss:`` by default):
                                  whose session has not been closed yet
 ===============================  =============================================
 
-A batch is read with two round trips (users and offsets, then a Lua script
-returning the rows of the items they touch as one JSON document) and written
+A batch is read with two round trips (users, offsets and the users whose
+session has gone quiet, then a Lua script returning the rows of the items
+they touch as one JSON document; a third fetches the quiet users' profiles
+when there are any) and written
 with one Lua script that applies every change and stores the batch's offsets
 atomically, but only if the offsets are still those read at the start of the
 batch: if another worker committed the same partitions meanwhile (a
