@@ -20,6 +20,7 @@ import orjson
 
 import faust
 from aiokafka import AIOKafkaClient
+from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from stream.config import Settings
@@ -130,6 +131,12 @@ async def handle(messages: list[Message]) -> BatchResult:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
             continue
+        except KafkaError as exc:  # outputs not delivered: the batch is done again
+            if health.broker.report(False, f"{type(exc).__name__}: {exc}"):
+                log.warning("broker unavailable at %s (%s); retrying", settings.broker, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+            continue
         if health.redis.report(True):
             log.info("Redis available at %s", settings.redis_url)
         return result
@@ -167,8 +174,12 @@ async def learn(stream: faust.StreamT) -> None:
         )
         if due:
             models = learner.snapshot()
-            await snapshots.save(models.version, models)
-            await snapshots.save_learner(learner)
+            try:
+                await snapshots.save(models.version, models)
+                await snapshots.save_learner(learner)
+            except (RedisError, OSError) as exc:  # keep learning; publish next time
+                log.warning("could not publish user models v%d (%s)", models.version, exc)
+                continue
             published_at, published_updates = time.monotonic(), learner.updates
             log.info("published user models v%d (%d updates)", models.version, learner.updates)
 
