@@ -160,11 +160,6 @@ class ItemCooccurrence:
                 keep = heapq.nlargest(m, row.items(), key=lambda kv: (kv[1], kv[0]))
                 self.neighbours[item_id] = dict(keep)
 
-    def scores(self, session_items: Sequence[str]) -> dict[str, float]:
-        """Every candidate's score from the session's items, oldest first."""
-        scores, base = self._relative_scores(session_items)
-        return {target: score * base for target, score in scores.items()}
-
     def _relative_scores(self, session_items: Sequence[str]) -> tuple[dict[str, float], float]:
         """Scores up to a common factor, and that factor (ranking needs no more)."""
         scores: dict[str, float] | None = None

@@ -1,4 +1,4 @@
-"""What shopstream remembers about one user: counts, spend, sessions, recent items.
+"""What shopstream remembers about one user: recent items, purchases, features.
 
 A profile learns from the user's events one at a time and is plain data, so
 it can be stored as one small JSON document per user.
@@ -21,7 +21,6 @@ from typing import Any
 
 from models.features import UserFeatures
 
-EVENT_TYPES = ("view", "click", "cart", "purchase")
 # Without a session id from the shop, a gap this long (seconds) starts a new
 # session: the usual web-analytics convention.
 SESSION_GAP_S = 1800.0
@@ -38,13 +37,7 @@ class UserProfile:
     """
 
     user_id: str
-    first_seen: float | None = None
-    last_seen: float | None = None
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVENT_TYPES, 0))
-    revenue: float = 0.0
-    sessions: int = 0
     session_id: str | None = None
-    session_start: float | None = None
     recent: list[str] = field(default_factory=list)
     in_session: int = 0
     purchased: list[str] = field(default_factory=list)
@@ -57,6 +50,28 @@ class UserProfile:
     max_recent: int = 20
     max_purchased: int = 50
     max_seen_event_ids: int = 32
+
+    # Counts, spend and times live in ``features``, the one running record.
+    @property
+    def first_seen(self) -> float | None:
+        return self.features.first_ts
+
+    @property
+    def last_seen(self) -> float | None:
+        return self.features.last_ts
+
+    @property
+    def counts(self) -> dict[str, int]:
+        f = self.features
+        return {"view": f.views, "click": f.clicks, "cart": f.carts, "purchase": f.purchases}
+
+    @property
+    def revenue(self) -> float:
+        return self.features.revenue
+
+    @property
+    def sessions(self) -> int:
+        return self.features.sessions
 
     @property
     def events(self) -> int:
@@ -94,13 +109,8 @@ class UserProfile:
                 del self.seen_event_ids[0]
         new_session = self.is_new_session(ts, session_id)
         if new_session:
-            self.sessions += 1
-            self.session_start = ts
             self.in_session = 0
         self.session_id = session_id
-        self.first_seen = ts if self.first_seen is None else min(self.first_seen, ts)
-        self.last_seen = ts if self.last_seen is None else max(self.last_seen, ts)
-        self.counts[event_type] = self.counts.get(event_type, 0) + 1
         in_session = False
         if item_id in self.recent:
             in_session = self.recent.index(item_id) >= len(self.recent) - self.in_session
@@ -116,7 +126,6 @@ class UserProfile:
             new_session=new_session,
         )
         if event_type == "purchase":
-            self.revenue += (price or 0.0) * quantity
             if item_id in self.purchased:
                 self.purchased.remove(item_id)
             self.purchased.append(item_id)

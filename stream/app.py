@@ -120,25 +120,18 @@ async def publish(result: BatchResult) -> None:
 
 
 async def handle(messages: list[Message]) -> BatchResult:
-    """Process one batch, waiting out Redis outages with backoff."""
+    """Process one batch, waiting out Redis and broker outages with backoff."""
     delay = 0.2
     while True:
         try:
             result = await processor.handle(messages, publish)
-        except (RedisError, OSError) as exc:
-            if health.redis.report(False, f"{type(exc).__name__}: {exc}"):
-                log.warning("Redis unavailable at %s (%s); retrying", settings.redis_url, exc)
+        except (RedisError, OSError, KafkaError) as exc:
+            # Outputs undelivered or state unwritten: the batch is done again.
+            (health.broker if isinstance(exc, KafkaError) else health.redis).down(exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
             continue
-        except KafkaError as exc:  # outputs not delivered: the batch is done again
-            if health.broker.report(False, f"{type(exc).__name__}: {exc}"):
-                log.warning("broker unavailable at %s (%s); retrying", settings.broker, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
-            continue
-        if health.redis.report(True):
-            log.info("Redis available at %s", settings.redis_url)
+        health.redis.up()
         return result
 
 
@@ -209,19 +202,15 @@ async def load_newer_models() -> None:
 async def check_dependencies() -> None:
     try:
         await asyncio.wait_for(state.ping(), timeout=2.0)
-        if health.redis.report(True):
-            log.info("Redis available at %s", settings.redis_url)
+        health.redis.up()
     except (RedisError, OSError, asyncio.TimeoutError) as exc:
-        if health.redis.report(False, f"{type(exc).__name__}: {exc}"):
-            log.warning("Redis unavailable at %s (%s)", settings.redis_url, exc)
+        health.redis.down(exc)
     client = AIOKafkaClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=2000)
     try:
         await asyncio.wait_for(client.bootstrap(), timeout=3.0)
-        if health.broker.report(True):
-            log.info("broker available at %s", settings.broker)
+        health.broker.up()
     except Exception as exc:  # any failure to reach the broker means unhealthy
-        if health.broker.report(False, f"{type(exc).__name__}: {exc}"):
-            log.warning("broker unavailable at %s (%s)", settings.broker, exc)
+        health.broker.down(exc)
     finally:
         await client.close()
 

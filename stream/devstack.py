@@ -499,11 +499,16 @@ def _up_broker(run_dir: Path, port: int, timeout: float) -> ServiceProcess | Non
             f"port {port} is taken by something that is not a Kafka broker"
         )
     proc = start_broker(run_dir, port, log=run_dir / "broker.log", detach=True)
+    return _own(run_dir, proc, timeout)
+
+
+def _own(run_dir: Path, proc: ServiceProcess, timeout: float) -> ServiceProcess:
+    """Record a process we started and wait until it serves; forget it if it fails."""
     _write_record(run_dir, proc)
     try:
         wait_ready(proc, timeout)
     except DevStackError:
-        _pid_file(run_dir, "broker").unlink(missing_ok=True)
+        _pid_file(run_dir, proc.name).unlink(missing_ok=True)
         raise
     return proc
 
@@ -526,12 +531,7 @@ def _up_redis(run_dir: Path, url: str, timeout: float) -> None:
     if port_open(host, port):
         raise DevStackError(f"{host}:{port} is taken but does not answer Redis PING")
     proc = start_redis(run_dir, port, host=host, log=run_dir / "redis.log", detach=True)
-    _write_record(run_dir, proc)
-    try:
-        wait_ready(proc, timeout)
-    except DevStackError:
-        _pid_file(run_dir, "redis").unlink(missing_ok=True)
-        raise
+    _own(run_dir, proc, timeout)
 
 
 def up(

@@ -7,8 +7,22 @@ after the next call succeeds.
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from dataclasses import dataclass, field
+
+
+log = logging.getLogger("shopstream")
+
+
+def redact(url: str) -> str:
+    """A URL without its password, fit for logs and /health.
+
+    >>> redact("redis://:s3cret@cache:6379/0")
+    'redis://:***@cache:6379/0'
+    """
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 @dataclass
@@ -19,13 +33,22 @@ class Dependency:
     error: str | None = None
     since: float = field(default_factory=time.time)
 
-    def report(self, ok: bool, error: str | None = None) -> bool:
-        """Record a check; return True when the status changed."""
-        changed = ok != self.ok
-        if changed:
+    def __post_init__(self) -> None:
+        self.url = redact(self.url)
+
+    def up(self) -> None:
+        """A call to it succeeded; logs one line when that is news."""
+        if self.ok is not True:
+            log.info("%s available at %s", self.name, self.url)
+            self.ok, self.error, self.since = True, None, time.time()
+
+    def down(self, exc: BaseException) -> None:
+        """A call to it failed; logs one line when that is news."""
+        error = redact(f"{type(exc).__name__}: {exc}")
+        if self.ok is not False:
+            log.warning("%s unavailable at %s (%s); retrying", self.name, self.url, error)
             self.since = time.time()
-        self.ok, self.error = ok, (None if ok else error)
-        return changed
+        self.ok, self.error = False, error
 
     def to_dict(self) -> dict:
         return {

@@ -164,7 +164,8 @@ class Processor:
             else:
                 result.duplicates += 1
         self._close_quiet_sessions(view, last_event, watermark, result)
-        if self.publish_recommendations:
+        if self.publish_recommendations:  # a live consumer reads these; replay exports its own
+            self._refresh_propensity(view, last_event)
             self._recommend_after(view, last_event, result)
         return result
 
@@ -280,18 +281,23 @@ class Processor:
             explain=explain,
         )
 
+    def _refresh_propensity(self, view: BatchView, last_event: dict[str, Event]) -> None:
+        """Each user's propensity as of their last event in the batch, for
+        serving (events between examples are not scored one by one)."""
+        propensity = self.models.propensity
+        for user_id, event in last_event.items():
+            if event.type != "purchase":
+                profile = view.profiles[user_id]
+                profile.propensity = propensity.predict_one(profile.features.values(event.ts))
+
     def _recommend_after(
         self, view: BatchView, last_event: dict[str, Event], result: BatchResult
     ) -> None:
         """Each user's recommendations as of their last event in the batch;
         published unless the user had some published within the throttle."""
         throttle = self.settings.rec_throttle_s
-        propensity = self.models.propensity
         for user_id, event in last_event.items():
-            profile = view.profiles[user_id]
-            if event.type != "purchase":
-                profile.propensity = propensity.predict_one(profile.features.values(event.ts))
-            items = self.recommend(view, profile)
+            items = self.recommend(view, view.profiles[user_id])
             recs = UserRecommendations(
                 user_id, event.event_id, event.ts, items,
                 fallback=not any(r.because for r in items),

@@ -148,7 +148,7 @@ async def _users(state: State, learner: Learner, now: float) -> list[dict]:
     users = []
     async for profile in state.all_profiles():
         row = profile.summary()
-        x = profile.features.values(now)
+        row["features"] = x = profile.features.values(now)
         # Placed again against the final centroids (hysteresis from the stored one).
         segment = learner.segments.assign(x, profile.segment)
         row["segment"] = segment
@@ -261,8 +261,11 @@ async def run(config: ReplayConfig) -> ReplayResult:
             progress.close()
     elapsed = time.perf_counter() - started
     learner.record()
-    users = users_as_of if users_as_of is not None else await _users(state, learner, span_end)
-    quality = await _segment_quality(state, learner, span_end, config.truth)
+    final = await _users(state, learner, span_end)
+    quality = _segment_quality(final, learner, config.truth)
+    users = users_as_of if users_as_of is not None else final
+    for row in users:
+        del row["features"]
     await state.close()
     if counts["already_applied"]:
         counts["note"] = (
@@ -295,17 +298,16 @@ async def run(config: ReplayConfig) -> ReplayResult:
                         learner.timeline)
 
 
-async def _segment_quality(state: State, learner: Learner, now: float, truth: Path | None) -> dict:
+def _segment_quality(users: list[dict], learner: Learner, truth: Path | None) -> dict:
     """Online K-means against scikit-learn's offline KMeans on the final user
     features (same k, same scaling), and against planted types when known."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score
 
     segments = learner.segments
-    profiles = [p async for p in state.all_profiles()]
-    if not segments.ready or len(profiles) < segments.k:
+    if not segments.ready or len(users) < segments.k:
         return {}
-    xs = [p.features.values(now) for p in profiles]
+    xs = [u["features"] for u in users]
     scale = segments.scale
     points = [[v * s for v, s in zip(segments.transform(x), scale)] for x in xs]
     offline = KMeans(segments.k, n_init=10, random_state=0).fit(points).inertia_
@@ -317,8 +319,8 @@ async def _segment_quality(state: State, learner: Learner, now: float, truth: Pa
         for line in truth.read_bytes().splitlines():
             row = orjson.loads(line)
             planted[row["user_id"]] = row["type"]
-        assigned = [(p.user_id, segments.assign(x, p.segment)) for p, x in zip(profiles, xs)]
-        pairs = [(planted[u], s) for u, s in assigned if u in planted and s is not None]
+        pairs = [(planted[u["user_id"]], u["segment"]) for u in users
+                 if u["user_id"] in planted and u["segment"] is not None]
         if pairs:
             out["ari"] = round(adjusted_rand_score([t for t, _ in pairs], [s for _, s in pairs]), 4)
             out["ari_users"] = len(pairs)

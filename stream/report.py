@@ -15,85 +15,59 @@ if TYPE_CHECKING:
 MIN_POINTS = 20
 
 
-def _png(fig) -> str:  # type: ignore[no-untyped-def]
+def _plot(title: str, ylabel: str, rows: list[dict], series: dict[str, object],
+          ylim: tuple[float, float] | None = None) -> tuple[str, str]:
+    """One line chart over event time: ``series`` maps a label (None for a
+    single unlabelled line) to a function of a timeline row. Returns
+    (title, base64 PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    times = [datetime.fromtimestamp(r["ts"], tz=timezone.utc) for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 3))
+    for label, value in series.items():
+        ys = [value(r) for r in rows]  # type: ignore[operator]
+        ax.plot(times, [math.nan if y is None else y for y in ys], marker=".", label=label)
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.set_ylabel(ylabel)
+    if len(series) > 1:
+        ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    plt.close(fig)
+    return title, base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _plots(timeline: list[dict]) -> list[tuple[str, str]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    times = [datetime.fromtimestamp(t["ts"], tz=timezone.utc) for t in timeline]
+def _plots(timeline: list[dict], models: list[dict]) -> list[tuple[str, str]]:
     plots = []
     # A slice with a handful of points says nothing; keep the rest.
-    scored = [(x, t) for x, t in zip(times, timeline) if t["points"] >= MIN_POINTS]
+    scored = [t for t in timeline if t["points"] >= MIN_POINTS]
     if scored:
-        fig, ax = plt.subplots(figsize=(8, 3))
-        ax.plot([x for x, _ in scored], [t["HR@20"] for _, t in scored], marker=".", label="HR@20")
-        ax.plot([x for x, _ in scored], [t["MRR@20"] for _, t in scored], marker=".", label="MRR@20")
-        ax.set_ylim(0, 1)
-        ax.set_ylabel("per time slice")
-        ax.legend()
-        ax.grid(alpha=0.3)
-        fig.autofmt_xdate()
-        plots.append(("Next-item accuracy over event time", _png(fig)))
-        plt.close(fig)
-        fig, ax = plt.subplots(figsize=(8, 3))
-        ax.plot([x for x, _ in scored], [t["items_recommended"] for _, t in scored], marker=".")
-        ax.set_ylabel("distinct items recommended")
-        ax.grid(alpha=0.3)
-        fig.autofmt_xdate()
-        plots.append(("Recommendation coverage (cumulative)", _png(fig)))
-        plt.close(fig)
-    speed = [(x, t["events_per_s"]) for x, t in zip(times, timeline) if not math.isnan(t["events_per_s"])]
+        plots.append(_plot("Next-item accuracy over event time", "per time slice", scored,
+                           {"HR@20": lambda t: t["HR@20"], "MRR@20": lambda t: t["MRR@20"]},
+                           ylim=(0, 1)))
+        plots.append(_plot("Recommendation coverage (cumulative)", "distinct items recommended",
+                           scored, {None: lambda t: t["items_recommended"]}))
+    speed = [t for t in timeline if not math.isnan(t["events_per_s"])]
     if speed:
-        fig, ax = plt.subplots(figsize=(8, 3))
-        ax.plot([x for x, _ in speed], [v for _, v in speed], marker=".", color="tab:green")
-        ax.set_ylabel("events/s")
-        ax.grid(alpha=0.3)
-        fig.autofmt_xdate()
-        plots.append(("Replay throughput over event time", _png(fig)))
-        plt.close(fig)
-    return plots
-
-
-def _model_plots(timeline: list[dict]) -> list[tuple[str, str]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    points = [t for t in timeline if t.get("n")]
-    plots = []
-    if points:
-        times = [datetime.fromtimestamp(t["ts"], tz=timezone.utc) for t in points]
-        fig, ax = plt.subplots(figsize=(8, 3))
-        for name in ("roc_auc", "ece", "log_loss"):
-            ax.plot(times, [t[name] if t[name] is not None else math.nan for t in points],
-                    marker=".", label=name)
-        ax.set_ylabel("prequential, cumulative")
-        ax.legend()
-        ax.grid(alpha=0.3)
-        fig.autofmt_xdate()
-        plots.append(("Purchase propensity: ROC AUC, calibration error, log loss", _png(fig)))
-        plt.close(fig)
-    sized = [t for t in timeline if t.get("sizes")]
+        plots.append(_plot("Replay throughput over event time", "events/s", speed,
+                           {None: lambda t: t["events_per_s"]}))
+    labelled = [t for t in models if t.get("n")]
+    if labelled:
+        plots.append(_plot("Purchase propensity: ROC AUC, calibration error, log loss",
+                           "prequential, cumulative", labelled,
+                           {name: (lambda t, n=name: t[n]) for name in ("roc_auc", "ece", "log_loss")}))
+    sized = [t for t in models if t.get("sizes")]
     if sized:
-        times = [datetime.fromtimestamp(t["ts"], tz=timezone.utc) for t in sized]
-        fig, ax = plt.subplots(figsize=(8, 3))
-        for k in range(max(len(t["sizes"]) for t in sized)):
-            ax.plot(times, [t["sizes"][k] if k < len(t["sizes"]) else 0 for t in sized],
-                    label=f"segment {k}")
-        ax.set_ylabel("users (recent memory)")
-        ax.legend(fontsize="small")
-        ax.grid(alpha=0.3)
-        fig.autofmt_xdate()
-        plots.append(("Segment sizes over event time", _png(fig)))
-        plt.close(fig)
+        k = max(len(t["sizes"]) for t in sized)
+        plots.append(_plot("Segment sizes over event time", "users (recent memory)", sized,
+                           {f"segment {i}": (lambda t, i=i: t["sizes"][i] if i < len(t["sizes"]) else 0)
+                            for i in range(k)}))
     return plots
 
 
@@ -126,7 +100,7 @@ def render(result: "ReplayResult", inputs: list[str]) -> str:
         "<h2>Inputs</h2><ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in inputs) + "</ul>",
         "<h2>Figures</h2>" + _table(_flatten({k: v for k, v in m.items() if k != "segments"})),
     ]
-    for title, png in _plots(result.timeline) + _model_plots(result.models_timeline):
+    for title, png in _plots(result.timeline, result.models_timeline):
         sections.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
     if m.get("segments"):
         sections.append("<h2>Segments</h2>" + _table(

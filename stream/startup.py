@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from stream.config import Settings
 from stream.devstack import broker_ready, redis_ready
+from stream.health import redact
 
 log = logging.getLogger("shopstream")
 
@@ -28,8 +29,8 @@ def _health_body(settings: Settings, redis_ok: bool) -> bytes:
     return json.dumps({
         "status": "unhealthy",
         "missing": missing,
-        "broker": {"ok": False, "url": settings.broker, "error": "not reachable yet"},
-        "redis": {"ok": redis_ok, "url": settings.redis_url},
+        "broker": {"ok": False, "url": redact(settings.broker), "error": "not reachable yet"},
+        "redis": {"ok": redis_ok, "url": redact(settings.redis_url)},
     }).encode()
 
 
@@ -58,7 +59,7 @@ def wait_for_broker(settings: Settings) -> None:
     """Return once the broker answers a metadata request."""
     if broker_ready(settings.bootstrap_servers, timeout=3.0):
         return
-    log.warning("broker unavailable at %s: waiting for it (see /health)", settings.broker)
+    log.warning("broker unavailable at %s: waiting for it (see /health)", redact(settings.broker))
     body = [_health_body(settings, redis_ready(settings.redis_url, timeout=1.0))]
     server = _interim_server(settings, body)
     delay = 0.5
@@ -71,7 +72,7 @@ def wait_for_broker(settings: Settings) -> None:
         if server is not None:
             server.shutdown()
             server.server_close()
-    log.info("broker available at %s", settings.broker)
+    log.info("broker available at %s", redact(settings.broker))
 
 
 def create_topics(settings: Settings) -> None:

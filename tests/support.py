@@ -13,12 +13,9 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import orjson
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka import KafkaConsumer, TopicPartition
 
 from stream.config import Settings, Topics
 from stream.devstack import free_port
@@ -83,24 +80,6 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "SHOPSTREAM_BATCH_MAX": str(settings.batch_max),
     }
     return env
-
-
-def create_topics(settings: Settings) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    try:
-        names = list(settings.topics.inputs) + [
-            settings.topics.recommendations,
-            settings.topics.dead_letters,
-        ]
-        wanted = {name: settings.partitions for name in names}
-        wanted[settings.topics.features] = 1
-        for name, partitions in wanted.items():
-            try:
-                admin.create_topics([NewTopic(name, partitions, 1)])
-            except TopicAlreadyExistsError:
-                pass
-    finally:
-        admin.close()
 
 
 @dataclass
@@ -192,20 +171,6 @@ class Worker:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
-
-
-def produce(settings: Settings, messages: Iterable[tuple[str, bytes | None, bytes]]) -> int:
-    """Send (topic, key, value) messages and wait for all of them."""
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
-    n = 0
-    try:
-        for topic, key, value in messages:
-            producer.send(topic, key=key, value=value)
-            n += 1
-        producer.flush(timeout=60)
-    finally:
-        producer.close()
-    return n
 
 
 def _decoded(value: bytes) -> dict:

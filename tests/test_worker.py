@@ -16,11 +16,11 @@ import redis
 
 from stream.config import Settings
 from stream.replay import ReplayConfig, run
+from stream.startup import create_topics
 from tests.support import (
     ROOT,
     Services,
     Worker,
-    create_topics,
     isolated_settings,
     read_topic,
     settings_env,
@@ -44,7 +44,8 @@ def produce(settings: Settings, *args: str) -> str:
 def total_events(client: redis.Redis, prefix: str) -> int:
     total = 0
     for key in client.scan_iter(match=f"{prefix}user:*"):
-        total += sum(orjson.loads(client.get(key))["counts"].values())
+        features = orjson.loads(client.get(key))["features"]
+        total += sum(features[k] for k in ("views", "clicks", "carts", "purchases"))
     return total
 
 
