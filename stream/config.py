@@ -28,6 +28,8 @@ class Topics:
     dead_letters: str = "events-dlq"
     features: str = "features"
     segments: str = "segments"
+    alerts: str = "alerts"
+    labels: str = "labels"
 
     @property
     def inputs(self) -> tuple[str, str, str]:
@@ -88,6 +90,8 @@ class Settings:
             dead_letters=_env("TOPIC_DLQ", d.topics.dead_letters),
             features=_env("TOPIC_FEATURES", d.topics.features),
             segments=_env("TOPIC_SEGMENTS", d.topics.segments),
+            alerts=_env("TOPIC_ALERTS", d.topics.alerts),
+            labels=_env("TOPIC_LABELS", d.topics.labels),
         )
         values: dict[str, object] = {"topics": topics}
         for f in fields(cls):

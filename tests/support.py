@@ -46,6 +46,8 @@ def isolated_settings(services: Services, partitions: int = 4, **overrides: obje
         dead_letters=f"events-dlq-{tag}",
         features=f"features-{tag}",
         segments=f"segments-{tag}",
+        alerts=f"alerts-{tag}",
+        labels=f"labels-{tag}",
     )
     values: dict = dict(
         broker=services.broker,
@@ -73,6 +75,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "SHOPSTREAM_TOPIC_DLQ": settings.topics.dead_letters,
         "SHOPSTREAM_TOPIC_FEATURES": settings.topics.features,
         "SHOPSTREAM_TOPIC_SEGMENTS": settings.topics.segments,
+        "SHOPSTREAM_TOPIC_ALERTS": settings.topics.alerts,
+        "SHOPSTREAM_TOPIC_LABELS": settings.topics.labels,
         "SHOPSTREAM_SNAPSHOT_EVERY": str(settings.snapshot_every),
         "SHOPSTREAM_SNAPSHOT_INTERVAL_S": str(settings.snapshot_interval_s),
         "SHOPSTREAM_MAX_NEIGHBOURS": str(settings.max_neighbours),
