@@ -47,9 +47,16 @@ class UserProfile:
     propensity: float | None = None
     last_example_ts: float | None = None
     closed_at: float | None = None  # last_seen of the latest session closed for the models
+    # Fraud context: the latest purchases ([ts, item, order, amount]) and the
+    # current session's carts ([item, ts]).
+    recent_purchases: list[list] = field(default_factory=list)
+    carts: list[list] = field(default_factory=list)
+    churn_alerted_at: float | None = None  # last_seen when a churn episode was raised
     max_recent: int = 20
     max_purchased: int = 50
     max_seen_event_ids: int = 32
+    max_recent_purchases: int = 30
+    max_carts: int = 20
 
     # Counts, spend and times live in ``features``, the one running record.
     @property
@@ -98,6 +105,7 @@ class UserProfile:
         quantity: int = 1,
         event_id: str | None = None,
         category: str | None = None,
+        order_id: str | None = None,
     ) -> bool:
         """Update with one event; return whether it started a new session.
 
@@ -110,6 +118,7 @@ class UserProfile:
         new_session = self.is_new_session(ts, session_id)
         if new_session:
             self.in_session = 0
+            self.carts = []
         self.session_id = session_id
         in_session = False
         if item_id in self.recent:
@@ -125,7 +134,12 @@ class UserProfile:
             event_type, ts, price=price, quantity=quantity, category=category,
             new_session=new_session,
         )
+        if event_type == "cart":
+            self.carts.append([item_id, ts])
+            del self.carts[: -self.max_carts]
         if event_type == "purchase":
+            self.recent_purchases.append([ts, item_id, order_id, (price or 0.0) * quantity])
+            del self.recent_purchases[: -self.max_recent_purchases]
             if item_id in self.purchased:
                 self.purchased.remove(item_id)
             self.purchased.append(item_id)

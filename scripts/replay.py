@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--as-of", type=parse_time, help="users.jsonl as of this event time")
     p.add_argument("--truth", type=Path,
                    help="what produce.py planted (--truth): adds segment recovery (ARI) to metrics.json")
+    p.add_argument("--labels", type=Path, metavar="FILE.jsonl",
+                   help='confirmed fraud outcomes ({"event_id" or "order_id", "fraud", "ts"} per line), '
+                        "merged into the stream at their own time")
     p.add_argument("--redis", metavar="URL", help="keep state in this Redis instead of memory")
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -99,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             scores=args.scores,
             as_of=args.as_of,
             truth=args.truth,
+            labels=args.labels,
             batch_size=args.batch_size,
             progress=not args.quiet,
             settings=settings,
@@ -124,6 +128,17 @@ def main(argv: list[str] | None = None) -> int:
         + (f", {tp['predictions_per_s']:,.0f} predictions/s" if tp["predictions_per_s"] else "")
         + f"; coverage {m['coverage']['share']:.1%}, fallback lists {m['fallback']['lists_share']:.1%}"
     )
+    if m["alerts"]:
+        print("alerts: " + ", ".join(f"{k} {v:,}" for k, v in m["alerts"].items()))
+    fraud, churn = m["fraud"], m["churn"]
+    for part in ("before_labels", "after_labels"):
+        if "roc_auc" in fraud.get(part, {}):
+            print(f"fraud {part.replace('_', ' ')}: ROC AUC {fraud[part]['roc_auc']:.4f}, "
+                  f"average precision {fraud[part]['average_precision']:.4f} "
+                  f"({fraud[part]['purchases']:,} purchases, {fraud[part]['fraud']:,} fraud)")
+    if churn.get("precision") is not None:
+        print(f"churn: precision {churn['precision']:.4f}, recall {churn['recall']:.4f} "
+              f"({churn['flagged']} flagged, {churn['planted_churners']} planted churners)")
     if "note" in ev:
         print(f"note: {ev['note']}")
     if args.out:

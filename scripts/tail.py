@@ -112,12 +112,25 @@ def format_dead_letter(d: dict) -> str:
     return f"DEAD LETTER  {d.get('reason')}  from {source}  original: {shown}"
 
 
+def _reason(r: object) -> str:
+    if isinstance(r, dict) and "name" in r:
+        text = f"{r['name']}={_compact(r.get('value'))}"
+        if r.get("normal") is not None:
+            text += f" (normal {_compact(r['normal'])})"
+        return text
+    return _compact(r)
+
+
 def format_alert(d: dict) -> str:
     score, threshold = d.get("score"), d.get("threshold")
-    reasons = _compact(d.get("reasons")) if d.get("reasons") else "no reasons given"
+    reasons = "; ".join(_reason(r) for r in d.get("reasons") or []) or "no reasons given"
+    limit = f" (threshold {_compact(threshold)})" if threshold is not None else ""
+    segment = d.get("segment_name") or d.get("segment")
+    where = f"  segment {segment}" if segment is not None else ""
+    after = f"  after {d['event_id']}" if d.get("event_id") else ""
     return (
-        f"{when(d.get('ts'))}  ALERT {d.get('kind')}  {d.get('user_id')}  "
-        f"score {_compact(score)} (threshold {_compact(threshold)})  because {reasons}"
+        f"{when(d.get('ts'))}  ALERT {d.get('kind')}  {d.get('user_id')}{after}  "
+        f"score {_compact(score)}{limit}{where}  because {reasons}"
     )
 
 

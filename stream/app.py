@@ -24,9 +24,10 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from stream.config import Settings
+from stream.events import InvalidEvent, decode_label
 from stream.health import Dependency, Health
 from stream.learner import Learner, ModelRow
-from stream.outputs import Message, UserView
+from stream.outputs import DeadLetter, Message, UserView
 from stream.processor import BatchResult, Processor
 from stream.redis_state import RedisState
 from stream.snapshots import SnapshotStore
@@ -71,9 +72,24 @@ dead_letters_topic = app.topic(
     partitions=settings.partitions,
 )
 
-# One partition: exactly one worker of the group runs the learn agent.
+alerts_topic = app.topic(
+    settings.topics.alerts,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.partitions,
+)
+
+# One partition each: exactly one worker of the group runs the learn agent
+# (Faust assigns the same partition number of both topics to one worker).
 features_topic = app.topic(
     settings.topics.features, key_serializer="raw", value_serializer="raw", partitions=1
+)
+labels_topic = app.topic(
+    settings.topics.labels, key_serializer="raw", value_serializer="raw", partitions=1
+)
+learning_topics = app.topic(
+    settings.topics.features, settings.topics.labels, key_serializer="raw",
+    value_serializer="raw", partitions=1,
 )
 segments_topic = app.topic(
     settings.topics.segments,
@@ -110,6 +126,8 @@ async def publish(result: BatchResult) -> None:
         pending.append(await dead_letters_topic.send(key=letter.message.key, value=letter.to_json()))
     for change in result.segment_changes:
         pending.append(await segments_topic.send(key=change.user_id.encode(), value=change.to_json()))
+    for alert in result.alerts:
+        pending.append(await alerts_topic.send(key=alert.user_id.encode(), value=alert.to_json()))
     if result.model_rows:
         rows = orjson.dumps([row.to_dict() for row in result.model_rows])
         # One fixed key: every row reaches the same partition, hence one learner,
@@ -151,16 +169,21 @@ async def ingest(stream: faust.StreamT) -> None:
         counters.already_applied += result.already_applied
         counters.duplicates += result.duplicates
         counters.recommendations += len(result.recommendations)
+        counters.alerts += len(result.alerts)
 
 
-@app.agent(features_topic)
+@app.agent(learning_topics)
 async def learn(stream: faust.StreamT) -> None:
-    """Train the global models; publish a snapshot every N updates or T seconds."""
+    """Train the global models on feature rows and confirmed fraud outcomes;
+    publish a snapshot every N updates or T seconds."""
     learner = await _resume_learner()
     published_at, published_updates = time.monotonic(), learner.updates
-    async for batches in stream.take(100, within=1.0):
-        for raw in batches:
-            learner.learn(ModelRow.from_dict(d) for d in orjson.loads(raw))
+    async for events in stream.take_events(100, within=1.0):
+        for event in events:
+            if event.message.topic == settings.topics.labels:
+                await _learn_label(learner, event)
+            else:
+                learner.learn(ModelRow.from_dict(d) for d in orjson.loads(event.value))
         due = learner.updates - published_updates >= settings.snapshot_every or (
             time.monotonic() - published_at >= settings.snapshot_interval_s
             and learner.updates > published_updates
@@ -177,13 +200,27 @@ async def learn(stream: faust.StreamT) -> None:
             log.info("published user models v%d (%d updates)", models.version, learner.updates)
 
 
+async def _learn_label(learner: Learner, event: faust.EventT) -> None:
+    """One confirmed outcome; a malformed one goes to the dead-letter topic."""
+    m = event.message
+    try:
+        label = decode_label(event.value, settings.max_message_bytes)
+    except InvalidEvent as exc:
+        letter = DeadLetter(Message(event.value, m.topic, m.partition, m.offset, event.key), exc.reason)
+        await dead_letters_topic.send(key=event.key, value=letter.to_json())
+        health.counters.dead_lettered += 1
+        return
+    learner.learn_labels([label])
+    health.counters.labels += 1
+
+
 async def _resume_learner() -> Learner:
     try:
         learner = await snapshots.load_learner()
     except (RedisError, OSError) as exc:
         log.warning("could not load the learner's state (%s); starting afresh", exc)
-        return Learner()
-    return learner if learner is not None else Learner()
+        return Learner.for_settings(settings)
+    return learner if learner is not None else Learner.for_settings(settings)
 
 
 @app.timer(interval=2.0)

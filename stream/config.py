@@ -64,6 +64,13 @@ class Settings:
     snapshot_every: int = 500
     snapshot_interval_s: float = 10.0
     max_message_bytes: int = 65536
+    # Alerts (see models/churn.py and models/fraud.py).
+    churn_threshold: float = 0.8
+    churn_prior_gap_days: float = 2.0
+    retention_min_revenue: float = 100.0
+    fraud_alert_rate: float = 0.01
+    nudge_min_propensity: float = 0.5
+    label_ttl_days: float = 30.0
     group_session_timeout: float = 6.0
     group_heartbeat_interval: float = 2.0
     group_rebalance_timeout: float = 6.0

@@ -190,14 +190,56 @@ def from_dict(obj: object, role: str | None = None) -> Event:
     )
 
 
-def decode(raw: bytes | None, role: str | None = None, max_bytes: int = 65536) -> Event:
-    """Bytes of one message to a valid :class:`Event`, or :class:`InvalidEvent`."""
+@dataclass(frozen=True, slots=True)
+class Label:
+    """A confirmed outcome (``labels`` topic): one purchase by ``event_id``, or
+    every purchase of an ``order_id``; ``fraud`` true or false; ``ts`` when known.
+
+    >>> decode_label(b'{"order_id": "o7", "fraud": true, "ts": 1700000000}')
+    Label(fraud=True, ts=1700000000.0, event_id=None, order_id='o7')
+    >>> decode_label(b'{"event_id": "e1", "fraud": "yes", "ts": 1700000000}')
+    Traceback (most recent call last):
+    ...
+    stream.events.InvalidEvent: field 'fraud' must be true or false
+    """
+
+    fraud: bool
+    ts: float
+    event_id: str | None = None
+    order_id: str | None = None
+
+
+def label_from_dict(obj: object) -> Label:
+    if not isinstance(obj, dict):
+        raise InvalidEvent(f"label must be a JSON object, got {type(obj).__name__}")
+    event_id = _ident(obj, "event_id", required=False)
+    order_id = _ident(obj, "order_id", required=False)
+    if (event_id is None) == (order_id is None):
+        raise InvalidEvent("a label needs exactly one of 'event_id' and 'order_id'")
+    fraud = obj.get("fraud")
+    if not isinstance(fraud, bool):
+        raise InvalidEvent("field 'fraud' must be true or false")
+    if "ts" not in obj:
+        raise InvalidEvent("missing field 'ts'")
+    return Label(fraud, parse_ts(obj["ts"]), event_id, order_id)
+
+
+def decode_label(raw: bytes | None, max_bytes: int = 65536) -> Label:
+    """Bytes of one ``labels`` message to a :class:`Label`, or :class:`InvalidEvent`."""
+    return label_from_dict(_json(raw, max_bytes))
+
+
+def _json(raw: bytes | None, max_bytes: int) -> object:
     if raw is None:
         raise InvalidEvent("empty message (no value)")
     if len(raw) > max_bytes:
         raise InvalidEvent(f"message of {len(raw)} bytes exceeds the {max_bytes}-byte limit")
     try:
-        obj = orjson.loads(raw)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent(f"not valid JSON: {str(exc)[:80]}") from None
-    return from_dict(obj, role)
+
+
+def decode(raw: bytes | None, role: str | None = None, max_bytes: int = 65536) -> Event:
+    """Bytes of one message to a valid :class:`Event`, or :class:`InvalidEvent`."""
+    return from_dict(_json(raw, max_bytes), role)

@@ -67,6 +67,8 @@ class Counters:
     already_applied: int = 0
     duplicates: int = 0
     recommendations: int = 0
+    alerts: int = 0
+    labels: int = 0
     batches: int = 0
     started: float = field(default_factory=time.time)
 

@@ -21,27 +21,36 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
 from models.calibration import ProbabilityMetrics
+from models.fraud import AlertRate, FraudDetector, FraudLabels, PendingPurchase
+from stream.events import Label
 from models.propensity import WINDOW_S, LabelledRow, PendingLabels, PurchasePropensity
 from models.segments import UserSegments
 
-EXAMPLE, PURCHASE, USER = "example", "purchase", "user"
+EXAMPLE, PURCHASE, USER, FRAUD = "example", "purchase", "user", "fraud"
 
 
 @dataclass(slots=True)
 class ModelRow:
-    kind: str  # example | purchase | user
+    """``example``: features and propensity given; ``purchase``; ``user``: features
+    at a session's close; ``fraud``: a purchase's fraud features, with the score
+    (``p``) and anomaly score given, and its ``order_id``."""
+
+    kind: str
     user_id: str
     event_id: str
     ts: float
     x: dict[str, float] | None = None
     p: float | None = None
+    order_id: str | None = None
+    anomaly: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelRow":
-        return cls(d["kind"], d["user_id"], d["event_id"], d["ts"], d.get("x"), d.get("p"))
+        return cls(d["kind"], d["user_id"], d["event_id"], d["ts"], d.get("x"), d.get("p"),
+                   d.get("order_id"), d.get("anomaly"))
 
 
 @dataclass
@@ -53,6 +62,8 @@ class UserModels:
     propensity: PurchasePropensity = field(default_factory=PurchasePropensity)
     metrics: dict[str, Any] = field(default_factory=dict)
     names: dict[int, str] = field(default_factory=dict)
+    fraud: FraudDetector = field(default_factory=FraudDetector)
+    fraud_threshold: float | None = None
 
     def segment_name(self, segment: int) -> str | None:
         return self.names.get(segment)
@@ -70,6 +81,17 @@ class Learner:
     updates: int = 0
     watermark: float = 0.0
     timeline: list[dict[str, Any]] = field(default_factory=list)
+    fraud: FraudDetector = field(default_factory=FraudDetector)
+    alert_rate: AlertRate = field(default_factory=AlertRate)
+    fraud_labels: FraudLabels = field(default_factory=FraudLabels)
+    fraud_metrics: ProbabilityMetrics = field(default_factory=ProbabilityMetrics)
+
+    @classmethod
+    def for_settings(cls, settings: Any) -> "Learner":
+        return cls(
+            alert_rate=AlertRate(rate=settings.fraud_alert_rate),
+            fraud_labels=FraudLabels(ttl_s=settings.label_ttl_days * 86400.0),
+        )
 
     def learn(self, rows: Iterable[ModelRow]) -> list[LabelledRow]:
         """Learn from rows in arrival order; return the labels resolved."""
@@ -84,6 +106,15 @@ class Learner:
             elif row.kind == USER and row.x is not None:
                 self.segments.learn_one(row.x, key=row.user_id)
                 self.updates += 1
+            elif row.kind == FRAUD and row.x is not None:
+                self.fraud.learn_one(row.x)
+                score = row.p if row.p is not None else 0.0
+                self.alert_rate.update(score)
+                self.fraud_labels.add(
+                    PendingPurchase(row.event_id, row.order_id, row.ts, row.x, row.anomaly or 0.0, score)
+                )
+                self.updates += 1
+        self.fraud_labels.expire(self.watermark)
         resolved += self.pending.resolve(self.watermark)
         for label in resolved:
             if label.p is not None:
@@ -91,6 +122,17 @@ class Learner:
             self.propensity.learn_one(label.x, label.y)
             self.updates += 1
         return resolved
+
+    def learn_labels(self, labels: Iterable[Label]) -> int:
+        """Train the fraud classifier on confirmed outcomes; return the purchases labelled."""
+        joined = 0
+        for label in labels:
+            for purchase in self.fraud_labels.label(label.event_id, label.order_id):
+                self.fraud_metrics.update(label.fraud, purchase.score)
+                self.fraud.learn_label(purchase.x, purchase.anomaly, label.fraud)
+                joined += 1
+                self.updates += 1
+        return joined
 
     def record(self) -> None:
         """Add the current metrics to the timeline (for the report's plots)."""
@@ -107,4 +149,6 @@ class Learner:
             propensity=copy.deepcopy(self.propensity),
             metrics=self.metrics.get(),
             names={p["segment"]: p["name"] for p in segments.profiles()},
+            fraud=copy.deepcopy(self.fraud),
+            fraud_threshold=self.alert_rate.threshold,
         )

@@ -1,4 +1,4 @@
-"""What shopstream publishes: recommendations and dead letters.
+"""What shopstream publishes: recommendations, segment changes, alerts and dead letters.
 
 Every output carries a deterministic id derived from the input that caused
 it, so a consumer can drop the duplicates that at-least-once delivery may
@@ -148,3 +148,59 @@ class UserView:
             "recent_items": list(reversed(p.recent)),
             "models_version": self.models.version,
         }
+
+
+@dataclass(slots=True)
+class Reason:
+    """Why an alert fired: a feature or rule, its value, and what is normal."""
+
+    name: str
+    value: float | str | None
+    normal: float | str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        def fmt(v: float | str | None) -> float | str | None:
+            return round(v, 4) if isinstance(v, float) else v
+
+        return {"name": self.name, "value": fmt(self.value), "normal": fmt(self.normal)}
+
+
+@dataclass(slots=True)
+class Alert:
+    """Something a person should act on (published on the ``alerts`` topic).
+
+    ``kind`` is ``fraud``, ``churn_risk``, ``retention_offer``,
+    ``churn_recovered`` or ``cart_nudge``; ``alert_id`` is derived from what
+    triggered it, so a repeat after a crash carries the same id."""
+
+    kind: str
+    user_id: str
+    event_id: str | None
+    ts: float
+    score: float
+    threshold: float | None
+    reasons: list[Reason] = field(default_factory=list)
+    segment: int | None = None
+    segment_name: str | None = None
+    key: str | None = None  # what makes the id unique when there is no event
+
+    @property
+    def alert_id(self) -> str:
+        return f"{self.kind}:{self.event_id if self.key is None else self.key}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "alert_id": self.alert_id,
+            "kind": self.kind,
+            "user_id": self.user_id,
+            "event_id": self.event_id,
+            "ts": self.ts,
+            "score": round(self.score, 6),
+            "threshold": None if self.threshold is None else round(self.threshold, 6),
+            "reasons": [r.to_dict() for r in self.reasons],
+            "segment": self.segment,
+            "segment_name": self.segment_name,
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())

@@ -33,7 +33,8 @@ COMMIT_BATCH = """\
 --   "users": [[key, json]], "recs": [[key, json]],
 --   "pairs": [[key, member, increment]], "occ_key": k, "occ": [[field, incr]],
 --   "pop_key": k, "pop": [[member, incr]], "trim": [keys], "keep": m,
---   "opened": [[key, member, score]], "closed": [[key, member]]}
+--   "opened": [[key, member, score]], "closed": [[key, member]],
+--   "checks": [[key, member, score or "" to remove]]}
 -- Numbers travel as strings: Lua would print them with 14 digits only.
 local b = cjson.decode(ARGV[1])
 for _, o in ipairs(b.offsets) do
@@ -47,6 +48,9 @@ for _, p in ipairs(b.pop) do redis.call('ZINCRBY', b.pop_key, p[2], p[1]) end
 for _, k in ipairs(b.trim) do redis.call('ZREMRANGEBYRANK', k, 0, -(b.keep + 1)) end
 for _, o in ipairs(b.opened) do redis.call('ZADD', o[1], o[3], o[2]) end
 for _, c in ipairs(b.closed) do redis.call('ZREM', c[1], c[2]) end
+for _, c in ipairs(b.checks) do
+    if c[3] == '' then redis.call('ZREM', c[1], c[2]) else redis.call('ZADD', c[1], c[3], c[2]) end
+end
 for _, r in ipairs(b.recs) do redis.call('SET', r[1], r[2], 'EX', b.ttl) end
 for _, o in ipairs(b.offsets) do redis.call('SET', o[1], o[3]) end
 return 1

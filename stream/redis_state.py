@@ -13,6 +13,8 @@ Keys (all under ``SHOPSTREAM_PREFIX``, ``ss:`` by default):
 ``offset:{topic}:{partition}``   last input offset applied to this state
 ``open-sessions:{partition}``    sorted set: user -> last event time, for users
                                  whose session has not been closed yet
+``churn-checks:{partition}``     sorted set: user -> event time at which their
+                                 silence would make them a churn risk
 ===============================  =============================================
 
 A batch is read with two round trips (users, offsets and the users whose
@@ -60,11 +62,15 @@ class RedisKeys:
     def open_sessions(self, partition: int) -> str:
         return f"{self.prefix}open-sessions:{partition}"
 
+    def churn_checks(self, partition: int) -> str:
+        return f"{self.prefix}churn-checks:{partition}"
+
     def offset(self, tp: TopicPartition) -> str:
         return f"{self.prefix}offset:{tp[0]}:{tp[1]}"
 
 
-# Quiet sessions closed per partition and batch at most (the rest wait for the next).
+# Quiet sessions closed, and churn checks made, per partition and batch at most
+# (the rest wait for the next batch).
 CLOSE_PER_BATCH = 500
 
 
@@ -95,7 +101,8 @@ class RedisState:
         return bool(await self.client.ping())
 
     async def load(
-        self, events: Sequence[Event], partitions: Sequence[TopicPartition], close_before: float
+        self, events: Sequence[Event], partitions: Sequence[TopicPartition], close_before: float,
+        check_until: float,
     ) -> BatchView:
         keys = self.keys
         users = list(dict.fromkeys(e.user_id for e in events))
@@ -108,8 +115,14 @@ class RedisState:
         for partition in numbers:
             pipe.zrangebyscore(keys.open_sessions(partition), "-inf", f"({close_before!r}",
                                start=0, num=CLOSE_PER_BATCH)
+            pipe.zrangebyscore(keys.churn_checks(partition), "-inf", repr(check_until),
+                               start=0, num=CLOSE_PER_BATCH)
         offsets_raw, profiles_raw, recs_raw, *quiet = await pipe.execute()
-        due_ids = [(p, m.decode()) for p, members in zip(numbers, quiet) for m in members]
+        # Two replies per partition: quiet sessions, then churn checks due.
+        owners = [p for p in numbers for _ in (0, 1)]
+        due_ids = list(dict.fromkeys(
+            (p, m.decode()) for p, members in zip(owners, quiet) for m in members
+        ))
         due: dict[str, tuple[int, UserProfile]] = {}
         if due_ids:
             docs = await self.client.mget([keys.user(u) for _, u in due_ids])
@@ -197,6 +210,8 @@ class RedisState:
             "pop": [(i, repr(w)) for i, w in popular.items()],
             "opened": [(keys.open_sessions(p), u, repr(ts)) for (p, u), ts in view.opened.items()],
             "closed": [(keys.open_sessions(p), u) for p, u in view.closed],
+            "checks": [(keys.churn_checks(p), u, "" if t is None else repr(t))
+                       for (p, u), t in view.churn_checks.items()],
             "trim": list({keys.neighbours(s) for s, _ in pairs}),
             "keep": self.settings.max_neighbours,
         }

@@ -20,10 +20,11 @@ from typing import Iterator, Sequence
 import orjson
 
 from models.metrics import NextItemMetrics
+from stream.alert_metrics import alert_counts, alert_timeline, churn_metrics, fraud_metrics
 from stream.config import Settings
-from stream.events import Event
-from stream.learner import Learner, UserModels
-from stream.outputs import Message
+from stream.events import Event, InvalidEvent, Label, label_from_dict
+from stream.learner import FRAUD, Learner, UserModels
+from stream.outputs import Alert, Message
 from stream.processor import Prediction, Processor
 from stream.sources import Record, SourceError, merge_records
 from stream.state import MemoryState, State
@@ -46,6 +47,7 @@ class ReplayConfig:
     scores: bool = False
     as_of: float | None = None
     truth: Path | None = None  # what a synthetic shop planted (produce.py --truth)
+    labels: Path | None = None  # confirmed fraud outcomes, merged in at their own time
     batch_size: int = 1000
     progress: bool = True
     settings: Settings = field(default_factory=Settings.from_env)
@@ -72,6 +74,8 @@ class ReplayResult:
     dead_letters: list[dict]
     scores: list[dict]
     models_timeline: list[dict] = field(default_factory=list)
+    alerts: list[dict] = field(default_factory=list)
+    alerts_timeline: list[dict] = field(default_factory=list)
 
 
 class _Selector:
@@ -142,8 +146,28 @@ def _batches(records: Sequence[Record], size: int, cut: float | None) -> Iterato
         yield batch
 
 
-async def _users(state: State, learner: Learner, now: float) -> list[dict]:
-    """Every user's profile, segment and propensity as of event time ``now``."""
+def load_labels(path: Path) -> tuple[list[Label], list[dict]]:
+    """Outcomes of a labels JSONL file in time order, and its bad lines (with reasons)."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        raise ReplayError(f"cannot read {path}: {exc.strerror or exc}") from None
+    labels, bad = [], []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            labels.append(label_from_dict(orjson.loads(line)))
+        except (orjson.JSONDecodeError, InvalidEvent) as exc:
+            reason = exc.reason if isinstance(exc, InvalidEvent) else f"not valid JSON: {exc}"
+            bad.append({"source": str(path), "line": number, "reason": reason[:300],
+                        "original": line[:1000].decode("utf-8", "replace")})
+    labels.sort(key=lambda label: label.ts)
+    return labels, bad
+
+
+async def _users(state: State, learner: Learner, now: float, processor: Processor) -> list[dict]:
+    """Every user's profile, segment, propensity and churn risk as of event time ``now``."""
     names = {p["segment"]: p["name"] for p in learner.segments.profiles()}
     users = []
     async for profile in state.all_profiles():
@@ -155,6 +179,7 @@ async def _users(state: State, learner: Learner, now: float) -> list[dict]:
         row["segment_name"] = names.get(segment) if segment is not None else None
         p = learner.propensity.predict_one(x)
         row["propensity"] = round(p, 6) if p is not None else None
+        row["churn_risk"] = round(processor.churn_risk(profile, now), 6)
         users.append(row)
     return sorted(users, key=lambda u: u["user_id"])
 
@@ -164,8 +189,9 @@ async def run(config: ReplayConfig) -> ReplayResult:
     selector = _Selector(config)
     for record in records:
         selector.note(record)
+    labels, bad_labels = load_labels(config.labels) if config.labels else ([], [])
     state = _state(config)
-    learner = Learner()
+    learner = Learner.for_settings(config.settings)
     processor = Processor(
         state,
         config.settings,
@@ -174,7 +200,8 @@ async def run(config: ReplayConfig) -> ReplayResult:
         publish_recommendations=config.redis_url is not None,
         # In-process, ingest scores with the learner's live models: the
         # snapshot a worker would load, without the snapshot delay.
-        models=UserModels(segments=learner.segments, propensity=learner.propensity),
+        models=UserModels(segments=learner.segments, propensity=learner.propensity,
+                          fraud=learner.fraud),
         collect_scores=config.scores,
     )
     span_start = next(r.event.ts for r in records if r.event is not None)
@@ -187,8 +214,11 @@ async def run(config: ReplayConfig) -> ReplayResult:
     lists = fallback_lists = items_total = fallback_items = 0
     counts = {"read": len(records), "processed": 0, "dead_lettered": 0, "duplicates": 0,
               "already_applied": 0}
-    dead: list[dict] = []
+    dead: list[dict] = list(bad_labels)
     scores: list[dict] = []
+    alerts: list[Alert] = []
+    purchases: list[tuple[str, str | None, float, float]] = []  # event, order, ts, fraud score
+    next_label = 0
     users_as_of: list[dict] | None = None
     eval_seconds = 0.0
     progress = _progress(len(records), config.progress)
@@ -198,7 +228,7 @@ async def run(config: ReplayConfig) -> ReplayResult:
     try:
         for batch in _batches(records, config.batch_size, config.as_of):
             if not batch:
-                users_as_of = await _users(state, learner, config.as_of or 0.0)
+                users_as_of = await _users(state, learner, config.as_of or 0.0, processor)
                 continue
             messages = []
             for record in batch:
@@ -215,6 +245,16 @@ async def run(config: ReplayConfig) -> ReplayResult:
                 counts[key] += getattr(result, key)
             counts["dead_lettered"] += len(result.dead_letters)
             learner.learn(result.model_rows)
+            # Outcomes reach the learner once the stream has passed their time.
+            batch_end = max((r.event.ts for r in batch if r.event is not None), default=0.0)
+            start = next_label
+            while next_label < len(labels) and labels[next_label].ts <= batch_end:
+                next_label += 1
+            learner.learn_labels(labels[start:next_label])
+            processor.models.fraud_threshold = learner.alert_rate.threshold
+            alerts.extend(result.alerts)
+            purchases.extend((r.event_id, r.order_id, r.ts, r.p or 0.0)
+                             for r in result.model_rows if r.kind == FRAUD)
             if batch_no % TIMELINE_EVERY == 0:
                 learner.record()
             batch_no += 1
@@ -261,7 +301,7 @@ async def run(config: ReplayConfig) -> ReplayResult:
             progress.close()
     elapsed = time.perf_counter() - started
     learner.record()
-    final = await _users(state, learner, span_end)
+    final = await _users(state, learner, span_end, processor)
     quality = _segment_quality(final, learner, config.truth)
     users = users_as_of if users_as_of is not None else final
     for row in users:
@@ -288,14 +328,18 @@ async def run(config: ReplayConfig) -> ReplayResult:
         "propensity": learner.metrics.get(),
         "segments": learner.segments.profiles(),
         "segment_quality": quality,
+        "alerts": alert_counts(alerts),
+        "fraud": fraud_metrics(purchases, labels, alerts, learner),
+        "churn": churn_metrics(users, config.truth, config.settings.churn_threshold),
         "throughput": {
             "seconds": round(elapsed, 3),
             "events_per_s": round(len(records) / max(elapsed, 1e-9), 1),
             "predictions_per_s": round(metrics.points / eval_seconds, 1) if eval_seconds else None,
         },
     }
+    alert_docs = [a.to_dict() for a in alerts]
     return ReplayResult(metrics_doc, users, _timeline(buckets, width, span_start), dead, scores,
-                        learner.timeline)
+                        learner.timeline, alert_docs, alert_timeline(alert_docs, purchases, labels))
 
 
 def _segment_quality(users: list[dict], learner: Learner, truth: Path | None) -> dict:
@@ -358,7 +402,7 @@ def _progress(total: int, enabled: bool):  # type: ignore[no-untyped-def]
 
 
 def write(result: ReplayResult, out_dir: Path, config: ReplayConfig) -> list[Path]:
-    """metrics.json, users.jsonl, report.html (+ scores.jsonl, dead_letters.jsonl)."""
+    """metrics.json, users.jsonl, alerts.jsonl, report.html (+ scores.jsonl, dead_letters.jsonl)."""
     from stream.report import render
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -373,6 +417,7 @@ def write(result: ReplayResult, out_dir: Path, config: ReplayConfig) -> list[Pat
     put("users.jsonl", b"".join(orjson.dumps(u) + b"\n" for u in result.users))
     if config.scores:
         put("scores.jsonl", b"".join(orjson.dumps(s) + b"\n" for s in result.scores))
+    put("alerts.jsonl", b"".join(orjson.dumps(a) + b"\n" for a in result.alerts))
     if result.dead_letters:
         put("dead_letters.jsonl", b"".join(orjson.dumps(d) + b"\n" for d in result.dead_letters))
     put("report.html", render(result, [str(p) for p in config.inputs]).encode())

@@ -43,6 +43,23 @@ def _plot(title: str, ylabel: str, rows: list[dict], series: dict[str, object],
     return title, base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _alert_plots(days: list[dict]) -> list[tuple[str, str]]:
+    plots = []
+    kinds = sorted({k for d in days for k in d["kinds"]})
+    if kinds:
+        plots.append(_plot("Alerts per day of event time", "alerts", days,
+                           {k: (lambda d, k=k: d["kinds"].get(k, 0)) for k in kinds}))
+    rated = [d for d in days if not math.isnan(d["fraud_alert_rate"])]
+    judged = [d for d in days if not math.isnan(d["fraud_precision"])]
+    if rated:
+        series = {"fraud alerts per purchase": lambda d: d["fraud_alert_rate"]}
+        if judged:
+            series["precision of fraud alerts"] = lambda d: d["fraud_precision"]
+        plots.append(_plot("Fraud alerts: rate and precision per day", "share", rated, series,
+                           ylim=(0, 1)))
+    return plots
+
+
 def _plots(timeline: list[dict], models: list[dict]) -> list[tuple[str, str]]:
     plots = []
     # A slice with a handful of points says nothing; keep the rest.
@@ -100,7 +117,7 @@ def render(result: "ReplayResult", inputs: list[str]) -> str:
         "<h2>Inputs</h2><ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in inputs) + "</ul>",
         "<h2>Figures</h2>" + _table(_flatten({k: v for k, v in m.items() if k != "segments"})),
     ]
-    for title, png in _plots(result.timeline, result.models_timeline):
+    for title, png in _plots(result.timeline, result.models_timeline) + _alert_plots(result.alerts_timeline):
         sections.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
     if m.get("segments"):
         sections.append("<h2>Segments</h2>" + _table(

@@ -77,8 +77,8 @@ def wait_for_broker(settings: Settings) -> None:
 
 def create_topics(settings: Settings) -> None:
     """Create shopstream's topics that do not exist yet: the input and output
-    topics with ``SHOPSTREAM_PARTITIONS`` partitions, ``features`` with one
-    (its single consumer is the learn agent)."""
+    topics with ``SHOPSTREAM_PARTITIONS`` partitions, ``features`` and ``labels``
+    with one (their single consumer is the learn agent)."""
     from kafka import KafkaAdminClient
 
     from stream.publish import BOOTSTRAP_TIMEOUT_MS, ensure_topics
@@ -87,9 +87,9 @@ def create_topics(settings: Settings) -> None:
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
                              bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
     try:
-        ensure_topics(admin, (*t.inputs, t.recommendations, t.dead_letters, t.segments),
+        ensure_topics(admin, (*t.inputs, t.recommendations, t.dead_letters, t.segments, t.alerts),
                       settings.partitions)
-        ensure_topics(admin, (t.features,), 1)
+        ensure_topics(admin, (t.features, t.labels), 1)
     except Exception as exc:  # Faust declares what is missing; this only gets counts right
         log.warning("could not create topics (%s); the broker's defaults apply", exc)
     finally:

@@ -40,35 +40,37 @@ class BatchView:
     latest: dict[str, UserRecommendations] = field(default_factory=dict)
     published: dict[str, float] = field(default_factory=dict)
     new_offsets: dict[TopicPartition, int] = field(default_factory=dict)
-    # Sessions: users whose last event (per partition) is too old for their
-    # session to be open still, loaded for closing; and the changes to the
-    # open-sessions index (user -> last seen) this batch makes.
+    # Users of the batch's partitions due for a look although they sent
+    # nothing: their session has gone quiet, or their churn check is due.
     due: dict[str, tuple[int, UserProfile]] = field(default_factory=dict)
+    # Changes to the open-sessions index (user -> last seen) and to the churn
+    # schedule (user -> event time of their check; None: unscheduled).
     opened: dict[tuple[int, str], float] = field(default_factory=dict)
     closed: set[tuple[int, str]] = field(default_factory=set)
+    churn_checks: dict[tuple[int, str], float | None] = field(default_factory=dict)
     token: Any = None  # the store's own handle for this batch
 
 
-class OpenSessions:
-    """Users by the time of their last event, to find sessions gone quiet."""
+class UserTimes:
+    """Users by a time (last event, next churn check), to find those due."""
 
     def __init__(self) -> None:
-        self.last_seen: dict[str, float] = {}
+        self.times: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
 
-    def touch(self, user_id: str, last_seen: float) -> None:
-        self.last_seen[user_id] = last_seen
-        heapq.heappush(self._heap, (last_seen, user_id))
+    def set(self, user_id: str, ts: float) -> None:
+        self.times[user_id] = ts
+        heapq.heappush(self._heap, (ts, user_id))
 
-    def close(self, user_id: str) -> None:
-        self.last_seen.pop(user_id, None)
+    def remove(self, user_id: str) -> None:
+        self.times.pop(user_id, None)
 
-    def due(self, before: float) -> list[str]:
-        """Users last seen before ``before`` (each returned once until touched again)."""
+    def due(self, before: float, inclusive: bool = False) -> list[str]:
+        """Users whose time is before ``before`` (each returned once until set again)."""
         out = []
-        while self._heap and self._heap[0][0] < before:
+        while self._heap and (self._heap[0][0] <= before if inclusive else self._heap[0][0] < before):
             ts, user_id = heapq.heappop(self._heap)
-            if self.last_seen.get(user_id) == ts:
+            if self.times.get(user_id) == ts:
                 out.append(user_id)
         return out
 
@@ -87,11 +89,12 @@ class State(Protocol):
     settings: Settings
 
     async def load(
-        self, events: Sequence[Event], partitions: Sequence[TopicPartition], close_before: float
+        self, events: Sequence[Event], partitions: Sequence[TopicPartition], close_before: float,
+        check_until: float,
     ) -> BatchView:
         """The state this batch needs (profiles, item rows, offsets), and the
         users of these partitions whose session was last active before
-        ``close_before``."""
+        ``close_before`` or whose churn check is due by ``check_until``."""
         ...
 
     async def commit(self, view: BatchView) -> bool:
@@ -120,14 +123,18 @@ class MemoryState:
         self.offsets: dict[TopicPartition, int] = {}
         self.latest: dict[str, UserRecommendations] = {}
         self.last_published: dict[str, float] = {}
-        self.sessions: dict[int, OpenSessions] = {}
+        self.sessions: dict[int, UserTimes] = {}
+        self.churn_checks: dict[int, UserTimes] = {}
 
     async def load(
-        self, events: Sequence[Event], partitions: Sequence[TopicPartition], close_before: float
+        self, events: Sequence[Event], partitions: Sequence[TopicPartition], close_before: float,
+        check_until: float,
     ) -> BatchView:
         due: dict[str, tuple[int, UserProfile]] = {}
         for partition in sorted({p for _, p in partitions}):
-            for user_id in self.sessions.setdefault(partition, OpenSessions()).due(close_before):
+            quiet = self.sessions.setdefault(partition, UserTimes()).due(close_before)
+            checks = self.churn_checks.setdefault(partition, UserTimes()).due(check_until, inclusive=True)
+            for user_id in quiet + checks:
                 due[user_id] = (partition, self.profiles[user_id])
         return BatchView(
             profiles=self.profiles,
@@ -141,9 +148,15 @@ class MemoryState:
 
     async def commit(self, view: BatchView) -> bool:
         for (partition, user_id), last_seen in view.opened.items():
-            self.sessions.setdefault(partition, OpenSessions()).touch(user_id, last_seen)
+            self.sessions.setdefault(partition, UserTimes()).set(user_id, last_seen)
         for partition, user_id in view.closed:
-            self.sessions.setdefault(partition, OpenSessions()).close(user_id)
+            self.sessions.setdefault(partition, UserTimes()).remove(user_id)
+        for (partition, user_id), check in view.churn_checks.items():
+            times = self.churn_checks.setdefault(partition, UserTimes())
+            if check is None:
+                times.remove(user_id)
+            else:
+                times.set(user_id, check)
         self.cooccurrence.trim(view.touched_items)
         self.offsets.update(view.new_offsets)
         self.latest.update(view.latest)

@@ -1,0 +1,357 @@
+"""Fraud on purchases: features, an anomaly detector, a classifier, rules, threshold.
+
+``purchase_features`` describes a purchase against the buyer's own history
+(taken *before* the purchase is learnt): its amount and how it compares with
+the user's usual, how many other orders and distinct items the user bought in
+the last minutes, hours and day, whether category and item are new to the
+user, how far into the session and how soon after carting the item, and
+every numeric ``attrs`` field of the event (``attr_<name>``).
+
+``FraudDetector`` scores them. From the first purchase, an unsupervised
+anomaly detector (river's ``HalfSpaceTrees`` on standardised features
+squashed into [0, 1]) says how unusual the purchase is. Once confirmed
+outcomes arrive (``learn_label``), an online logistic regression learns
+fraud from the same features plus the anomaly score, and the final score
+moves from the anomaly score towards the classifier's probability as
+positive labels accumulate (``positives / (positives + label_warmup)``).
+
+``AlertRate`` turns a target share of purchases to alert on into a score
+threshold: a rolling quantile of recent scores. ``FraudRules`` are the
+velocity and amount rules a risk team expects, each with a name.
+``FraudLabels`` holds the features seen at purchase time until an outcome
+for that purchase (by ``event_id`` or ``order_id``) arrives or expires.
+
+>>> from models.profile import UserProfile
+>>> p = UserProfile("u1")
+>>> x = purchase_features(p, "i1", 100.0, amount=30.0, category="books", order_id="o1")
+>>> x["amount"], x["first_purchase"], x["new_category"], x["orders_1h"]
+(30.0, 1.0, 1.0, 0.0)
+>>> detector = FraudDetector(seed=1)
+>>> for i in range(300):
+...     detector.learn_one({"amount": 20.0 + i % 7, "orders_1h": 0.0})
+>>> usual = detector.score_one({"amount": 23.0, "orders_1h": 0.0})
+>>> odd = detector.score_one({"amount": 900.0, "orders_1h": 6.0})
+>>> odd > usual
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from river import anomaly, compose, linear_model, optim, preprocessing, stats
+
+from models.features import category_key
+
+if TYPE_CHECKING:
+    from models.profile import UserProfile
+
+MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+
+
+def purchase_features(
+    profile: UserProfile,
+    item_id: str,
+    ts: float,
+    amount: float,
+    category: str | None = None,
+    order_id: str | None = None,
+    attrs: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """A purchase against the user's history (``profile`` before it learns the purchase)."""
+    f = profile.features
+    usual = f.revenue / f.purchases if f.purchases else 0.0
+    orders = {10 * MINUTE: set(), HOUR: set(), DAY: set()}
+    items_1h: set[str] = set()
+    for p_ts, p_item, p_order, _ in profile.recent_purchases:
+        age = ts - p_ts
+        if age < 0 or age > DAY:
+            continue
+        for window, seen in orders.items():
+            if age <= window and p_order != order_id:
+                seen.add(p_order or f"{p_ts!r}")
+        if age <= HOUR:
+            items_1h.add(p_item)
+    carted = [c_ts for c_item, c_ts in profile.carts if c_item == item_id and c_ts <= ts]
+    start = f.session_start_ts if f.session_start_ts is not None else ts
+    new_session = profile.is_new_session(ts, profile.session_id)
+    x = {
+        "amount": amount,
+        "amount_vs_usual": amount / usual if usual > 0 else 1.0,
+        "first_purchase": 0.0 if f.purchases else 1.0,
+        "orders_10m": float(len(orders[10 * MINUTE])),
+        "orders_1h": float(len(orders[HOUR])),
+        "orders_24h": float(len(orders[DAY])),
+        "items_1h": float(len(items_1h | {item_id})),
+        "new_category": float(category is not None and category_key(category) not in f.category_keys),
+        "new_item": float(item_id not in profile.recent and item_id not in profile.purchased),
+        "session_minutes": 0.0 if new_session else max(ts - start, 0.0) / MINUTE,
+        "session_views": 0.0 if new_session else float(f.session_views),
+        "cart_minutes": (ts - max(carted)) / MINUTE if carted else 0.0,
+        "not_carted": 0.0 if carted else 1.0,
+    }
+    for name, value in (attrs or {}).items():
+        x[f"attr_{name}"] = float(value)
+    return x
+
+
+def squash(x: dict[str, float]) -> dict[str, float]:
+    """Standardised values into (0, 1), the range half-space trees split."""
+    return {k: 1.0 / (1.0 + math.exp(-max(min(v, 30.0), -30.0))) for k, v in x.items()}
+
+
+def _log_amounts(x: dict[str, float]) -> dict[str, float]:
+    # Amounts and ratios are heavy-tailed: compare them on a log scale.
+    out = dict(x)
+    for name in ("amount", "amount_vs_usual", "cart_minutes", "session_minutes"):
+        if name in out:
+            out[name] = math.log1p(max(out[name], 0.0))
+    return out
+
+
+@dataclass
+class FraudDetector:
+    """Anomaly score from the first purchase; blended with a classifier as labels come."""
+
+    n_trees: int = 25
+    height: int = 8
+    window_size: int = 250
+    seed: int = 42
+    lr: float = 0.02
+    label_warmup: int = 20
+    positives: int = 0
+    negatives: int = 0
+    scaler: Any = None
+    detector: Any = None
+    classifier: Any = None
+
+    def __post_init__(self) -> None:
+        if self.scaler is None:
+            self.scaler = preprocessing.StandardScaler()
+        if self.detector is None:
+            self.detector = compose.FuncTransformer(squash) | anomaly.HalfSpaceTrees(
+                n_trees=self.n_trees, height=self.height, window_size=self.window_size, seed=self.seed
+            )
+        if self.classifier is None:
+            self.classifier = preprocessing.StandardScaler() | linear_model.LogisticRegression(
+                optimizer=optim.SGD(self.lr), intercept_lr=self.lr
+            )
+
+    def _scaled(self, x: dict[str, float]) -> dict[str, float]:
+        return self.scaler.transform_one(_log_amounts(x))
+
+    def anomaly_one(self, x: dict[str, float]) -> float:
+        return float(self.detector.score_one(self._scaled(x)))
+
+    def fraud_probability(self, x: dict[str, float], anomaly_score: float) -> float | None:
+        if self.positives == 0 or self.negatives == 0:
+            return None
+        z = {**_log_amounts(x), "anomaly": anomaly_score}
+        return float(self.classifier.predict_proba_one(z).get(True, 0.0))
+
+    def score_one(self, x: dict[str, float]) -> float:
+        return self.explain_one(x)["score"]
+
+    def explain_one(self, x: dict[str, float]) -> dict[str, float]:
+        """``score`` with its parts: ``anomaly`` and ``probability`` (when labels exist)."""
+        a = self.anomaly_one(x)
+        p = self.fraud_probability(x, a)
+        if p is None:
+            return {"score": a, "anomaly": a}
+        w = self.positives / (self.positives + self.label_warmup)
+        return {"score": w * p + (1.0 - w) * a, "anomaly": a, "probability": p}
+
+    def learn_one(self, x: dict[str, float]) -> None:
+        """Learn what purchases look like (unsupervised)."""
+        logged = _log_amounts(x)
+        self.scaler.learn_one(logged)
+        self.detector.learn_one(self.scaler.transform_one(logged))
+
+    def learn_label(self, x: dict[str, float], anomaly_score: float, fraud: bool) -> None:
+        """Learn from a confirmed outcome, with the features and anomaly score of purchase time."""
+        self.classifier.learn_one({**_log_amounts(x), "anomaly": anomaly_score}, bool(fraud))
+        if fraud:
+            self.positives += 1
+        else:
+            self.negatives += 1
+
+    def unusual(self, x: dict[str, float], top: int = 3) -> list[tuple[str, float, float]]:
+        """The features furthest above the population's mean: (name, value, mean)."""
+        scaled = self._scaled(x)
+        means = self.scaler.means
+        ranked = sorted(scaled.items(), key=lambda kv: kv[1], reverse=True)
+        out = []
+        for name, z in ranked[:top]:
+            if z <= 1.0:
+                break
+            mean = means.get(name, 0.0)
+            if name in ("amount", "amount_vs_usual", "cart_minutes", "session_minutes"):
+                mean = math.expm1(mean)
+            out.append((name, x.get(name, 0.0), mean))
+        return out
+
+
+@dataclass
+class AlertRate:
+    """The score threshold that alerts on about ``rate`` of recent purchases.
+
+    >>> rate = AlertRate(rate=0.1, window=100, min_scores=50)
+    >>> rate.threshold is None
+    True
+    >>> for i in range(100):
+    ...     rate.update(i / 100)
+    >>> sum(i / 100 >= rate.threshold for i in range(100))  # scores at or above it
+    10
+    """
+
+    rate: float = 0.01
+    window: int = 5000
+    min_scores: int = 500
+    seen: int = 0
+    quantile: Any = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.rate < 1.0:
+            raise ValueError("the alert rate must be between 0 and 1")
+        if self.quantile is None:
+            self.quantile = stats.RollingQuantile(q=1.0 - self.rate, window_size=self.window)
+
+    def update(self, score: float) -> None:
+        self.quantile.update(score)
+        self.seen += 1
+
+    @property
+    def threshold(self) -> float | None:
+        if self.seen < self.min_scores:
+            return None
+        return float(self.quantile.get())
+
+
+@dataclass(frozen=True)
+class FraudRules:
+    """Named rules: (rule, value, limit) for each that a purchase breaks.
+
+    >>> FraudRules().check({"orders_10m": 3.0, "items_1h": 2.0, "amount_vs_usual": 1.0, "first_purchase": 0.0})
+    [('rapid_orders', 4.0, 4.0)]
+    """
+
+    rapid_orders: float = 4.0  # this and other orders within 10 minutes
+    many_items: float = 10.0  # distinct items bought within an hour
+    amount_far_above_usual: float = 10.0  # times the user's usual purchase amount
+
+    def check(self, x: dict[str, float]) -> list[tuple[str, float, float]]:
+        broken = []
+        orders = x.get("orders_10m", 0.0) + 1.0
+        if orders >= self.rapid_orders:
+            broken.append(("rapid_orders", orders, self.rapid_orders))
+        if x.get("items_1h", 0.0) >= self.many_items:
+            broken.append(("many_items", x["items_1h"], self.many_items))
+        ratio = x.get("amount_vs_usual", 1.0)
+        if not x.get("first_purchase", 1.0) and ratio >= self.amount_far_above_usual:
+            broken.append(("amount_far_above_usual", ratio, self.amount_far_above_usual))
+        return broken
+
+
+@dataclass
+class PendingPurchase:
+    event_id: str
+    order_id: str | None
+    ts: float
+    x: dict[str, float]
+    anomaly: float
+    score: float = 0.0  # the fraud score given at purchase time
+
+
+@dataclass
+class FraudLabels:
+    """Purchases waiting for a confirmed outcome, bounded in number and age.
+
+    ``add`` keeps a purchase's features; ``label`` finds the purchases an
+    outcome is about (one ``event_id``, or every purchase of an ``order_id``)
+    and hands them back once: a repeated outcome counts as ``duplicates``, one
+    for a purchase never seen (or not seen yet) as ``unknown``, one for a
+    purchase dropped for age (``ttl_s`` of event time) or room (``max_pending``)
+    as ``expired``.
+
+    >>> labels = FraudLabels(ttl_s=100.0)
+    >>> labels.add(PendingPurchase("e1", "o1", 10.0, {"amount": 5.0}, 0.3))
+    >>> labels.add(PendingPurchase("e2", "o1", 11.0, {"amount": 6.0}, 0.4))
+    >>> [p.event_id for p in labels.label(order_id="o1")]
+    ['e1', 'e2']
+    >>> labels.label(event_id="e1"), labels.label(event_id="nope")
+    ([], [])
+    >>> labels.add(PendingPurchase("e3", None, 20.0, {}, 0.1)); labels.expire(now=200.0)
+    >>> labels.label(event_id="e3"), labels.counts()
+    ([], {'pending': 0, 'joined': 2, 'duplicates': 1, 'unknown': 1, 'expired': 1})
+    """
+
+    ttl_s: float = 30 * DAY
+    max_pending: int = 50_000
+    max_remembered: int = 50_000
+    pending: OrderedDict = field(default_factory=OrderedDict)  # event_id -> PendingPurchase
+    orders: dict[str, list[str]] = field(default_factory=dict)
+    # Purchases already labelled or expired, to tell duplicates and late labels apart.
+    done: OrderedDict = field(default_factory=OrderedDict)  # id -> "joined" | "expired"
+    joined: int = 0
+    duplicates: int = 0
+    unknown: int = 0
+    expired: int = 0
+
+    def add(self, purchase: PendingPurchase) -> None:
+        if purchase.event_id in self.pending or purchase.event_id in self.done:
+            return
+        self.pending[purchase.event_id] = purchase
+        if purchase.order_id is not None:
+            self.orders.setdefault(purchase.order_id, []).append(purchase.event_id)
+        while len(self.pending) > self.max_pending:
+            self._drop(next(iter(self.pending)), "expired")
+
+    def expire(self, now: float) -> None:
+        while self.pending:
+            oldest = next(iter(self.pending.values()))
+            if oldest.ts + self.ttl_s >= now:
+                break
+            self._drop(oldest.event_id, "expired")
+
+    def _drop(self, event_id: str, why: str) -> PendingPurchase:
+        purchase = self.pending.pop(event_id)
+        if purchase.order_id is not None:
+            ids = self.orders.get(purchase.order_id, [])
+            if event_id in ids:
+                ids.remove(event_id)
+            if not ids:
+                self.orders.pop(purchase.order_id, None)
+        self._remember(event_id, why)
+        if purchase.order_id is not None and purchase.order_id not in self.orders:
+            self._remember(f"order:{purchase.order_id}", why)
+        return purchase
+
+    def _remember(self, key: str, why: str) -> None:
+        self.done[key] = why
+        while len(self.done) > self.max_remembered:
+            self.done.popitem(last=False)
+
+    def label(self, event_id: str | None = None, order_id: str | None = None) -> list[PendingPurchase]:
+        if event_id is not None:
+            ids, key = ([event_id] if event_id in self.pending else []), event_id
+        else:
+            ids, key = list(self.orders.get(order_id or "", [])), f"order:{order_id}"
+        if not ids:
+            why = self.done.get(key)
+            if why == "joined":
+                self.duplicates += 1
+            elif why == "expired":
+                self.expired += 1
+            else:
+                self.unknown += 1
+            return []
+        out = [self._drop(i, "joined") for i in ids]
+        self.joined += len(out)
+        return out
+
+    def counts(self) -> dict[str, int]:
+        return {"pending": len(self.pending), "joined": self.joined, "duplicates": self.duplicates,
+                "unknown": self.unknown, "expired": self.expired}
