@@ -2,7 +2,7 @@
 
 ``purchase_features`` describes a purchase against the buyer's own history
 (taken *before* the purchase is learnt): its amount and how it compares with
-the user's usual, how many other orders and distinct items the user bought in
+the user's usual (the median of their latest purchases), how many other orders and distinct items the user bought in
 the last minutes, hours and day, whether category and item are new to the
 user, how far into the session and how soon after carting the item, and
 every numeric ``attrs`` field of the event (``attr_<name>``).
@@ -63,7 +63,10 @@ def purchase_features(
 ) -> dict[str, float]:
     """A purchase against the user's history (``profile`` before it learns the purchase)."""
     f = profile.features
-    usual = f.revenue / f.purchases if f.purchases else 0.0
+    # The median of the latest purchases: a burst of big ones does not make
+    # itself look usual.
+    amounts = sorted(a for *_, a in profile.recent_purchases)
+    usual = amounts[len(amounts) // 2] if amounts else 0.0
     orders = {10 * MINUTE: set(), HOUR: set(), DAY: set()}
     items_1h: set[str] = set()
     for p_ts, p_item, p_order, _ in profile.recent_purchases:

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
+from stream.clock import EventClock
 from stream.config import Settings
 from stream.events import InvalidEvent, decode_label
 from stream.health import Dependency, Health
@@ -100,7 +101,8 @@ segments_topic = app.topic(
 
 state = RedisState(settings)
 snapshots = SnapshotStore(settings, state.client)
-processor = Processor(state, settings)
+clock = EventClock(idle_after_s=settings.idle_after_s)
+processor = Processor(state, settings, clock=clock)
 health = Health(
     broker=Dependency("broker", settings.broker),
     redis=Dependency("redis", settings.redis_url),
@@ -137,6 +139,12 @@ async def publish(result: BatchResult) -> None:
         await asyncio.gather(*pending)
 
 
+def assigned_inputs() -> list[tuple[str, int]]:
+    inputs_topics = set(settings.topics.inputs)
+    return sorted((tp.topic, tp.partition) for tp in app.consumer.assignment()
+                  if tp.topic in inputs_topics)
+
+
 async def handle(messages: list[Message]) -> BatchResult:
     """Process one batch, waiting out Redis and broker outages with backoff."""
     delay = 0.2
@@ -157,6 +165,7 @@ async def handle(messages: list[Message]) -> BatchResult:
 async def ingest(stream: faust.StreamT) -> None:
     counters = health.counters
     async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
+        clock.assign(assigned_inputs())
         messages = [
             Message(e.value, e.message.topic, e.message.partition, e.message.offset, e.key)
             for e in events
@@ -170,6 +179,25 @@ async def ingest(stream: faust.StreamT) -> None:
         counters.duplicates += result.duplicates
         counters.recommendations += len(result.recommendations)
         counters.alerts += len(result.alerts)
+        counters.last_batch = time.monotonic()
+
+
+@app.timer(interval=min(5.0, settings.idle_after_s))
+async def sweep_when_idle() -> None:
+    """Without traffic no batch sweeps: quiet sessions and churn checks would
+    wait for the next event. The clock moves on once every partition is idle."""
+    if time.monotonic() - health.counters.last_batch < settings.idle_after_s:
+        return
+    partitions = assigned_inputs()
+    if not partitions:
+        return
+    clock.assign(partitions)
+    try:
+        result = await processor.sweep(partitions, publish)
+    except (RedisError, OSError, KafkaError) as exc:
+        log.warning("idle sweep failed (%s); trying again later", exc)
+        return
+    health.counters.alerts += len(result.alerts)
 
 
 @app.agent(learning_topics)

@@ -71,6 +71,9 @@ class Settings:
     fraud_alert_rate: float = 0.01
     nudge_min_propensity: float = 0.5
     label_ttl_days: float = 30.0
+    # An input partition silent this long (wall time) no longer holds back
+    # the event-time watermark; an idle worker sweeps this often.
+    idle_after_s: float = 30.0
     group_session_timeout: float = 6.0
     group_heartbeat_interval: float = 2.0
     group_rebalance_timeout: float = 6.0

@@ -71,10 +71,11 @@ class Counters:
     labels: int = 0
     batches: int = 0
     started: float = field(default_factory=time.time)
+    last_batch: float = 0.0  # monotonic time the latest batch ended
 
     def to_dict(self) -> dict:
         elapsed = max(time.time() - self.started, 1e-9)
-        d = {k: v for k, v in self.__dict__.items() if k != "started"}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("started", "last_batch")}
         d["uptime_s"] = round(elapsed, 1)
         d["events_per_s"] = round(self.received / elapsed, 1)
         return d

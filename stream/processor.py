@@ -9,6 +9,7 @@ whose offsets are already applied is skipped, so state changes exactly once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
@@ -17,11 +18,12 @@ from models.churn import ChurnRisk
 from models.cooccurrence import Recommendation
 from models.fraud import FraudRules, purchase_features
 from models.profile import SESSION_GAP_S, UserProfile
+from stream.clock import EventClock
 from stream.config import Settings
 from stream.events import Event, InvalidEvent, decode
 from stream.learner import EXAMPLE, FRAUD, PURCHASE, USER, ModelRow, UserModels
 from stream.outputs import Alert, DeadLetter, Message, Reason, SegmentChange, UserRecommendations
-from stream.state import BatchView, State, new_profile
+from stream.state import BatchView, State, TopicPartition, new_profile
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,7 @@ class Processor:
         publish_recommendations: bool = True,
         models: UserModels | None = None,
         collect_scores: bool = False,
+        clock: EventClock | None = None,
     ) -> None:
         self.state = state
         self.settings = settings or state.settings
@@ -86,6 +89,10 @@ class Processor:
         self.publish_recommendations = publish_recommendations
         self.models = models or UserModels()
         self.collect_scores = collect_scores
+        self.clock = clock
+        # A batch and a sweep of the same worker must not interleave their
+        # read-modify-write of the same users.
+        self._lock = asyncio.Lock()
         self.churn = ChurnRisk(
             prior_gap_days=self.settings.churn_prior_gap_days, threshold=self.settings.churn_threshold
         )
@@ -128,26 +135,53 @@ class Processor:
                     dead += bad
                 else:
                     decoded.append((event, message))
-        while True:
-            result = await self.process(decoded, dead)
-            if publish is not None:
-                await publish(result)
-            assert result.view is not None
-            if await self.state.commit(result.view):
-                return result
-            log.info("offsets moved under this batch (rebalance); processing it again")
+        return await self._run(decoded, dead, None, publish)
+
+    async def sweep(
+        self,
+        partitions: Sequence[TopicPartition],
+        publish: Callable[[BatchResult], Awaitable[None]] | None = None,
+    ) -> BatchResult:
+        """Close quiet sessions and raise churn checks due in these partitions
+        without any new event: what keeps alerts coming when the stream is idle."""
+        return await self._run([], [], sorted(partitions), publish)
+
+    async def _run(
+        self,
+        decoded: Sequence[tuple[Event, Message]],
+        dead: Sequence[DeadLetter],
+        partitions: Sequence[TopicPartition] | None,
+        publish: Callable[[BatchResult], Awaitable[None]] | None,
+    ) -> BatchResult:
+        async with self._lock:
+            while True:
+                result = await self.process(decoded, dead, partitions)
+                if publish is not None:
+                    await publish(result)
+                assert result.view is not None
+                if await self.state.commit(result.view):
+                    return result
+                log.info("offsets moved under this batch (rebalance); processing it again")
 
     async def process(
-        self, decoded: Sequence[tuple[Event, Message]], dead: Sequence[DeadLetter] = ()
+        self,
+        decoded: Sequence[tuple[Event, Message]],
+        dead: Sequence[DeadLetter] = (),
+        partitions: Sequence[TopicPartition] | None = None,
     ) -> BatchResult:
-        """Run one decoded batch against a fresh view of the state (no commit)."""
-        partitions = sorted({(m.topic, m.partition) for _, m in decoded})
-        watermark = max((e.ts for e, _ in decoded), default=0.0)
+        """Run one decoded batch against a fresh view of the state (no commit).
+        ``partitions``: those to sweep when there are no events (``sweep``)."""
+        if partitions is None:
+            partitions = sorted({(m.topic, m.partition) for _, m in decoded})
+        watermark = self._watermark(decoded)
         view = await self.state.load(
             [e for e, _ in decoded], partitions, close_before=watermark - SESSION_GAP_S,
             check_until=watermark,
         )
         result = BatchResult(dead_letters=list(dead), view=view)
+        if not decoded:
+            # A sweep commits only if no batch moved these partitions meanwhile.
+            view.new_offsets.update(view.offsets)
         last_event: dict[str, Event] = {}
         for event, message in decoded:
             tp = (message.topic, message.partition)
@@ -177,6 +211,16 @@ class Processor:
             self._refresh_propensity(view, last_event)
             self._recommend_after(view, last_event, result)
         return result
+
+    def _watermark(self, decoded: Sequence[tuple[Event, Message]]) -> float:
+        """How far event time has come: sessions and churn checks before it are due.
+        Without a clock (replay: one stream in time order) the batch's latest time."""
+        if self.clock is None:
+            return max((e.ts for e, _ in decoded), default=0.0)
+        for event, message in decoded:
+            self.clock.observe((message.topic, message.partition), event.ts)
+        watermark = self.clock.watermark()
+        return float("-inf") if watermark is None else watermark
 
     def _apply(self, event: Event, view: BatchView, result: BatchResult) -> bool:
         profile = view.profiles.get(event.user_id)

@@ -56,6 +56,7 @@ def isolated_settings(services: Services, partitions: int = 4, **overrides: obje
         prefix=f"test-{tag}:",
         partitions=partitions,
         topics=topics,
+        idle_after_s=3.0,
     )
     values.update(overrides)
     return Settings(**values)
@@ -82,6 +83,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "SHOPSTREAM_MAX_NEIGHBOURS": str(settings.max_neighbours),
         "SHOPSTREAM_REC_THROTTLE_S": str(settings.rec_throttle_s),
         "SHOPSTREAM_BATCH_MAX": str(settings.batch_max),
+        "SHOPSTREAM_IDLE_AFTER_S": str(settings.idle_after_s),
     }
     return env
 

@@ -267,3 +267,22 @@ def test_labels_decode_or_say_why_not() -> None:
     ]:
         with pytest.raises(InvalidEvent, match=reason):
             decode_label(raw)
+
+
+def test_the_live_clock_waits_for_lagging_partitions_but_not_for_idle_ones() -> None:
+    from stream.clock import EventClock
+
+    wall = [0.0]
+    clock = EventClock(idle_after_s=30.0, now=lambda: wall[0])
+    clock.assign([("views", 0), ("purchases", 0), ("clicks", 0)])
+    clock.observe(("purchases", 0), T0 + 30 * DAY)  # a backlog: purchases read ahead
+    clock.observe(("views", 0), T0 + 6 * DAY)
+    assert clock.watermark() is None  # clicks/0 has not delivered yet
+    wall[0] = 31.0  # clicks/0 stayed silent: empty or caught up
+    clock.observe(("purchases", 0), T0 + 30 * DAY)
+    clock.observe(("views", 0), T0 + 7 * DAY)
+    assert clock.watermark() == T0 + 7 * DAY  # views still catching up
+    wall[0] = 70.0  # everything quiet: all caught up
+    assert clock.watermark() == T0 + 30 * DAY
+    clock.assign([("views", 0)])  # a rebalance took the others away
+    assert clock.latest == {("views", 0): T0 + 7 * DAY}

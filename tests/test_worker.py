@@ -290,3 +290,94 @@ def test_replay_to_kafka_pushes_recorded_events_in_time_order(
         for user in {e["user_id"] for e in topic if "user_id" in e}:
             ts = [e["ts"] for e in topic if e.get("user_id") == user]
             assert ts == sorted(ts)
+
+
+def alert_story(path: Path) -> tuple[int, list[str]]:
+    """Ten steady shoppers for 30 days; one regular who stops after a week; one
+    account whose card is stolen on day 15 (six big orders in two minutes).
+    Returns the event count and the stolen purchases' event ids."""
+    t0, day = 1_700_000_000.0, 86400.0
+    events, stolen = [], []
+
+    def add(user: str, ts: float, kind: str, item: str, **extra: object) -> str:
+        event_id = f"{user}-{len(events)}"
+        events.append({"event_id": event_id, "type": kind, "user_id": user, "item_id": item,
+                       "ts": ts, "session_id": f"{user}-{int(ts // 3600)}", **extra})
+        return event_id
+
+    for u in range(10):
+        for half_day in range(60):
+            ts = t0 + half_day * day / 2 + u * 300
+            add(f"steady{u}", ts, "view", f"i{(u + half_day) % 9}")
+            if half_day % 4 == 0:
+                add(f"steady{u}", ts + 60, "purchase", f"i{(u + half_day) % 9}", price=25.0 + u,
+                    order_id=f"o-{u}-{half_day}", attrs={"device_risk": 0.1})
+    for d in range(7):
+        add("regular", t0 + d * day + 1000, "view", f"i{d}")
+    for k in range(6):
+        stolen.append(add("steady3", t0 + 15 * day + 7000 + 20 * k, "purchase", f"x{k}",
+                          price=900.0, order_id=f"stolen-{k}", attrs={"device_risk": 0.1}))
+    events.sort(key=lambda e: e["ts"])
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    return len(events), stolen
+
+
+def test_a_stolen_card_burst_and_a_silent_regular_raise_alerts_with_reasons(
+    services: Services, tmp_path: Path
+) -> None:
+    from kafka import KafkaProducer
+
+    settings = isolated_settings(services)
+    create_topics(settings)
+    events = tmp_path / "story.jsonl"
+    n, stolen = alert_story(events)
+    worker = Worker(settings, tmp_path / "worker").start()
+    try:
+        worker.wait_ready()
+        produce(settings, "--from", str(events))
+        # Confirmed outcomes arrive on the labels topic (one malformed).
+        producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+        for event_id in stolen:
+            producer.send(settings.topics.labels, orjson.dumps(
+                {"event_id": event_id, "fraud": True, "ts": 1_700_000_000 + 16 * 86400}))
+        producer.send(settings.topics.labels, b'{"event_id": "x", "fraud": "maybe"}')
+        producer.flush()
+        producer.close()
+        metrics = worker.wait_received(n)
+        assert metrics["processed"] == n
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and worker.metrics()["labels"] < len(stolen):
+            time.sleep(0.5)
+        assert worker.metrics()["labels"] == len(stolen), worker.metrics()
+
+        # The regular's silence is noticed once the idle worker's clock moves on.
+        deadline = time.monotonic() + 60
+        alerts: list[dict] = []
+        while time.monotonic() < deadline and not any(a["kind"] == "churn_risk" for a in alerts):
+            time.sleep(1.0)
+            alerts = read_topic(settings, settings.topics.alerts, timeout=5)
+        time.sleep(2 * settings.idle_after_s)  # further sweeps must not raise it again
+        alerts = read_topic(settings, settings.topics.alerts, expect=worker.metrics()["alerts"])
+        assert len(alerts) == worker.metrics()["alerts"]
+        churn = [a for a in alerts if a["kind"] == "churn_risk"]
+        assert [a["user_id"] for a in churn] == ["regular"], churn
+        assert churn[0]["alert_id"] == f"churn_risk:regular:{1_700_000_000.0 + 6 * 86400 + 1000!r}"
+        silence = next(r for r in churn[0]["reasons"] if r["name"] == "silence_days")
+        assert silence["value"] > silence["normal"] > 0  # longer than this user's rhythm
+
+        fraud = {a["event_id"]: a for a in alerts if a["kind"] == "fraud"}
+        flagged = [fraud[e] for e in stolen if e in fraud]
+        assert len(flagged) >= 4, sorted(fraud)
+        for alert in flagged:
+            assert alert["alert_id"] == f"fraud:{alert['event_id']}" and alert["user_id"] == "steady3"
+            names = {r["name"] for r in alert["reasons"]}
+            assert "rule:amount_far_above_usual" in names, alert
+        amount = next(r for a in flagged for r in a["reasons"] if r["name"] == "rule:amount_far_above_usual")
+        assert amount["value"] >= 10
+        assert any("rule:rapid_orders" in {r["name"] for r in a["reasons"]} for a in flagged)
+
+        letters = read_topic(settings, settings.topics.dead_letters, expect=1)
+        assert [d["topic"] for d in letters] == [settings.topics.labels]
+        assert "true or false" in letters[0]["reason"]
+    finally:
+        worker.stop()
