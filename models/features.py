@@ -90,6 +90,7 @@ class UserFeatures:
     category_keys: list[int] = field(default_factory=list)
     # The current session.
     session_start_ts: float | None = None
+    session_first_category: int = 0  # category_keys from here on were first seen this session
     session_events: int = 0
     session_views: int = 0
     session_carts: int = 0
@@ -117,6 +118,7 @@ class UserFeatures:
                 self.gap_m2 += delta * (gap_h - self.gap_mean_h)
             self.sessions += 1
             self.session_start_ts = ts
+            self.session_first_category = len(self.category_keys)
             self.session_events = self.session_views = self.session_carts = self.session_purchases = 0
         self.first_ts = ts if self.first_ts is None else min(self.first_ts, ts)
         self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)

@@ -2,10 +2,11 @@
 
 ``purchase_features`` describes a purchase against the buyer's own history
 (taken *before* the purchase is learnt): its amount and how it compares with
-the user's usual (the median of their latest purchases), how many other orders and distinct items the user bought in
-the last minutes, hours and day, whether category and item are new to the
-user, how far into the session and how soon after carting the item, and
-every numeric ``attrs`` field of the event (``attr_<name>``).
+the user's usual (the median of their latest purchases), how many other
+orders and distinct items the user bought in the last minutes, hours and
+day, whether the category was new to the user before this session and the
+item new to them, how far into the session and how soon after carting the
+item, and every numeric ``attrs`` field of the event (``attr_<name>``).
 
 ``FraudDetector`` scores them. From the first purchase, an unsupervised
 anomaly detector (river's ``HalfSpaceTrees`` on standardised features
@@ -89,7 +90,9 @@ def purchase_features(
         "orders_1h": float(len(orders[HOUR])),
         "orders_24h": float(len(orders[DAY])),
         "items_1h": float(len(items_1h | {item_id})),
-        "new_category": float(category is not None and category_key(category) not in f.category_keys),
+        # New to the user before this session (an intruder browses first, then buys).
+        "new_category": float(category is not None and category_key(category)
+                              not in f.category_keys[: 0 if new_session else f.session_first_category]),
         "new_item": float(item_id not in profile.recent and item_id not in profile.purchased),
         "session_minutes": 0.0 if new_session else max(ts - start, 0.0) / MINUTE,
         "session_views": 0.0 if new_session else float(f.session_views),
