@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -200,32 +201,58 @@ async def sweep_when_idle() -> None:
     health.counters.alerts += len(result.alerts)
 
 
-@app.agent(learning_topics)
-async def learn(stream: faust.StreamT) -> None:
-    """Train the global models on feature rows and confirmed fraud outcomes;
-    publish a snapshot every N updates or T seconds."""
-    learner = await _resume_learner()
-    published_at, published_updates = time.monotonic(), learner.updates
-    async for events in stream.take_events(100, within=1.0):
-        for event in events:
-            if event.message.topic == settings.topics.labels:
-                await _learn_label(learner, event)
-            else:
-                learner.learn(ModelRow.from_dict(d) for d in orjson.loads(event.value))
-        due = learner.updates - published_updates >= settings.snapshot_every or (
-            time.monotonic() - published_at >= settings.snapshot_interval_s
-            and learner.updates > published_updates
+@dataclass
+class Publisher:
+    """The learn agent's models and when they were last published."""
+
+    learner: Learner | None = None
+    at: float = 0.0
+    updates: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def publish_if_due(self) -> None:
+        """A snapshot every N updates or T seconds (if anything was learnt)."""
+        learner = self.learner
+        if learner is None:
+            return
+        due = learner.updates - self.updates >= settings.snapshot_every or (
+            time.monotonic() - self.at >= settings.snapshot_interval_s and learner.updates > self.updates
         )
-        if due:
+        if not due or self.lock.locked():
+            return
+        async with self.lock:
             models = learner.snapshot()
             try:
                 await snapshots.save(models.version, models)
                 await snapshots.save_learner(learner)
             except (RedisError, OSError) as exc:  # keep learning; publish next time
                 log.warning("could not publish user models v%d (%s)", models.version, exc)
-                continue
-            published_at, published_updates = time.monotonic(), learner.updates
+                return
+            self.at, self.updates = time.monotonic(), learner.updates
             log.info("published user models v%d (%d updates)", models.version, learner.updates)
+
+
+publisher = Publisher()
+
+
+@app.agent(learning_topics)
+async def learn(stream: faust.StreamT) -> None:
+    """Train the global models on feature rows and confirmed fraud outcomes."""
+    learner = publisher.learner = await _resume_learner()
+    publisher.at, publisher.updates = time.monotonic(), learner.updates
+    async for events in stream.take_events(100, within=1.0):
+        for event in events:
+            if event.message.topic == settings.topics.labels:
+                await _learn_label(learner, event)
+            else:
+                learner.learn(ModelRow.from_dict(d) for d in orjson.loads(event.value))
+        await publisher.publish_if_due()
+
+
+@app.timer(interval=1.0)
+async def publish_quiet_models() -> None:
+    """What was learnt from the last rows before a lull gets published too."""
+    await publisher.publish_if_due()
 
 
 async def _learn_label(learner: Learner, event: faust.EventT) -> None:
@@ -292,6 +319,7 @@ async def metrics_view(web, request):  # type: ignore[no-untyped-def]
         **health.counters.to_dict(),
         "models_version": models.version,
         "propensity": models.metrics,
+        "fraud": {"threshold": models.fraud_threshold, **models.fraud_metrics},
     })
 
 
@@ -317,7 +345,10 @@ async def recommendations_view(web, request, user_id: str):  # type: ignore[no-u
 
 async def _user(user_id: str) -> "UserView | None":
     profile = await state.profile(user_id)
-    return None if profile is None else UserView(profile, processor.models)
+    if profile is None:
+        return None
+    now = clock.watermark() or profile.last_seen or 0.0
+    return UserView(profile, processor.models, round(processor.churn_risk(profile, now), 6))
 
 
 @app.page("/users/{user_id}")

@@ -64,6 +64,7 @@ class UserModels:
     names: dict[int, str] = field(default_factory=dict)
     fraud: FraudDetector = field(default_factory=FraudDetector)
     fraud_threshold: float | None = None
+    fraud_metrics: dict[str, Any] = field(default_factory=dict)
 
     def segment_name(self, segment: int) -> str | None:
         return self.names.get(segment)
@@ -110,9 +111,13 @@ class Learner:
                 self.fraud.learn_one(row.x)
                 score = row.p if row.p is not None else 0.0
                 self.alert_rate.update(score)
-                self.fraud_labels.add(
-                    PendingPurchase(row.event_id, row.order_id, row.ts, row.x, row.anomaly or 0.0, score)
+                anomaly = row.anomaly or 0.0
+                outcome = self.fraud_labels.add(
+                    PendingPurchase(row.event_id, row.order_id, row.ts, row.x, anomaly, score)
                 )
+                if outcome is not None:  # its outcome came first
+                    self.fraud_metrics.update(outcome, score)
+                    self.fraud.learn_label(row.x, anomaly, outcome)
                 self.updates += 1
         self.fraud_labels.expire(self.watermark)
         resolved += self.pending.resolve(self.watermark)
@@ -127,7 +132,8 @@ class Learner:
         """Train the fraud classifier on confirmed outcomes; return the purchases labelled."""
         joined = 0
         for label in labels:
-            for purchase in self.fraud_labels.label(label.event_id, label.order_id):
+            for purchase in self.fraud_labels.label(label.fraud, label.ts, label.event_id,
+                                                    label.order_id):
                 self.fraud_metrics.update(label.fraud, purchase.score)
                 self.fraud.learn_label(purchase.x, purchase.anomaly, label.fraud)
                 joined += 1
@@ -151,4 +157,5 @@ class Learner:
             names={p["segment"]: p["name"] for p in segments.profiles()},
             fraud=copy.deepcopy(self.fraud),
             fraud_threshold=self.alert_rate.threshold,
+            fraud_metrics={"labels": self.fraud_labels.counts(), "prequential": self.fraud_metrics.get()},
         )

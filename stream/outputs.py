@@ -130,6 +130,7 @@ class UserView:
 
     profile: UserProfile
     models: "UserModels"
+    churn_risk: float | None = None  # as of the stream's event time
 
     def to_dict(self) -> dict[str, Any]:
         p = self.profile
@@ -144,6 +145,8 @@ class UserView:
             **p.summary(),
             "segment": segment,
             "propensity": p.propensity,
+            "churn_risk": self.churn_risk,
+            "churn_episode_open": p.churn_alerted_at is not None,
             "features": x,
             "recent_items": list(reversed(p.recent)),
             "models_version": self.models.version,

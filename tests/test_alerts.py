@@ -162,17 +162,25 @@ def test_valuable_users_get_a_retention_offer() -> None:
 # -- fraud: labels, thresholds, rules -------------------------------------------------
 
 
-def test_label_joins_late_duplicate_and_unknown() -> None:
-    labels = FraudLabels(ttl_s=10 * DAY)
+def test_label_joins_late_duplicate_early_and_unknown() -> None:
+    labels = FraudLabels(ttl_s=10 * DAY, max_waiting=2)
     for i in range(5):
         labels.add(PendingPurchase(f"e{i}", "o1" if i < 2 else None, T0 + i, {"amount": 1.0}, 0.1))
-    assert [p.event_id for p in labels.label(order_id="o1")] == ["e0", "e1"]
-    assert labels.label(event_id="e0") == []  # duplicate: already joined via its order
-    assert labels.label(order_id="o1") == []  # duplicate order label
-    assert labels.label(event_id="e9") == []  # unknown
-    labels.expire(now=T0 + 11 * DAY)
-    assert labels.label(event_id="e3") == []  # too late: expired
-    assert labels.counts() == {"pending": 0, "joined": 2, "duplicates": 2, "unknown": 1, "expired": 1}
+    assert [p.event_id for p in labels.label(True, T0 + DAY, order_id="o1")] == ["e0", "e1"]
+    assert labels.label(True, T0 + DAY, event_id="e0") == []  # duplicate: joined via its order
+    assert labels.label(True, T0 + DAY, order_id="o1") == []  # duplicate order label
+    # Outcomes ahead of their purchase wait for it (a bounded number of them).
+    assert labels.label(False, T0 + DAY, event_id="e7") == []
+    assert labels.label(True, T0 + DAY, order_id="o9") == []
+    assert labels.add(PendingPurchase("e7", None, T0 + 2, {}, 0.1)) is False
+    assert labels.add(PendingPurchase("e8", "o9", T0 + 3, {}, 0.1)) is True
+    assert labels.add(PendingPurchase("e9", "o9", T0 + 4, {}, 0.1)) is True  # same order
+    for i in range(3):  # never matched: the oldest is given up as unknown
+        labels.label(True, T0 + DAY, event_id=f"ghost{i}")
+    labels.expire(now=T0 + 12 * DAY)
+    assert labels.label(True, T0 + 12 * DAY, event_id="e3") == []  # too late: expired
+    assert labels.counts() == {"pending": 0, "waiting": 0, "joined": 5, "duplicates": 2,
+                               "unknown": 3, "expired": 1}
 
 
 def test_labels_are_bounded() -> None:
@@ -180,8 +188,8 @@ def test_labels_are_bounded() -> None:
     for i in range(1000):
         labels.add(PendingPurchase(f"e{i}", None, T0 + i, {}, 0.0))
     assert labels.counts()["pending"] == 100
-    assert labels.label(event_id="e0") == [] and labels.counts()["expired"] == 1
-    assert [p.event_id for p in labels.label(event_id="e999")] == ["e999"]
+    assert labels.label(True, T0, event_id="e0") == [] and labels.counts()["expired"] == 1
+    assert [p.event_id for p in labels.label(True, T0, event_id="e999")] == ["e999"]
 
 
 def test_the_learner_trains_on_the_features_seen_at_purchase_time() -> None:
@@ -196,7 +204,11 @@ def test_the_learner_trains_on_the_features_seen_at_purchase_time() -> None:
     assert learner.fraud.positives == 0
     labels = [Label(i % 10 == 0, T0 + DAY + i, event_id=f"e{i}") for i in range(400)]
     assert learner.learn_labels(labels + labels[:3]) == 400  # repeats join nothing
-    assert learner.fraud.positives == 40 and learner.fraud_labels.duplicates == 3
+    # An outcome ahead of its purchase row is joined when the row comes.
+    learner.learn_labels([Label(True, T0 + DAY, event_id="late")])
+    learner.learn([ModelRow(FRAUD, "u", "late", T0 + 500, {"amount": 800.0, "orders_1h": 0.0},
+                            0.5, None, 0.5)])
+    assert learner.fraud.positives == 41 and learner.fraud_labels.duplicates == 3
     odd = learner.fraud.explain_one({"amount": 700.0, "orders_1h": 0.0})
     usual = learner.fraud.explain_one({"amount": 20.0, "orders_1h": 0.0})
     assert odd["probability"] > 0.5 > usual["probability"]

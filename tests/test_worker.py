@@ -364,7 +364,17 @@ def test_a_stolen_card_burst_and_a_silent_regular_raise_alerts_with_reasons(
         assert churn[0]["alert_id"] == f"churn_risk:regular:{1_700_000_000.0 + 6 * 86400 + 1000!r}"
         silence = next(r for r in churn[0]["reasons"] if r["name"] == "silence_days")
         assert silence["value"] > silence["normal"] > 0  # longer than this user's rhythm
+        status, user = worker.get("/users/regular")
+        assert status == 200 and user["churn_risk"] > 0.8 and user["churn_episode_open"]
+        status, user = worker.get("/users/steady1")
+        assert status == 200 and user["churn_risk"] < 0.5 and not user["churn_episode_open"]
 
+        # The outcomes the learner joined show in the next models' metrics.
+        deadline = time.monotonic() + 60
+        joined = lambda: worker.metrics()["fraud"].get("labels", {}).get("joined")  # noqa: E731
+        while time.monotonic() < deadline and joined() != len(stolen):
+            time.sleep(0.5)
+        assert worker.metrics()["fraud"]["labels"]["joined"] == len(stolen), worker.metrics()
         fraud = {a["event_id"]: a for a in alerts if a["kind"] == "fraud"}
         flagged = [fraud[e] for e in stolen if e in fraud]
         assert len(flagged) >= 4, sorted(fraud)
