@@ -29,7 +29,6 @@ power ``normalise`` so that popular items do not drown the rest.
 from __future__ import annotations
 
 import heapq
-from operator import itemgetter
 from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from models.popularity import DEFAULT_ORIGIN, decay_weight
@@ -222,18 +221,15 @@ class ItemCooccurrence:
 
     @staticmethod
     def _top(scores: dict[str, float], k: int, popularity: Mapping[str, float]) -> list[str]:
-        if len(scores) > k:
-            best = heapq.nlargest(k + 1, scores.items(), key=itemgetter(1))
-            floor = best[k - 1][1]
-            if best[k][1] < floor:  # no tie across the cut: these k are the top k
-                candidates = [i for i, _ in best[:k]]
-            else:  # everything tied with the k-th best competes on popularity
-                candidates = [i for i, s in scores.items() if s >= floor]
-        else:
-            candidates = list(scores)
         pop = popularity.get
-        candidates.sort(key=lambda i: (-scores[i], -pop(i, 0.0), i))
-        return candidates[:k]
+        if len(scores) > k:
+            # Everything tied with the k-th best competes on popularity, then id.
+            floor = sorted(scores.values(), reverse=True)[k - 1]
+            ranked = [(-s, -(pop(i) or 0.0), i) for i, s in scores.items() if s >= floor]
+        else:
+            ranked = [(-s, -(pop(i) or 0.0), i) for i, s in scores.items()]
+        ranked.sort()  # plain tuples: compared in C, no key function per item
+        return [i for _, _, i in ranked[:k]]
 
     def _because(self, target: str, session_items: Sequence[str], most: int = 3) -> tuple[str, ...]:
         found = []
