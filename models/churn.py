@@ -23,10 +23,10 @@ instead of rescoring everyone.
 0.0
 >>> regular = dict(returns=20, span_s=20 * day)  # about one visit a day
 >>> [round(churn.score_one(**regular, silence_s=d * day), 2) for d in (0.5, 2, 5, 7)]
-[0.06, 0.22, 0.79, 0.95]
+[0.07, 0.23, 0.8, 0.95]
 >>> silence = churn.due_after(**regular)
 >>> round(silence / day, 2), round(churn.score_one(**regular, silence_s=silence), 3)
-(5.1, 0.8)
+(4.99, 0.8)
 >>> churn.score_one(returns=3, span_s=9 * day, silence_s=5 * day) < churn.score_one(**regular, silence_s=5 * day)
 True
 """
@@ -46,7 +46,7 @@ class ChurnRisk:
     prior_gap_days: float = 2.0
     prior_weight: float = 1.0
     dropout_a: float = 1.0
-    dropout_b: float = 5.0
+    dropout_b: float = 3.0
     threshold: float = 0.8
 
     def _terms(self, returns: int, span_s: float) -> tuple[float, float, float]:

@@ -11,10 +11,17 @@ item, and every numeric ``attrs`` field of the event (``attr_<name>``).
 ``FraudDetector`` scores them. From the first purchase, an unsupervised
 anomaly detector (river's ``HalfSpaceTrees`` on standardised features
 squashed into [0, 1]) says how unusual the purchase is. Once confirmed
-outcomes arrive (``learn_label``), an online logistic regression learns
-fraud from the same features plus the anomaly score, and the final score
-moves from the anomaly score towards the classifier's probability as
-positive labels accumulate (``positives / (positives + label_warmup)``).
+outcomes of both kinds have arrived (``learn_label``), an online logistic
+regression learns fraud from the same features plus the anomaly score, and
+the final score is the mean of its probability and the anomaly score.
+
+Measured on the planted shop (``PlantedShop``, 100k events, seeds 42/7/1,
+outcomes a day late, replaying the same label flow offline), ROC AUC /
+average precision over purchases after the first outcome: anomaly score alone .989/.853, .985/.860, .994/.912;
+classifier alone .991/.905, .990/.925, .993/.934; their mean .992/.906,
+.992/.924, .994/.926 (the most even). Among river's detectors on the same
+features: 25 half-space trees of height 8 (above) beat 15 of height 6
+(.940-.975 AUC), LODA (.975-.982 AUC, AP ~.3) and a one-class SVM (.74-.78).
 
 ``AlertRate`` turns a target share of purchases to alert on into a score
 threshold: a rolling quantile of recent scores. ``FraudRules`` are the
@@ -126,8 +133,7 @@ class FraudDetector:
     height: int = 8
     window_size: int = 250
     seed: int = 42
-    lr: float = 0.02
-    label_warmup: int = 20
+    lr: float = 0.1
     positives: int = 0
     negatives: int = 0
     scaler: Any = None
@@ -167,8 +173,7 @@ class FraudDetector:
         p = self.fraud_probability(x, a)
         if p is None:
             return {"score": a, "anomaly": a}
-        w = self.positives / (self.positives + self.label_warmup)
-        return {"score": w * p + (1.0 - w) * a, "anomaly": a, "probability": p}
+        return {"score": 0.5 * (p + a), "anomaly": a, "probability": p}
 
     def learn_one(self, x: dict[str, float]) -> None:
         """Learn what purchases look like (unsupervised)."""

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     if m["alerts"]:
         print("alerts: " + ", ".join(f"{k} {v:,}" for k, v in m["alerts"].items()))
     fraud, churn = m["fraud"], m["churn"]
-    for part in ("before_labels", "after_labels"):
+    for part in ("without_labels", "before_labels", "after_labels"):
         if "roc_auc" in fraud.get(part, {}):
             print(f"fraud {part.replace('_', ' ')}: ROC AUC {fraud[part]['roc_auc']:.4f}, "
                   f"average precision {fraud[part]['average_precision']:.4f} "

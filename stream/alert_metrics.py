@@ -2,7 +2,8 @@
 
 Fraud scores are judged against the outcomes of the labels file (per
 purchase, or per order), split at the time the first outcome arrived: before
-it only the unsupervised detector was at work. Churn risk is judged against
+it only the unsupervised detector was at work; ``without_labels`` judges that
+detector's own score over the whole stream. Churn risk is judged against
 what a synthetic shop planted (``churned_at`` in its truth file).
 """
 
@@ -22,8 +23,8 @@ if TYPE_CHECKING:
     from stream.outputs import Alert
 
 DAY_S = 86400.0
-# (event_id, order_id, ts, fraud score given at purchase time)
-Purchase = tuple[str, "str | None", float, float]
+# (event_id, order_id, ts, fraud score and anomaly score given at purchase time)
+Purchase = tuple[str, "str | None", float, float, float]
 
 
 def _ranking(ys: Sequence[bool], scores: Sequence[float]) -> dict[str, Any]:
@@ -61,15 +62,18 @@ def fraud_metrics(
     by_event, by_order = outcomes(labels)
     first_label = labels[0].ts
     rows = []
-    for event_id, order_id, ts, score in purchases:
+    for event_id, order_id, ts, score, anomaly in purchases:
         y = by_event.get(event_id, by_order.get(order_id or "", None))
         if y is not None:
-            rows.append((ts, y, score, event_id in alerted))
+            rows.append((ts, y, score, event_id in alerted, anomaly))
     out["all"] = _ranking([r[1] for r in rows], [r[2] for r in rows])
     out["before_labels"] = _ranking([r[1] for r in rows if r[0] < first_label],
                                     [r[2] for r in rows if r[0] < first_label])
     out["after_labels"] = _ranking([r[1] for r in rows if r[0] >= first_label],
                                    [r[2] for r in rows if r[0] >= first_label])
+    # The unsupervised detector alone, over every purchase: the score as it
+    # would have been had no outcome ever arrived.
+    out["without_labels"] = _ranking([r[1] for r in rows], [r[4] for r in rows])
     hits = sum(1 for r in rows if r[3] and r[1])
     flagged = sum(1 for r in rows if r[3])
     frauds = sum(1 for r in rows if r[1])
@@ -122,7 +126,7 @@ def alert_timeline(
                                                           "fraud_alerts": 0, "true_alerts": 0,
                                                           "judged": 0})
     fraud_of = {}
-    for event_id, order_id, ts, _ in purchases:
+    for event_id, order_id, ts, *_ in purchases:
         days[int(ts // DAY_S)]["purchases"] += 1
         fraud_of[event_id] = by_event.get(event_id, by_order.get(order_id or "", None))
     for a in alerts:

@@ -20,7 +20,13 @@ from typing import Iterator, Sequence
 import orjson
 
 from models.metrics import NextItemMetrics
-from stream.alert_metrics import alert_counts, alert_timeline, churn_metrics, fraud_metrics
+from stream.alert_metrics import (
+    Purchase,
+    alert_counts,
+    alert_timeline,
+    churn_metrics,
+    fraud_metrics,
+)
 from stream.config import Settings
 from stream.events import Event, InvalidEvent, Label, label_from_dict
 from stream.learner import FRAUD, Learner, UserModels
@@ -217,7 +223,7 @@ async def run(config: ReplayConfig) -> ReplayResult:
     dead: list[dict] = list(bad_labels)
     scores: list[dict] = []
     alerts: list[Alert] = []
-    purchases: list[tuple[str, str | None, float, float]] = []  # event, order, ts, fraud score
+    purchases: list[Purchase] = []
     next_label = 0
     users_as_of: list[dict] | None = None
     eval_seconds = 0.0
@@ -253,7 +259,7 @@ async def run(config: ReplayConfig) -> ReplayResult:
             learner.learn_labels(labels[start:next_label])
             processor.models.fraud_threshold = learner.alert_rate.threshold
             alerts.extend(result.alerts)
-            purchases.extend((r.event_id, r.order_id, r.ts, r.p or 0.0)
+            purchases.extend((r.event_id, r.order_id, r.ts, r.p or 0.0, r.anomaly or 0.0)
                              for r in result.model_rows if r.kind == FRAUD)
             if batch_no % TIMELINE_EVERY == 0:
                 learner.record()

@@ -1,0 +1,180 @@
+"""The synthetic shop with planted churners and fraud, and the truth to judge alerts by.
+
+``PlantedShop`` is :class:`~stream.synthetic.Shop` plus two kinds of hidden
+truth, drawn from random streams of their own so that everything else a seed
+produces stays as it is:
+
+* **Churners**: a ``churn_share`` of the frequent shoppers (big spenders,
+  bargain hunters, window shoppers) stop for good at ``churned_at``, drawn
+  uniformly between 2 and ``churn_window_days`` days after the start; no
+  session of theirs starts after it.
+* **Fraud**: a ``fraud_share`` of the returning users suffer one incident,
+  at a uniform time between day 1 and ``fraud_window_days``, of one of four
+  kinds (``FRAUD_KINDS``):
+
+  - ``stolen_card_burst``: 4-10 orders of distinct expensive items
+    (electronics, computers) within minutes, without browsing;
+  - ``amount_spike``: one order of 10-25 of an item in the user's favourite
+    category;
+  - ``account_takeover``: a session of a few quick views in a category the
+    user never cared for, then purchases without a cart;
+  - ``device_risk``: an ordinary-looking view, cart and purchase whose
+    ``attrs.device_risk`` is high.
+
+  Every purchase carries ``attrs.device_risk`` (legitimate ones ~ Beta(2, 12),
+  ``device_risk`` fraud ~ Beta(12, 2), the other kinds like legitimate ones).
+
+``labels`` turns purchases into the outcomes a risk team would confirm later
+(every purchase, ``delay_s`` after it). ``truth`` rows gain ``churned_at``.
+On ``PlantedShop(42, users=500).events(100_000)`` (about 10 days): 4,975
+purchases, 167 of them fraud (3.4 %) in 39 incidents of all four kinds, and
+40 churners.
+
+>>> shop = PlantedShop(seed=3, users=60, fraud_share=0.5)
+>>> events = list(shop.events(5000))
+>>> kinds = {shop.fraud_events[e.event_id] for e in events if e.event_id in shop.fraud_events}
+>>> sorted(kinds)
+['account_takeover', 'amount_spike', 'device_risk', 'stolen_card_burst']
+>>> all("device_risk" in e.attrs for e in events if e.type == "purchase")
+True
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from stream.events import Event
+from stream.synthetic import CATEGORIES, Item, Shop, User
+
+FRAUD_KINDS = ("stolen_card_burst", "amount_spike", "account_takeover", "device_risk")
+CHURN_TYPES = ("frequent_big_spender", "bargain_hunter", "window_shopper")
+EXPENSIVE = ("electronics", "computers")
+DAY_S = 86400.0
+
+
+@dataclass
+class PlantedUser(User):
+    churned_at: float | None = None
+    incident: tuple[str, float] | None = None  # (fraud kind, time)
+
+    def truth(self) -> dict:
+        return {**super().truth(), "churned_at": None if self.churned_at is None else round(self.churned_at, 3)}
+
+
+class PlantedShop(Shop):
+    def __init__(
+        self,
+        seed: int,
+        users: int | None = None,
+        churn_share: float = 0.1,
+        churn_window_days: float = 5.0,
+        fraud_share: float = 0.08,
+        fraud_window_days: float = 10.0,
+        **kwargs: object,
+    ) -> None:
+        if not (0.0 <= churn_share <= 1.0 and 0.0 <= fraud_share <= 1.0):
+            raise ValueError("churn_share and fraud_share must be between 0 and 1")
+        self.churn_share, self.churn_window_days = churn_share, churn_window_days
+        self.fraud_share, self.fraud_window_days = fraud_share, fraud_window_days
+        self.fraud_events: dict[str, str] = {}  # event id -> kind, for events generated so far
+        super().__init__(seed, users, **kwargs)  # type: ignore[arg-type]
+
+    def _population(self, rng: np.random.Generator, n: int) -> list[User]:
+        base = super()._population(rng, n)
+        plant = np.random.default_rng([self.seed, 4])
+        out: list[User] = []
+        for user in base:
+            planted = PlantedUser(**vars(user))
+            churn, fraud, u_when, u_kind = plant.random(4).tolist()
+            if user.type in CHURN_TYPES and churn < self.churn_share:
+                planted.churned_at = self.start_ts + DAY_S * (2.0 + u_when * (self.churn_window_days - 2.0))
+            elif user.rhythm_s is not None and fraud < self.fraud_share:
+                when = self.start_ts + DAY_S * (1.0 + u_when * (self.fraud_window_days - 1.0))
+                planted.incident = (FRAUD_KINDS[int(u_kind * len(FRAUD_KINDS))], when)
+            out.append(planted)
+        return out
+
+    def _user_events(self, user: User) -> Iterator[Event]:
+        assert isinstance(user, PlantedUser)
+        legit = self._legit(user)
+        if user.incident is None:
+            return legit
+        return heapq.merge(legit, self._incident(user), key=lambda e: e.ts)
+
+    def _legit(self, user: PlantedUser) -> Iterator[Event]:
+        """The user's ordinary traffic, cut where a churner stops; purchases
+        carry a device risk score."""
+        risk = np.random.default_rng([self.seed, 6, user.index])
+        session = None
+        for event in super()._user_events(user):
+            if event.session_id != session:
+                session = event.session_id
+                if user.churned_at is not None and event.ts > user.churned_at:
+                    return
+            if event.type == "purchase":
+                event.attrs = {"device_risk": round(float(risk.beta(2.0, 12.0)), 4)}
+            yield event
+
+    def _incident(self, user: PlantedUser) -> Iterator[Event]:
+        assert user.incident is not None
+        kind, t = user.incident
+        rng = np.random.default_rng([self.seed, 5, user.index])
+        counter = itertools.count(1)
+        session_id = f"{user.user_id}-t1"
+
+        def event(type_: str, item: Item, ts: float, **extra: object) -> Event:
+            event_id = f"e{self.seed}-{user.user_id}-t1-{next(counter)}"
+            if type_ == "purchase":
+                self.fraud_events[event_id] = kind
+                extra.setdefault("attrs", {"device_risk": round(float(rng.beta(2.0, 12.0)), 4)})
+            return Event(event_id=event_id, type=type_, user_id=user.user_id, item_id=item.item_id,
+                         ts=round(ts, 3), session_id=session_id, category=CATEGORIES[item.category][0],
+                         price=item.price, **extra)
+
+        if kind == "stolen_card_burst":
+            pool = [it for it in self.items if CATEGORIES[it.category][0] in EXPENSIVE]
+            picks = rng.choice(len(pool), size=int(rng.integers(4, 11)), replace=False)
+            for j, index in enumerate(picks.tolist()):
+                t += float(rng.uniform(10.0, 60.0))
+                yield event("purchase", pool[index], t, order_id=f"o{self.seed}-{user.user_id}-t{j}")
+        elif kind == "amount_spike":
+            item = self._favourite_item(user, rng)
+            yield event("view", item, t)
+            yield event("purchase", item, t + float(rng.uniform(20.0, 90.0)),
+                        quantity=int(rng.integers(10, 26)), order_id=f"o{self.seed}-{user.user_id}-t")
+        elif kind == "account_takeover":
+            category = int(np.argmin(user.tastes))
+            pool = [it for it in self.items if it.category == category]
+            items = [pool[i] for i in rng.choice(len(pool), size=int(rng.integers(2, 4)), replace=False)]
+            for item in items:
+                yield event("view", item, t)
+                t += float(rng.uniform(3.0, 15.0))
+            for item in items[: int(rng.integers(1, len(items) + 1))]:
+                t += float(rng.uniform(2.0, 10.0))
+                yield event("purchase", item, t, order_id=f"o{self.seed}-{user.user_id}-t")
+        else:  # device_risk: looks ordinary but for the device
+            item = self._favourite_item(user, rng)
+            yield event("view", item, t)
+            yield event("cart", item, t + float(rng.uniform(10.0, 60.0)))
+            yield event("purchase", item, t + float(rng.uniform(90.0, 200.0)),
+                        order_id=f"o{self.seed}-{user.user_id}-t",
+                        attrs={"device_risk": round(float(rng.beta(12.0, 2.0)), 4)})
+
+    def _favourite_item(self, user: User, rng: np.random.Generator) -> Item:
+        category = int(np.argmax(user.tastes))
+        return self._pickers[user.type, category].pick(float(rng.random()))
+
+    def labels(self, events: Iterable[Event], delay_s: float = DAY_S) -> list[dict]:
+        """The confirmed outcome of every purchase, ``delay_s`` after it, in time order:
+        ``{"event_id", "fraud", "ts", "kind"}`` (``kind`` None when legitimate)."""
+        out = [
+            {"event_id": e.event_id, "fraud": e.event_id in self.fraud_events,
+             "ts": round(e.ts + delay_s, 3), "kind": self.fraud_events.get(e.event_id)}
+            for e in events if e.type == "purchase"
+        ]
+        return sorted(out, key=lambda label: label["ts"])
