@@ -3,13 +3,18 @@
 
     python scripts/produce.py --count 100000 --rate 2000 --bad-fraction 0.01
     python scripts/produce.py --from events.jsonl --from more.tsv
-    python scripts/produce.py --count 5000 --out events.jsonl --truth truth.jsonl
+    python scripts/produce.py --count 5000 --out events.jsonl --truth truth.jsonl --labels labels.jsonl
 
 Messages are keyed by user id and go to the input topic of their event type
 (``SHOPSTREAM_TOPIC_*``); missing input topics are created with
 ``SHOPSTREAM_PARTITIONS`` partitions. Recorded JSONL lines are sent as their
 original bytes; lines that do not decode go to the clicks topic unchanged,
 for the worker to dead-letter.
+
+Synthetic traffic plants churners and fraud (``stream.planted``); the
+confirmed outcome of every purchase follows it ``--label-delay-h`` hours
+later on the ``labels`` topic (unless ``--no-labels``), and ``--labels FILE``
+writes the outcomes too (the truth to judge fraud alerts by).
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import heapq
+import itertools
+
 import orjson
 from kafka.errors import KafkaError
 
@@ -32,7 +40,9 @@ from stream.cli import Parser  # noqa: E402
 from stream.config import ConfigError, Settings  # noqa: E402
 from stream.publish import Failure, FileSink, KafkaSink, pump  # noqa: E402
 from stream.sources import Message, SourceError, merge_records, to_messages  # noqa: E402
-from stream.synthetic import DEFAULT_USERS, Shop, messages  # noqa: E402
+from stream.events import Event  # noqa: E402
+from stream.planted import PlantedShop  # noqa: E402
+from stream.synthetic import DEFAULT_USERS, messages  # noqa: E402
 
 DEFAULT_COUNT = 10_000
 
@@ -53,6 +63,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, metavar="FILE.jsonl",
                    help="write the messages to a file ('-': stdout) instead of Kafka")
     p.add_argument("--truth", type=Path, metavar="FILE.jsonl", help="write the synthetic users' hidden truth")
+    p.add_argument("--churn-share", type=float, default=0.1,
+                   help="share of frequent shoppers who stop for good (default 0.1)")
+    p.add_argument("--fraud-share", type=float, default=0.08,
+                   help="share of returning users who suffer a fraud incident (default 0.08)")
+    p.add_argument("--labels", type=Path, metavar="FILE.jsonl",
+                   help="write every purchase's confirmed outcome (fraud or not)")
+    p.add_argument("--label-delay-h", type=float, default=24.0,
+                   help="hours of event time between a purchase and its outcome (default 24)")
+    p.add_argument("--no-labels", action="store_true", help="do not send outcomes to the labels topic")
     p.add_argument("--broker", help="broker URL (default: SHOPSTREAM_BROKER)")
     args = p.parse_args(argv)
     if args.count is not None and args.count < 0:
@@ -63,8 +82,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--bad-fraction must be between 0 and 1")
     if args.users is not None and args.users < 1:
         p.error("--users must be >= 1")
-    if args.sources and (args.users is not None or args.truth or args.bad_fraction):
-        p.error("--users, --truth and --bad-fraction apply to synthetic traffic, not --from")
+    for name in ("churn_share", "fraud_share"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            p.error(f"--{name.replace('_', '-')} must be between 0 and 1")
+    if args.label_delay_h < 0:
+        p.error("--label-delay-h must be >= 0")
+    if args.sources and (args.users is not None or args.truth or args.bad_fraction or args.labels):
+        p.error("--users, --truth, --labels and --bad-fraction apply to synthetic traffic, not --from")
     return args
 
 
@@ -75,10 +99,48 @@ def traffic(args: argparse.Namespace, settings: Settings) -> tuple[Iterator[Mess
         total = len(records) if args.count is None else min(args.count, len(records))
         return to_messages(records[:total], settings.topics), total
     count = DEFAULT_COUNT if args.count is None else args.count
-    shop = Shop(args.seed, users=args.users)
+    shop = PlantedShop(args.seed, users=args.users, churn_share=args.churn_share,
+                       fraud_share=args.fraud_share)
     if args.truth:
         _write_lines(args.truth, (orjson.dumps(row) for row in shop.truth()))
-    return messages(shop.events(count), settings.topics, args.bad_fraction, args.seed), count
+    send_labels = not args.out and not args.no_labels
+    if not (send_labels or args.labels):
+        return messages(shop.events(count), settings.topics, args.bad_fraction, args.seed), count
+    return with_labels(shop, count, args, settings, send_labels), count
+
+
+def with_labels(shop: PlantedShop, count: int, args: argparse.Namespace, settings: Settings,
+                send: bool) -> Iterator[Message]:
+    """The events, with each purchase's outcome on the labels topic once the
+    stream reaches its time (written to ``--labels`` as well, if asked)."""
+    delay = args.label_delay_h * 3600.0
+    due: list[tuple[float, int, dict]] = []
+    order = itertools.count()
+    clock = [float("-inf")]
+    written: list[dict] = []
+
+    def watched(events: Iterator[Event]) -> Iterator[Event]:
+        for event in events:
+            clock[0] = event.ts
+            if event.type == "purchase":
+                label = {"event_id": event.event_id, "fraud": event.event_id in shop.fraud_events,
+                         "ts": round(event.ts + delay, 3)}
+                heapq.heappush(due, (label["ts"], next(order), label))
+            yield event
+
+    def outcomes(until: float) -> Iterator[Message]:
+        while due and due[0][0] <= until:
+            label = heapq.heappop(due)[2]
+            written.append({**label, "kind": shop.fraud_events.get(label["event_id"])})
+            if send:
+                yield Message(settings.topics.labels, label["event_id"].encode(), orjson.dumps(label))
+
+    for message in messages(watched(shop.events(count)), settings.topics, args.bad_fraction, args.seed):
+        yield from outcomes(clock[0])
+        yield message
+    yield from outcomes(float("inf"))
+    if args.labels:
+        _write_lines(args.labels, (orjson.dumps(row) for row in written))
 
 
 def _write_lines(path: Path, lines: Iterator[bytes]) -> None:

@@ -50,7 +50,7 @@ class FileSink:
 
 
 class KafkaSink:
-    """A kafka-python producer; creates missing input topics first."""
+    """A kafka-python producer; creates missing input and labels topics first."""
 
     def __init__(self, settings: Settings) -> None:
         self.where = settings.bootstrap_servers
@@ -58,6 +58,7 @@ class KafkaSink:
         admin = KafkaAdminClient(bootstrap_servers=self.where, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
         try:
             ensure_topics(admin, settings.topics.inputs, settings.partitions)
+            ensure_topics(admin, (settings.topics.labels,), 1)  # read by the one learn agent
         finally:
             admin.close()
         self._producer = KafkaProducer(
