@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shopstream on its embedded default: installs itself, starts a local broker
-# and Redis, a worker, synthetic shop traffic, and shows recommendations
-# flowing. Ctrl-C stops the worker and the traffic (the stack stays up:
+# and Redis, a worker, synthetic shop traffic, and shows recommendations and
+# alerts flowing. Ctrl-C stops the worker and the traffic (the stack stays up:
 # `python scripts/dev_stack.py down` stops it).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -77,5 +77,7 @@ for item in recs["items"][:5]:
     print(f"    {item['item_id']:>8}  score {item['score']:.3f}  because {', '.join(item['because']) or '(popular)'}")
 PYEOF
 fi
-echo "demo: recommendations as they are published (Ctrl-C to stop):"
+echo "demo: alerts (lines with ALERT) and recommendations as they are published (Ctrl-C to stop):"
+"$PY" scripts/tail.py "${SHOPSTREAM_TOPIC_ALERTS:-alerts}" --latest &
+pids+=($!)
 "$PY" scripts/tail.py "$TOPIC" --latest

@@ -488,6 +488,8 @@ class Processor:
         throttle = self.settings.rec_throttle_s
         for user_id, event in last_event.items():
             items = self.recommend(view, view.profiles[user_id])
+            if not items:  # the shop knows no item this user has not bought yet
+                continue
             recs = UserRecommendations(
                 user_id, event.event_id, event.ts, items,
                 fallback=not any(r.because for r in items),
