@@ -348,7 +348,7 @@ async def _user(user_id: str) -> "UserView | None":
     if profile is None:
         return None
     now = clock.watermark() or profile.last_seen or 0.0
-    return UserView(profile, processor.models, round(processor.churn_risk(profile, now), 6))
+    return UserView(profile, processor.models, round(processor.alerts.churn_risk(profile, now), 6))
 
 
 @app.page("/users/{user_id}")

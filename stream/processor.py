@@ -14,15 +14,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
 
-from models.churn import ChurnRisk
 from models.cooccurrence import Recommendation
-from models.fraud import FraudRules, purchase_features
+from models.fraud import purchase_features
 from models.profile import SESSION_GAP_S, UserProfile
 from stream.clock import EventClock
 from stream.config import Settings
 from stream.events import Event, InvalidEvent, decode
 from stream.learner import EXAMPLE, FRAUD, PURCHASE, USER, ModelRow, UserModels
-from stream.outputs import Alert, DeadLetter, Message, Reason, SegmentChange, UserRecommendations
+from stream.alerts import Alerts
+from stream.outputs import Alert, DeadLetter, Message, SegmentChange, UserRecommendations
 from stream.state import BatchView, State, TopicPartition, new_profile
 
 log = logging.getLogger(__name__)
@@ -93,10 +93,7 @@ class Processor:
         # A batch and a sweep of the same worker must not interleave their
         # read-modify-write of the same users.
         self._lock = asyncio.Lock()
-        self.churn = ChurnRisk(
-            prior_gap_days=self.settings.churn_prior_gap_days, threshold=self.settings.churn_threshold
-        )
-        self.rules = FraudRules()
+        self.alerts = Alerts(self.settings)
         topics = self.settings.topics
         self._roles = {topics.views: "views", topics.clicks: "clicks", topics.purchases: "purchases"}
 
@@ -228,7 +225,7 @@ class Processor:
             profile = view.profiles[event.user_id] = new_profile(self.settings, event.user_id)
         if event.event_id in profile.seen_event_ids:
             return False
-        self._churn_on_return(profile, event, result)
+        result.alerts += self.alerts.on_return(profile, event, self.models)
         fraud_x = None
         if event.type == "purchase":
             amount = (event.price or 0.0) * event.quantity
@@ -301,7 +298,7 @@ class Processor:
         profile.closed_at = profile.last_seen
         x = profile.features.values(profile.last_seen or ts)
         if quiet:
-            self._nudge_cart(profile, x, result)
+            result.alerts += self.alerts.cart_nudge(profile, x, models)
         if learning:
             result.model_rows.append(ModelRow(USER, profile.user_id, event_id, ts, x))
         segment = models.segments.assign(x, profile.segment)
@@ -330,7 +327,7 @@ class Processor:
                 scores["fraud_score"] = parts["score"]
                 rows.append(ModelRow(FRAUD, uid, eid, ts, fraud_x, parts["score"], event.order_id,
                                      parts["anomaly"]))
-                self._check_fraud(event, profile, fraud_x, parts["score"], result)
+                result.alerts += self.alerts.fraud(event, profile, fraud_x, parts["score"], self.models)
         else:
             last = profile.last_example_ts
             example = last is None or ts - last >= EXAMPLE_GAP_S or ts < last
@@ -344,87 +341,6 @@ class Processor:
         if self.collect_scores:
             result.scores.append((event, scores))
 
-    # -- alerts ---------------------------------------------------------------
-
-    def _alert(
-        self, kind: str, profile: UserProfile, event_id: str | None, ts: float, score: float,
-        threshold: float | None, reasons: list[Reason], result: BatchResult, key: str | None = None,
-    ) -> None:
-        segment = profile.segment
-        name = self.models.segment_name(segment) if segment is not None else None
-        result.alerts.append(
-            Alert(kind, profile.user_id, event_id, ts, score, threshold, reasons, segment, name, key)
-        )
-
-    def _check_fraud(
-        self, event: Event, profile: UserProfile, x: dict[str, float], score: float,
-        result: BatchResult,
-    ) -> None:
-        """A fraud alert when the score reaches the alert-rate threshold or a rule breaks."""
-        threshold = self.models.fraud_threshold
-        broken = self.rules.check(x)
-        if not broken and (threshold is None or score < threshold):
-            return
-        usual = x["amount"] / x["amount_vs_usual"] if not x["first_purchase"] else None
-        reasons = [Reason(f"rule:{name}", value, limit) for name, value, limit in broken]
-        for name, value, mean in self.models.fraud.unusual(x):
-            normal = usual if name == "amount" and usual is not None else mean
-            reasons.append(Reason(name, value, normal))
-        self._alert("fraud", profile, event.event_id, event.ts, score, threshold, reasons, result)
-
-    def churn_check_at(self, profile: UserProfile) -> float | None:
-        """The event time at which the user's silence makes them a churn risk
-        (None: not a returning user, or already raised for this silence)."""
-        last, first = profile.last_seen, profile.first_seen
-        if profile.churn_alerted_at is not None or last is None or first is None:
-            return None
-        silence = self.churn.due_after(profile.sessions - 1, last - first)
-        return None if silence is None else last + silence
-
-    def churn_risk(self, profile: UserProfile, now: float) -> float:
-        last, first = profile.last_seen, profile.first_seen
-        if last is None or first is None:
-            return 0.0
-        return self.churn.score_one(profile.sessions - 1, last - first, now - last)
-
-    def _raise_churn(self, profile: UserProfile, at: float, result: BatchResult) -> None:
-        """One alert per episode of silence (and a retention offer for a valuable user)."""
-        last = profile.last_seen
-        assert last is not None and profile.first_seen is not None
-        returns, span = profile.sessions - 1, last - profile.first_seen
-        f = profile.features
-        weeks = max((at - profile.first_seen) / (7 * 86400.0), 1.0)
-        reasons = [
-            Reason("silence_days", (at - last) / 86400.0,
-                   self.churn.typical_gap_s(returns, span) / 86400.0),
-            Reason("revenue", f.revenue),
-            Reason("purchases_per_week", f.purchases / weeks),
-            Reason("sessions", float(f.sessions)),
-        ]
-        score = self.churn.score_one(returns, span, at - last)
-        key = f"{profile.user_id}:{last!r}"
-        threshold = self.settings.churn_threshold
-        self._alert("churn_risk", profile, None, at, score, threshold, reasons, result, key)
-        if f.revenue >= self.settings.retention_min_revenue:
-            offer = reasons + [Reason("min_revenue", self.settings.retention_min_revenue)]
-            self._alert("retention_offer", profile, None, at, score, threshold, offer, result, key)
-        profile.churn_alerted_at = last
-
-    def _churn_on_return(self, profile: UserProfile, event: Event, result: BatchResult) -> None:
-        """A returning user ends their churn episode, raising it first if their
-        silence crossed the line before any sweep saw it (so that the alerts do
-        not depend on where batches begin and end)."""
-        check = self.churn_check_at(profile)
-        if check is not None and check <= event.ts:
-            self._raise_churn(profile, check, result)
-        alerted = profile.churn_alerted_at
-        if alerted is None:
-            return
-        silence = (event.ts - alerted) / 86400.0
-        self._alert("churn_recovered", profile, event.event_id, event.ts, 0.0, None,
-                    [Reason("silence_days", silence)], result)
-        profile.churn_alerted_at = None
-
     def _check_churn(
         self, view: BatchView, active: dict[str, Event], watermark: float, result: BatchResult
     ) -> None:
@@ -433,31 +349,13 @@ class Processor:
         candidates = [(p, u, view.profiles[u]) for p, u in view.opened]
         candidates += [(p, u, profile) for u, (p, profile) in view.due.items() if u not in active]
         for partition, user_id, profile in candidates:
-            check = self.churn_check_at(profile)
+            check = self.alerts.churn_check_at(profile)
             if check is not None and check <= watermark:
-                self._raise_churn(profile, check, result)
+                result.alerts += self.alerts.churn(profile, check, self.models)
                 view.profiles.setdefault(user_id, profile)
                 view.dirty_users.add(user_id)
                 check = None
             view.churn_checks[partition, user_id] = check
-
-    def _nudge_cart(self, profile: UserProfile, x: dict[str, float], result: BatchResult) -> None:
-        """A session that went quiet with a cart and no purchase, by a likely buyer."""
-        f = profile.features
-        propensity = self.models.propensity
-        if not f.session_carts or f.session_purchases or not propensity.ready:
-            return
-        p = propensity.predict_one(x)
-        threshold = self.settings.nudge_min_propensity
-        if p < threshold:
-            return
-        last = profile.last_seen
-        assert last is not None
-        carted = [item for item, _ in profile.carts]
-        reasons = [Reason("session_carts", float(f.session_carts)),
-                   Reason("carted_items", ", ".join(carted[-5:]))]
-        self._alert("cart_nudge", profile, None, last + SESSION_GAP_S, p, threshold, reasons,
-                    result, key=f"{profile.user_id}:{last!r}")
 
     def recommend(
         self, view: BatchView, profile: UserProfile, explain: bool = True

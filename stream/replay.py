@@ -185,7 +185,7 @@ async def _users(state: State, learner: Learner, now: float, processor: Processo
         row["segment_name"] = names.get(segment) if segment is not None else None
         p = learner.propensity.predict_one(x)
         row["propensity"] = round(p, 6) if p is not None else None
-        row["churn_risk"] = round(processor.churn_risk(profile, now), 6)
+        row["churn_risk"] = round(processor.alerts.churn_risk(profile, now), 6)
         users.append(row)
     return sorted(users, key=lambda u: u["user_id"])
 

@@ -99,7 +99,7 @@ def test_silence_is_noticed_on_event_time_from_other_users_and_alerted_once() ->
     assert len(churned) == 1
     alert = churned[0]
     last = T0 + 9 * DAY
-    due = processor.churn.due_after(9, 9 * DAY)
+    due = processor.alerts.churn_risk_model.due_after(9, 9 * DAY)
     assert alert.ts == pytest.approx(last + due)
     assert alert.alert_id == f"churn_risk:u1:{last!r}"
     assert alert.score == pytest.approx(0.8, abs=1e-6) and alert.threshold == 0.8
