@@ -161,6 +161,7 @@ def test_user_models_recover_what_the_synthetic_shop_planted(tmp_path: Path) -> 
     events, truth = tmp_path / "events.jsonl", tmp_path / "truth.jsonl"
     made = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "produce.py"), "--count", "50000", "--seed", "42",
+         "--churn-share", "0", "--fraud-share", "0",  # the population issue 4's bars were set on
          "--out", str(events), "--truth", str(truth)], capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
     done = replay("--input", str(events), "--truth", str(truth), "--out", str(tmp_path / "out"))
