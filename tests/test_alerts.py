@@ -298,3 +298,21 @@ def test_the_live_clock_waits_for_lagging_partitions_but_not_for_idle_ones() -> 
     assert clock.watermark() == T0 + 30 * DAY
     clock.assign([("views", 0)])  # a rebalance took the others away
     assert clock.latest == {("views", 0): T0 + 7 * DAY}
+
+
+def test_tail_prints_an_alert_on_one_readable_line() -> None:
+    import importlib.util
+
+    from stream.outputs import Alert, Reason
+    from tests.support import ROOT
+
+    spec = importlib.util.spec_from_file_location("tail", ROOT / "scripts" / "tail.py")
+    tail = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tail)
+    alert = Alert("fraud", "u7", "e981", 1_700_000_981.0, 0.93, 0.71,
+                  [Reason("rule:rapid_orders", 5.0, 4.0), Reason("amount", 899.0, 31.5)],
+                  2, "frequent big spenders")
+    line = tail.format_value(alert.to_json())
+    assert line == ("2023-11-14 22:29:41  ALERT fraud  u7  after e981  score 0.93 (threshold 0.71)  "
+                    "segment frequent big spenders  because rule:rapid_orders=5 (normal 4); "
+                    "amount=899 (normal 31.5)")
