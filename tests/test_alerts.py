@@ -233,11 +233,11 @@ def test_the_threshold_follows_the_scores_to_keep_the_alert_rate() -> None:
 
 def test_rules_are_named_with_their_values() -> None:
     rules = FraudRules()
-    broken = rules.check({"orders_10m": 0.0, "items_1h": 12.0, "amount_vs_usual": 25.0,
+    broken = rules.check({"orders_10m": 0.0, "items_1h": 12.0, "amount_vs_usual": 45.0,
                           "first_purchase": 0.0})
     assert [name for name, _, _ in broken] == ["many_items", "amount_far_above_usual"]
     # A first purchase has no usual amount to be far above.
-    assert rules.check({"amount_vs_usual": 25.0, "first_purchase": 1.0}) == []
+    assert rules.check({"amount_vs_usual": 45.0, "first_purchase": 1.0}) == []
 
 
 def test_a_fraud_burst_raises_alerts_with_reasons() -> None:

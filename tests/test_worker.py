@@ -321,7 +321,7 @@ def alert_story(path: Path) -> tuple[int, list[str]]:
         add("regular", t0 + d * day + 1000, "view", f"i{d}")
     for k in range(6):
         stolen.append(add("steady3", t0 + 15 * day + 7000 + 20 * k, "purchase", f"x{k}",
-                          price=900.0, order_id=f"stolen-{k}", attrs={"device_risk": 0.1}))
+                          price=1500.0, order_id=f"stolen-{k}", attrs={"device_risk": 0.1}))
     events.sort(key=lambda e: e["ts"])
     path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
     return len(events), stolen
@@ -388,7 +388,7 @@ def test_a_stolen_card_burst_and_a_silent_regular_raise_alerts_with_reasons(
             names = {r["name"] for r in alert["reasons"]}
             assert "rule:amount_far_above_usual" in names, alert
         amount = next(r for a in flagged for r in a["reasons"] if r["name"] == "rule:amount_far_above_usual")
-        assert amount["value"] >= 10
+        assert amount["value"] >= 30
         assert any("rule:rapid_orders" in {r["name"] for r in a["reasons"]} for a in flagged)
 
         letters = read_topic(settings, settings.topics.dead_letters, expect=1)
