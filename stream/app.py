@@ -332,7 +332,7 @@ async def segments_view(web, request):  # type: ignore[no-untyped-def]
 async def _per_user(web, user_id: str, fetch, what: str):  # type: ignore[no-untyped-def]
     if len(user_id) > 256:
         return web.json({"error": "user id too long"}, status=400)
-    found = await fetch(user_id)
+    found = await fetch(processor.pseudonym(user_id))  # the shop asks by its own id
     if found is None:
         return web.json({"error": f"no {what} for user {user_id!r}"}, status=404)
     return web.json(found.to_dict())

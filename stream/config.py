@@ -19,6 +19,15 @@ class ConfigError(ValueError):
     """A SHOPSTREAM_* variable that cannot be used as given."""
 
 
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)
+
+
 @dataclass(frozen=True)
 class Topics:
     clicks: str = "clicks"
@@ -74,6 +83,10 @@ class Settings:
     # An input partition silent this long (wall time) no longer holds back
     # the event-time watermark; an idle worker sweeps this often.
     idle_after_s: float = 30.0
+    # Privacy: a key to pseudonymise user ids with (empty: ids as sent), and
+    # whether the web view that erases a user is on.
+    user_key: str = field(default="", repr=False)
+    enable_forget: bool = False
     group_session_timeout: float = 6.0
     group_heartbeat_interval: float = 2.0
     group_rebalance_timeout: float = 6.0
@@ -112,7 +125,7 @@ class Settings:
                 continue
             kind = type(getattr(d, f.name))
             try:
-                values[f.name] = kind(raw)
+                values[f.name] = _flag(raw) if kind is bool else kind(raw)
             except ValueError:
                 raise ConfigError(
                     f"SHOPSTREAM_{f.name.upper()}={raw!r} is not a valid {kind.__name__}"

@@ -23,6 +23,7 @@ from stream.events import Event, InvalidEvent, decode
 from stream.learner import EXAMPLE, FRAUD, PURCHASE, USER, ModelRow, UserModels
 from stream.alerts import Alerts
 from stream.outputs import Alert, DeadLetter, Message, SegmentChange, UserRecommendations
+from stream.privacy import pseudonymiser
 from stream.state import BatchView, State, TopicPartition, new_profile
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class Processor:
         # read-modify-write of the same users.
         self._lock = asyncio.Lock()
         self.alerts = Alerts(self.settings)
+        self.pseudonym = pseudonymiser(self.settings.user_key)
         topics = self.settings.topics
         self._roles = {topics.views: "views", topics.clicks: "clicks", topics.purchases: "purchases"}
 
@@ -132,6 +134,9 @@ class Processor:
                     dead += bad
                 else:
                     decoded.append((event, message))
+        if self.settings.user_key:  # nothing downstream ever sees a shop's own user id
+            for event, _ in decoded:
+                event.user_id = self.pseudonym(event.user_id)
         return await self._run(decoded, dead, None, publish)
 
     async def sweep(

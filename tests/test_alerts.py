@@ -316,3 +316,24 @@ def test_tail_prints_an_alert_on_one_readable_line() -> None:
     assert line == ("2023-11-14 22:29:41  ALERT fraud  u7  after e981  score 0.93 (threshold 0.71)  "
                     "segment frequent big spenders  because rule:rapid_orders=5 (normal 4); "
                     "amount=899 (normal 31.5)")
+
+
+def test_with_a_user_key_no_state_or_output_holds_a_shop_user_id() -> None:
+    from stream.privacy import pseudonymiser
+
+    settings = Settings(user_key="k3y")
+    state = MemoryState(settings)
+    processor = Processor(state, settings)
+    visits = daily_visits("alice", 6) + [("bob", T0 + h * 3600.0) for h in range(0, 20 * 24, 12)]
+    messages = stream(visits)
+    messages.append(message(len(messages), "alice", T0 + 5 * DAY + 60, "purchase", price=9.0,
+                            session="alice-p"))
+    results = run_batches(processor, [messages[i:i + 25] for i in range(0, len(messages), 25)])
+    alice = pseudonymiser("k3y")("alice")
+    assert set(state.profiles) == {alice, pseudonymiser("k3y")("bob")}
+    # (This test's event ids spell the user's name; a shop's need not.)
+    outputs = [o.to_dict() for r in results for o in (*r.recommendations, *r.alerts)]
+    assert {o["user_id"] for o in outputs} == set(state.profiles)
+    churn = [o for o in outputs if o.get("kind") == "churn_risk"]
+    assert churn and all(o["alert_id"].startswith(f"churn_risk:{alice}:") for o in churn)
+    assert {row.user_id for r in results for row in r.model_rows} <= set(state.profiles)
