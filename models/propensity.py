@@ -252,6 +252,12 @@ class PendingLabels:
                 del self.pending[user_id]
         return out
 
+    def forget(self, user_id: str) -> int:
+        """Drop a user's pending examples (their deadlines are skipped later)."""
+        rows = self.pending.pop(user_id, [])
+        self.total -= len(rows)
+        return len(rows)
+
     def __len__(self) -> int:
         return self.total
 

@@ -21,6 +21,7 @@ import orjson
 
 import faust
 from aiokafka import AIOKafkaClient
+from faust.web import Request, Response, View
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
@@ -354,6 +355,21 @@ async def _user(user_id: str) -> "UserView | None":
 @app.page("/users/{user_id}")
 async def user_view(web, request, user_id: str):  # type: ignore[no-untyped-def]
     return await _per_user(web, user_id, _user, "profile")
+
+
+@app.page("/forget/{user_id}")
+class ForgetView(View):
+    """POST erases one user (off unless ``SHOPSTREAM_ENABLE_FORGET``)."""
+
+    async def post(self, request: Request, user_id: str) -> Response:
+        if not settings.enable_forget:
+            return self.json({"error": "erasure is off (SHOPSTREAM_ENABLE_FORGET)"}, status=403)
+        if len(user_id) > 256:
+            return self.json({"error": "user id too long"}, status=400)
+        erased, row = await processor.forget(user_id)
+        await features_topic.send(key=b"learner", value=orjson.dumps([row.to_dict()]))
+        log.info("erased a user on request (%s)", erased)  # no id in the log
+        return self.json({"user_id": user_id, "erased": erased, "learner": "told"})
 
 
 def main() -> None:

@@ -26,14 +26,15 @@ from stream.events import Label
 from models.propensity import WINDOW_S, LabelledRow, PendingLabels, PurchasePropensity
 from models.segments import UserSegments
 
-EXAMPLE, PURCHASE, USER, FRAUD = "example", "purchase", "user", "fraud"
+EXAMPLE, PURCHASE, USER, FRAUD, FORGET = "example", "purchase", "user", "fraud", "forget"
 
 
 @dataclass(slots=True)
 class ModelRow:
     """``example``: features and propensity given; ``purchase``; ``user``: features
     at a session's close; ``fraud``: a purchase's fraud features, with the score
-    (``p``) and anomaly score given, and its ``order_id``."""
+    (``p``) and anomaly score given, and its ``order_id``; ``forget``: erase
+    what the learner holds of this user."""
 
     kind: str
     user_id: str
@@ -107,6 +108,9 @@ class Learner:
             elif row.kind == USER and row.x is not None:
                 self.segments.learn_one(row.x, key=row.user_id)
                 self.updates += 1
+            elif row.kind == FORGET:
+                self.pending.forget(row.user_id)
+                self.segments.forget(row.user_id)
             elif row.kind == FRAUD and row.x is not None:
                 self.fraud.learn_one(row.x)
                 score = row.p if row.p is not None else 0.0

@@ -20,7 +20,7 @@ from models.profile import SESSION_GAP_S, UserProfile
 from stream.clock import EventClock
 from stream.config import Settings
 from stream.events import Event, InvalidEvent, decode
-from stream.learner import EXAMPLE, FRAUD, PURCHASE, USER, ModelRow, UserModels
+from stream.learner import EXAMPLE, FORGET, FRAUD, PURCHASE, USER, ModelRow, UserModels
 from stream.alerts import Alerts
 from stream.outputs import Alert, DeadLetter, Message, SegmentChange, UserRecommendations
 from stream.privacy import pseudonymiser
@@ -138,6 +138,14 @@ class Processor:
             for event, _ in decoded:
                 event.user_id = self.pseudonym(event.user_id)
         return await self._run(decoded, dead, None, publish)
+
+    async def forget(self, user_id: str) -> tuple[dict[str, int], ModelRow]:
+        """Erase one user (by the shop's id): what was erased, and the row that
+        tells the learner to drop what it holds of them."""
+        pseudonym = self.pseudonym(user_id)
+        async with self._lock:
+            erased = await self.state.forget(pseudonym)
+        return erased, ModelRow(FORGET, pseudonym, f"forget:{pseudonym}", 0.0)
 
     async def sweep(
         self,

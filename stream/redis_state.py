@@ -124,11 +124,14 @@ class RedisState:
             (p, m.decode()) for p, members in zip(owners, quiet) for m in members
         ))
         due: dict[str, tuple[int, UserProfile]] = {}
+        gone: list[tuple[int, str]] = []  # expired or erased: their index entries go too
         if due_ids:
             docs = await self.client.mget([keys.user(u) for _, u in due_ids])
             for (partition, user_id), raw in zip(due_ids, docs):
                 if raw is not None:
                     due[user_id] = (partition, UserProfile.from_dict(orjson.loads(raw)))
+                else:
+                    gone.append((partition, user_id))
 
         profiles: dict[str, UserProfile] = {}
         last_published: dict[str, float] = {}
@@ -172,6 +175,8 @@ class RedisState:
             offsets={tp: int(raw) for tp, raw in zip(partitions, offsets_raw) if raw is not None},
             last_published=last_published,
             due=due,
+            closed=set(gone),
+            churn_checks=dict.fromkeys(gone),
             token={tp: raw for tp, raw in zip(partitions, offsets_raw)},
         )
 
@@ -216,6 +221,20 @@ class RedisState:
             "keep": self.settings.max_neighbours,
         }
         return bool(await self._commit_batch(args=[orjson.dumps(batch)]))
+
+    async def forget(self, user_id: str) -> dict[str, int]:
+        """Erase one user's keys and index entries; how many of each were there."""
+        keys = self.keys
+        indexes = []
+        for pattern in ("open-sessions:*", "churn-checks:*"):
+            indexes += [key async for key in self.client.scan_iter(match=f"{keys.prefix}{pattern}")]
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(keys.user(user_id))
+        pipe.delete(keys.recs(user_id))
+        for index in indexes:
+            pipe.zrem(index, user_id)
+        profile, recs, *removed = await pipe.execute()
+        return {"profile": profile, "recommendations": recs, "index_entries": sum(removed)}
 
     async def profile(self, user_id: str) -> UserProfile | None:
         raw = await self.client.get(self.keys.user(user_id))

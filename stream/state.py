@@ -103,6 +103,10 @@ class State(Protocol):
 
     async def profile(self, user_id: str) -> UserProfile | None: ...
 
+    async def forget(self, user_id: str) -> dict[str, int]:
+        """Erase everything kept about one user; how much of each kind there was."""
+        ...
+
     def all_profiles(self) -> AsyncIterator[UserProfile]:
         """Every user's profile (for exports; a scan, not for the hot path)."""
         ...
@@ -164,6 +168,16 @@ class MemoryState:
 
     async def profile(self, user_id: str) -> UserProfile | None:
         return self.profiles.get(user_id)
+
+    async def forget(self, user_id: str) -> dict[str, int]:
+        entries = 0
+        for times in (*self.sessions.values(), *self.churn_checks.values()):
+            entries += user_id in times.times
+            times.remove(user_id)
+        self.last_published.pop(user_id, None)
+        return {"profile": int(self.profiles.pop(user_id, None) is not None),
+                "recommendations": int(self.latest.pop(user_id, None) is not None),
+                "index_entries": entries}
 
     async def recommendations(self, user_id: str) -> UserRecommendations | None:
         return self.latest.get(user_id)

@@ -84,6 +84,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "SHOPSTREAM_REC_THROTTLE_S": str(settings.rec_throttle_s),
         "SHOPSTREAM_BATCH_MAX": str(settings.batch_max),
         "SHOPSTREAM_IDLE_AFTER_S": str(settings.idle_after_s),
+        "SHOPSTREAM_ENABLE_FORGET": "1" if settings.enable_forget else "0",
     }
     return env
 
@@ -117,13 +118,18 @@ class Worker:
             )
         return self
 
-    def get(self, path: str, timeout: float = 2.0) -> tuple[int, dict]:
+    def get(self, path: str, timeout: float = 2.0, method: str = "GET") -> tuple[int, dict]:
         url = f"http://127.0.0.1:{self.web_port}{path}"
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
+            request = urllib.request.Request(url, method=method)
+            with urllib.request.urlopen(request, timeout=timeout) as resp:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"{}")
+            body = err.read()
+            try:
+                return err.code, json.loads(body or b"{}")
+            except ValueError:  # e.g. the web server's own 405 page
+                return err.code, {"body": body.decode("utf-8", "replace")}
 
     def metrics(self) -> dict:
         return self.get("/metrics")[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 
 import orjson
@@ -185,3 +186,63 @@ def test_model_snapshots_round_trip_through_redis(services: Services) -> None:
         await state.close()
 
     asyncio.run(go())
+
+
+@pytest.mark.services
+def test_forget_erases_a_user_everywhere_and_expired_users_leave_the_indexes(
+    services: Services, redis_client: redis.Redis, tmp_path
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.support import ROOT, settings_env
+
+    settings = isolated_settings(services)
+    prefix = settings.prefix
+    messages = shop_messages(200, partitions=2)
+    later = [Message(orjson.dumps({"event_id": f"late{p}", "type": "view", "user_id": f"z{p}",
+                                   "item_id": "i1", "ts": 1_800_000_000}), "views", p, 10_000)
+             for p in range(2)]
+
+    def zsets() -> list:
+        return [k for k in redis_client.scan_iter(match=f"{prefix}*:*") if redis_client.type(k) == b"zset"]
+
+    async def go() -> None:
+        state = RedisState(settings)
+        processor = Processor(state, settings)
+        for batch in chunks(messages, 50):
+            await processor.handle(batch)
+        assert redis_client.exists(f"{prefix}user:u3")
+        assert any(redis_client.zscore(k, "u3") is not None for k in zsets())
+        erased, row = await processor.forget("u3")
+        assert erased["profile"] == 1 and erased["index_entries"] >= 1
+        assert row.kind == "forget" and row.user_id == "u3"
+        assert not redis_client.exists(f"{prefix}user:u3") and not redis_client.exists(f"{prefix}recs:u3")
+        assert all(redis_client.zscore(k, "u3") is None for k in zsets())
+        # A profile that expired (its TTL) leaves the indexes when the sweep meets it.
+        redis_client.delete(f"{prefix}user:u5")
+        assert any(redis_client.zscore(k, "u5") is not None for k in zsets())
+        await processor.handle(later)
+        assert all(redis_client.zscore(k, "u5") is None for k in zsets())
+        await state.close()
+
+    asyncio.run(go())
+
+    # The script does the same by the shop's id, and says what it erased.
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "forget.py"), "u4", "--no-learner"],
+                          env={**os.environ, **settings_env(settings)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert orjson.loads(done.stdout)["erased"]["profile"] == 1
+    assert not redis_client.exists(f"{prefix}user:u4")
+
+
+def test_the_learner_forgets_a_user() -> None:
+    from stream.learner import FORGET, Learner, ModelRow
+
+    learner = Learner()
+    x = {"sessions_per_week": 1.0, "mean_price": 10.0}
+    learner.learn([ModelRow("example", "u1", "e1", 1.7e9, x, 0.5), ModelRow("user", "u1", "e2", 1.7e9, x)])
+    assert len(learner.pending) == 1 and "u1" in learner.segments.sample
+    learner.learn([ModelRow(FORGET, "u1", "forget:u1", 0.0)])
+    assert len(learner.pending) == 0 and "u1" not in learner.segments.sample

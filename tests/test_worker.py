@@ -332,7 +332,7 @@ def test_a_stolen_card_burst_and_a_silent_regular_raise_alerts_with_reasons(
 ) -> None:
     from kafka import KafkaProducer
 
-    settings = isolated_settings(services)
+    settings = isolated_settings(services, enable_forget=True)
     create_topics(settings)
     events = tmp_path / "story.jsonl"
     n, stolen = alert_story(events)
@@ -394,5 +394,11 @@ def test_a_stolen_card_burst_and_a_silent_regular_raise_alerts_with_reasons(
         letters = read_topic(settings, settings.topics.dead_letters, expect=1)
         assert [d["topic"] for d in letters] == [settings.topics.labels]
         assert "true or false" in letters[0]["reason"]
+
+        # Erasure on request: everything about the user goes; reads are 404 after.
+        status, body = worker.get("/forget/regular", method="POST")
+        assert status == 200 and body["erased"]["profile"] == 1, body
+        assert worker.get("/users/regular")[0] == 404
+        assert worker.get("/forget/regular")[0] == 405  # never by a GET
     finally:
         worker.stop()
