@@ -43,7 +43,8 @@ async def erase(settings: Settings, users: list[str]) -> list[dict]:
 def tell_learner(settings: Settings, rows: list[dict]) -> None:
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, bootstrap_timeout_ms=10_000)
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, bootstrap_timeout_ms=10_000,
+                             **settings.kafka_options())
     try:
         producer.send(settings.topics.features, key=b"learner", value=orjson.dumps(rows)).get(timeout=30)
     finally:

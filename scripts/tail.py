@@ -163,6 +163,7 @@ def open_topic(settings: Settings, topic: str, latest: bool) -> KafkaConsumer:
         group_id=None,
         enable_auto_commit=False,
         allow_auto_create_topics=False,
+        **settings.kafka_options(),
     )
     known = consumer.topics()
     if topic not in known:

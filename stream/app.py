@@ -43,6 +43,7 @@ settings = Settings.from_env()
 app = faust.App(
     settings.app_id,
     broker=settings.broker,
+    broker_credentials=settings.faust_credentials(),
     store="memory://",
     topic_partitions=settings.partitions,
     topic_allow_declare=True,
@@ -291,6 +292,16 @@ async def load_newer_models() -> None:
         log.info("scoring with user models v%d", newer[0])
 
 
+def _aiokafka_security() -> dict:
+    options = dict(settings.kafka_options())
+    cafile = options.pop("ssl_cafile", None)
+    if options.get("security_protocol", "").endswith("SSL"):
+        import ssl
+
+        options["ssl_context"] = ssl.create_default_context(cafile=cafile)
+    return options
+
+
 @app.timer(interval=2.0)
 async def check_dependencies() -> None:
     try:
@@ -298,7 +309,8 @@ async def check_dependencies() -> None:
         health.redis.up()
     except (RedisError, OSError, asyncio.TimeoutError) as exc:
         health.redis.down(exc)
-    client = AIOKafkaClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=2000)
+    client = AIOKafkaClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=2000,
+                            **_aiokafka_security())
     try:
         await asyncio.wait_for(client.bootstrap(), timeout=3.0)
         health.broker.up()

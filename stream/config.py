@@ -15,6 +15,10 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"SHOPSTREAM_{name}", default)
 
 
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
 class ConfigError(ValueError):
     """A SHOPSTREAM_* variable that cannot be used as given."""
 
@@ -87,6 +91,13 @@ class Settings:
     # whether the web view that erases a user is on.
     user_key: str = field(default="", repr=False)
     enable_forget: bool = False
+    # Kafka security, passed to Faust and kafka-python alike (Redis takes its
+    # password and TLS in the URL: redis://:password@host, rediss://host).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_username: str = ""
+    kafka_password: str = field(default="", repr=False)
+    kafka_ssl_cafile: str = ""
     group_session_timeout: float = 6.0
     group_heartbeat_interval: float = 2.0
     group_rebalance_timeout: float = 6.0
@@ -101,6 +112,37 @@ class Settings:
         return ",".join(
             part.split("://", 1)[-1] for part in self.broker.split(";") if part
         )
+
+    def kafka_options(self) -> dict[str, str]:
+        """kafka-python / aiokafka client options for the security settings."""
+        protocol = self.kafka_security_protocol
+        if protocol == "PLAINTEXT":
+            return {}
+        options = {"security_protocol": protocol}
+        if protocol.startswith("SASL_"):
+            options.update(sasl_mechanism=self.kafka_sasl_mechanism,
+                           sasl_plain_username=self.kafka_username,
+                           sasl_plain_password=self.kafka_password)
+        if protocol.endswith("SSL") and self.kafka_ssl_cafile:
+            options["ssl_cafile"] = self.kafka_ssl_cafile
+        return options
+
+    def faust_credentials(self) -> object | None:
+        """The same settings as Faust's ``broker_credentials``."""
+        import faust
+
+        protocol = self.kafka_security_protocol
+        if protocol == "PLAINTEXT":
+            return None
+        context = None
+        if protocol.endswith("SSL"):
+            import ssl
+
+            context = ssl.create_default_context(cafile=self.kafka_ssl_cafile or None)
+            if protocol == "SSL":
+                return faust.SSLCredentials(context)
+        return faust.SASLCredentials(username=self.kafka_username, password=self.kafka_password,
+                                     mechanism=self.kafka_sasl_mechanism, ssl_context=context)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -130,4 +172,9 @@ class Settings:
                 raise ConfigError(
                     f"SHOPSTREAM_{f.name.upper()}={raw!r} is not a valid {kind.__name__}"
                 ) from None
-        return cls(**values)  # type: ignore[arg-type]
+        settings = cls(**values)  # type: ignore[arg-type]
+        if settings.kafka_security_protocol not in KAFKA_PROTOCOLS:
+            raise ConfigError(f"SHOPSTREAM_KAFKA_SECURITY_PROTOCOL must be one of {', '.join(KAFKA_PROTOCOLS)}")
+        if settings.kafka_sasl_mechanism not in SASL_MECHANISMS:
+            raise ConfigError(f"SHOPSTREAM_KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)}")
+        return settings

@@ -64,7 +64,7 @@ def _host_port(bootstrap: str) -> tuple[str, int]:
     return host or LOOPBACK, int(port)
 
 
-def broker_ready(bootstrap: str, timeout: float = 10.0) -> bool:
+def broker_ready(bootstrap: str, timeout: float = 10.0, options: dict | None = None) -> bool:
     """Whether a Kafka broker at ``bootstrap`` answers a metadata request.
 
     Retries until ``timeout`` seconds have passed; a paused (SIGSTOPped)
@@ -87,6 +87,7 @@ def broker_ready(bootstrap: str, timeout: float = 10.0) -> bool:
                     bootstrap_servers=f"{host}:{port}",
                     client_id="shopstream-devstack",
                     **_admin_timeouts(ms),
+                    **(options or {}),
                 )
                 try:
                     admin.list_topics()  # a metadata request

@@ -55,7 +55,8 @@ class KafkaSink:
     def __init__(self, settings: Settings) -> None:
         self.where = settings.bootstrap_servers
         self.failed = 0
-        admin = KafkaAdminClient(bootstrap_servers=self.where, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
+        admin = KafkaAdminClient(bootstrap_servers=self.where, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+                                 **settings.kafka_options())
         try:
             ensure_topics(admin, settings.topics.inputs, settings.partitions)
             ensure_topics(admin, (settings.topics.labels,), 1)  # read by the one learn agent
@@ -66,6 +67,7 @@ class KafkaSink:
             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
             linger_ms=10,
             batch_size=256 * 1024,
+            **settings.kafka_options(),
         )
 
     def _on_error(self, _exc: BaseException) -> None:

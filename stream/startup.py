@@ -57,14 +57,15 @@ def _interim_server(settings: Settings, body: list[bytes]) -> ThreadingHTTPServe
 
 def wait_for_broker(settings: Settings) -> None:
     """Return once the broker answers a metadata request."""
-    if broker_ready(settings.bootstrap_servers, timeout=3.0):
+    options = settings.kafka_options()
+    if broker_ready(settings.bootstrap_servers, timeout=3.0, options=options):
         return
     log.warning("broker unavailable at %s: waiting for it (see /health)", redact(settings.broker))
     body = [_health_body(settings, redis_ready(settings.redis_url, timeout=1.0))]
     server = _interim_server(settings, body)
     delay = 0.5
     try:
-        while not broker_ready(settings.bootstrap_servers, timeout=2.0):
+        while not broker_ready(settings.bootstrap_servers, timeout=2.0, options=options):
             time.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
             body[0] = _health_body(settings, redis_ready(settings.redis_url, timeout=1.0))
@@ -85,7 +86,7 @@ def create_topics(settings: Settings) -> None:
 
     t = settings.topics
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
-                             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
+                             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS, **settings.kafka_options())
     try:
         ensure_topics(admin, (*t.inputs, t.recommendations, t.dead_letters, t.segments, t.alerts),
                       settings.partitions)
