@@ -1,0 +1,175 @@
+"""Faults through real workers, a real broker and a real Redis: the final state
+equals that of a reference run over the same events that was never disturbed.
+
+Each test streams clicks and carts only (one input topic, so each user's
+events reach a worker in one partition's order and a reference run can
+expect the same state), disturbs the run, and compares the final Redis state
+(profiles, co-occurrence rows, occurrences) and the churn alerts emitted with
+an in-process replay of the same file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import redis
+
+from stream.config import Settings
+from stream.replay import ReplayConfig, run
+from stream.startup import create_topics
+from tests.support import ROOT, Services, Worker, isolated_settings, read_topic, settings_env
+from tests.test_processor import redis_state_snapshot
+from tests.test_worker import first_difference, single_topic_stream, total_events, wait_for_events
+
+pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.fault]
+
+EVENTS = 6000
+
+
+def push(settings: Settings, events: Path, rate: int = 0) -> subprocess.Popen:
+    args = [sys.executable, str(ROOT / "scripts" / "produce.py"), "--from", str(events)]
+    if rate:
+        args += ["--rate", str(rate)]
+    return subprocess.Popen(args, env={**os.environ, **settings_env(settings)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def assert_same_as_undisturbed(settings: Settings, services: Services, client: redis.Redis,
+                               events: Path) -> None:
+    reference = replace(settings, prefix="reference-" + settings.prefix)
+    result = asyncio.run(run(ReplayConfig(inputs=[events], redis_url=services.redis_url,
+                                          progress=False, settings=reference)))
+    live = redis_state_snapshot(client, settings.prefix)
+    expected = redis_state_snapshot(client, reference.prefix)
+    assert len(live) == len(expected) > 100
+    assert live == expected, first_difference(live, expected)
+    # Every churn alert of the reference run was emitted (duplicates allowed).
+    expected_ids = {a["alert_id"] for a in result.alerts if a["kind"] == "churn_risk"}
+    emitted = {a.get("alert_id") for a in read_topic(settings, settings.topics.alerts, timeout=10)}
+    assert expected_ids <= emitted, sorted(expected_ids - emitted)[:5]
+
+
+def test_three_workers_one_killed_mid_stream(
+    services: Services, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    settings = isolated_settings(services, max_neighbours=100_000, batch_max=200)
+    create_topics(settings)
+    events = tmp_path / "events.jsonl"
+    n = single_topic_stream(settings, events, EVENTS)
+    workers = [Worker(settings, tmp_path / f"worker{i}").start() for i in range(3)]
+    try:
+        for worker in workers:
+            worker.wait_ready()
+        pusher = push(settings, events, rate=1500)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and total_events(redis_client, settings.prefix) < n // 3:
+            time.sleep(0.2)
+        victim = max(workers, key=lambda w: w.metrics()["received"])  # one that has partitions
+        assert victim.metrics()["received"] > 0
+        victim.kill()
+        assert pusher.wait(timeout=120) == 0, pusher.stderr.read() if pusher.stderr else ""
+        survivor = next(w for w in workers if w is not victim)
+        wait_for_events(redis_client, settings.prefix, n, survivor, timeout=120)
+        time.sleep(1.0)
+        assert total_events(redis_client, settings.prefix) == n
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert_same_as_undisturbed(settings, services, redis_client, events)
+
+
+def test_redis_paused_mid_stream_is_reported_and_survived(
+    services: Services, tmp_path: Path
+) -> None:
+    from stream.devstack import free_port, start_redis, wait_ready
+
+    port = free_port()
+    own_redis = start_redis(tmp_path / "redis", port)
+    wait_ready(own_redis)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    settings = isolated_settings(Services(services.broker, url), max_neighbours=100_000, batch_max=200)
+    create_topics(settings)
+    events = tmp_path / "events.jsonl"
+    n = single_topic_stream(settings, events, EVENTS)
+    worker = Worker(settings, tmp_path / "worker").start()
+    try:
+        worker.wait_ready()
+        pusher = push(settings, events, rate=1500)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and total_events(client, settings.prefix) < n // 3:
+            time.sleep(0.2)
+        own_redis.pause()
+        try:
+            assert pusher.poll() is None, "the stream ended before the pause"
+            paused_at = time.monotonic()
+            seen_down = False
+            while time.monotonic() - paused_at < 20:
+                try:
+                    status, health = worker.get("/health", timeout=3.0)
+                    seen_down |= status == 503 and "redis" in health.get("missing", [])
+                except OSError:
+                    pass
+                time.sleep(0.5)
+            assert seen_down, "/health never reported the Redis outage"
+        finally:
+            own_redis.resume()
+        assert pusher.wait(timeout=120) == 0, pusher.stderr.read() if pusher.stderr else ""
+        wait_for_events(client, settings.prefix, n, worker, timeout=120)
+        time.sleep(1.0)
+        assert total_events(client, settings.prefix) == n
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and worker.get("/health")[0] != 200:
+            time.sleep(0.5)
+        assert worker.get("/health")[0] == 200
+    finally:
+        worker.stop()
+    try:
+        assert_same_as_undisturbed(settings, Services(services.broker, url), client, events)
+    finally:
+        own_redis.stop()
+
+
+def test_broker_paused_mid_stream_then_resumed(services: Services, tmp_path: Path,
+                                               redis_client: redis.Redis) -> None:
+    from stream.devstack import free_port, start_broker, wait_ready
+
+    port = free_port()
+    own_broker = start_broker(tmp_path / "broker", port)
+    wait_ready(own_broker)
+    broker = f"kafka://127.0.0.1:{port}"
+    settings = isolated_settings(Services(broker, services.redis_url), max_neighbours=100_000,
+                                 batch_max=200)
+    create_topics(settings)
+    events = tmp_path / "events.jsonl"
+    n = single_topic_stream(settings, events, EVENTS)
+    # Everything is in the broker before the pause: the worker is what is tested.
+    assert push(settings, events).wait(timeout=120) == 0
+    worker = Worker(settings, tmp_path / "worker").start()
+    try:
+        worker.wait_ready()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and total_events(redis_client, settings.prefix) < n // 4:
+            time.sleep(0.05)
+        own_broker.pause()
+        try:
+            assert total_events(redis_client, settings.prefix) < n, "the worker finished before the pause"
+            time.sleep(30)
+        finally:
+            own_broker.resume()
+        wait_for_events(redis_client, settings.prefix, n, worker, timeout=180)
+        time.sleep(1.0)
+        assert total_events(redis_client, settings.prefix) == n
+    finally:
+        worker.stop()
+    try:
+        assert_same_as_undisturbed(settings, Services(broker, services.redis_url), redis_client, events)
+    finally:
+        own_broker.stop()
