@@ -225,7 +225,14 @@ class Publisher:
         async with self.lock:
             models = learner.snapshot()
             try:
-                await snapshots.save(models.version, models)
+                if not await snapshots.save(models.version, models):
+                    # A newer version is there (a learner that held this
+                    # partition before a rebalance, or a save of ours whose
+                    # learner state was lost): number ours after it.
+                    learner.version = await snapshots.version()
+                    log.warning("user models v%d were already published; next as v%d",
+                                models.version, learner.version + 1)
+                    return
                 await snapshots.save_learner(learner)
             except (RedisError, OSError) as exc:  # keep learning; publish next time
                 log.warning("could not publish user models v%d (%s)", models.version, exc)

@@ -16,19 +16,30 @@ import redis.asyncio as aioredis
 from stream.config import Settings
 
 
+SAVE_IF_NEWER = """\
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) <= current then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+
 class SnapshotStore:
     def __init__(self, settings: Settings, client: aioredis.Redis) -> None:
         self.client = client
         self.snapshot_key = f"{settings.prefix}models:snapshot"
         self.version_key = f"{settings.prefix}models:version"
         self.learner_key = f"{settings.prefix}models:learner"
+        self._save = client.register_script(SAVE_IF_NEWER)
 
-    async def save(self, version: int, models: Any) -> None:
-        """Store ``models`` as ``version``; both keys change in one transaction."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.set(self.snapshot_key, pickle.dumps((version, models), protocol=pickle.HIGHEST_PROTOCOL))
-        pipe.set(self.version_key, version)
-        await pipe.execute()
+    async def save(self, version: int, models: Any) -> bool:
+        """Store ``models`` as ``version``, both keys at once, unless a version at
+        least as new is there already (a learn agent that lost its partition in a
+        rebalance may finish a save after its successor's); False then."""
+        raw = pickle.dumps((version, models), protocol=pickle.HIGHEST_PROTOCOL)
+        saved = await self._save(keys=[self.version_key, self.snapshot_key], args=[version, raw])
+        return bool(saved)
 
     async def version(self) -> int:
         raw = await self.client.get(self.version_key)

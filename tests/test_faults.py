@@ -173,3 +173,99 @@ def test_broker_paused_mid_stream_then_resumed(services: Services, tmp_path: Pat
         assert_same_as_undisturbed(settings, Services(broker, services.redis_url), redis_client, events)
     finally:
         own_broker.stop()
+
+
+def test_a_worker_killed_again_and_again_at_random_moments(
+    services: Services, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """SIGKILL lands before, during or after a batch's Redis transaction or
+    its offset commit, wherever the moment falls; four times in one run."""
+    import random
+
+    rng = random.Random(20261122)
+    settings = isolated_settings(services, max_neighbours=100_000, batch_max=100)
+    create_topics(settings)
+    events = tmp_path / "events.jsonl"
+    n = single_topic_stream(settings, events, EVENTS)
+    worker = Worker(settings, tmp_path / "worker").start()
+    kills = 0
+    try:
+        worker.wait_ready()
+        pusher = push(settings, events, rate=100)  # a minute of traffic, through four crashes
+        for _ in range(4):
+            worker.wait_ready()
+            before = total_events(redis_client, settings.prefix)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and total_events(redis_client, settings.prefix) == before:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.3))  # somewhere in a batch cycle
+            if total_events(redis_client, settings.prefix) >= n:
+                break
+            worker.kill()
+            kills += 1
+            worker.start()
+        assert pusher.wait(timeout=180) == 0, pusher.stderr.read() if pusher.stderr else ""
+        wait_for_events(redis_client, settings.prefix, n, worker, timeout=120)
+        time.sleep(1.0)
+        assert total_events(redis_client, settings.prefix) == n
+    finally:
+        worker.stop()
+    assert kills == 4
+    assert_same_as_undisturbed(settings, services, redis_client, events)
+
+
+def test_rebalance_while_the_learn_agent_writes_snapshots(
+    services: Services, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """A snapshot every 20 updates: a second worker joining, then the first
+    one dying, move the learn agent while it writes. Ingest state still equals
+    the undisturbed run's, model versions only go up, and the learner resumes."""
+    from stream.snapshots import SnapshotStore
+
+    settings = isolated_settings(services, max_neighbours=100_000, batch_max=200,
+                                 snapshot_every=20, snapshot_interval_s=0.2)
+    create_topics(settings)
+    events = tmp_path / "events.jsonl"
+    n = single_topic_stream(settings, events, EVENTS)
+    first = Worker(settings, tmp_path / "first").start()
+    second = Worker(settings, tmp_path / "second")
+    version_key = f"{settings.prefix}models:version"
+    versions: list[int] = []
+    try:
+        first.wait_ready()
+        pusher = push(settings, events, rate=300)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and int(redis_client.get(version_key) or 0) < 3:
+            time.sleep(0.1)
+        second.start()  # rebalance while snapshots are being written
+        second.wait_ready()
+        for _ in range(40):
+            versions.append(int(redis_client.get(version_key) or 0))
+            time.sleep(0.1)
+        first.kill()  # the learn agent moves (again, if it had not)
+        for _ in range(100):
+            versions.append(int(redis_client.get(version_key) or 0))
+            time.sleep(0.1)
+        assert pusher.wait(timeout=120) == 0, pusher.stderr.read() if pusher.stderr else ""
+        wait_for_events(redis_client, settings.prefix, n, second, timeout=120)
+        time.sleep(1.0)
+        assert total_events(redis_client, settings.prefix) == n
+        final = int(redis_client.get(version_key))
+        assert versions == sorted(versions) and final > versions[0], versions
+        assert second.metrics()["models_version"] >= versions[0]
+    finally:
+        first.stop()
+        second.stop()
+
+    async def learner_state() -> object:
+        from stream.redis_state import connect
+
+        client = connect(settings.redis_url)
+        try:
+            return await SnapshotStore(settings, client).load_learner()
+        finally:
+            await client.aclose()
+
+    learner = asyncio.run(learner_state())
+    assert learner is not None and learner.updates > 0 and learner.version <= final
+    assert_same_as_undisturbed(settings, services, redis_client, events)

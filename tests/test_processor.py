@@ -246,3 +246,23 @@ def test_the_learner_forgets_a_user() -> None:
     assert len(learner.pending) == 1 and "u1" in learner.segments.sample
     learner.learn([ModelRow(FORGET, "u1", "forget:u1", 0.0)])
     assert len(learner.pending) == 0 and "u1" not in learner.segments.sample
+
+
+@pytest.mark.services
+def test_an_older_model_version_never_replaces_a_newer_one(services: Services) -> None:
+    from stream.learner import Learner
+    from stream.snapshots import SnapshotStore
+
+    settings = isolated_settings(services)
+
+    async def go() -> None:
+        state = RedisState(settings)
+        store = SnapshotStore(settings, state.client)
+        assert await store.save(2, Learner().snapshot())
+        assert not await store.save(2, Learner().snapshot())  # a late save of the same number
+        assert not await store.save(1, Learner().snapshot())
+        assert await store.version() == 2
+        assert await store.save(3, Learner().snapshot()) and await store.version() == 3
+        await state.close()
+
+    asyncio.run(go())
