@@ -269,3 +269,32 @@ def test_rebalance_while_the_learn_agent_writes_snapshots(
     learner = asyncio.run(learner_state())
     assert learner is not None and learner.updates > 0 and learner.version <= final
     assert_same_as_undisturbed(settings, services, redis_client, events)
+
+
+def test_a_burst_of_hostile_messages_amid_normal_traffic(
+    services: Services, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """10,000 malformed messages of every kind between two stretches of normal
+    traffic: every message is processed or dead-lettered with a reason, and
+    the normal traffic after the burst is processed like the one before."""
+    from tests.test_worker import produce
+
+    settings = isolated_settings(services)
+    create_topics(settings)
+    worker = Worker(settings, tmp_path / "worker").start()
+    try:
+        worker.wait_ready()
+        produce(settings, "--count", "3000", "--seed", "21", "--no-labels")
+        before = worker.wait_received(3000)
+        produce(settings, "--count", "10000", "--seed", "22", "--bad-fraction", "1", "--no-labels")
+        produce(settings, "--count", "3000", "--seed", "23", "--no-labels")
+        metrics = worker.wait_received(16_000, timeout=180)
+        assert metrics["received"] == 16_000
+        assert metrics["dead_lettered"] == 10_000
+        assert metrics["processed"] + metrics["duplicates"] == 6_000
+        assert before["processed"] + before["duplicates"] == 3_000
+        letters = read_topic(settings, settings.topics.dead_letters, expect=10_000, timeout=60)
+        assert len(letters) == 10_000 and all(letter["reason"] for letter in letters)
+        assert worker.get("/health")[0] == 200
+    finally:
+        worker.stop()
