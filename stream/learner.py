@@ -20,11 +20,13 @@ import copy
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
+from models.alert_rate import AlertRate
 from models.calibration import ProbabilityMetrics
-from models.fraud import AlertRate, FraudDetector, FraudLabels, PendingPurchase
-from stream.events import Label
+from models.fraud import FraudDetector
+from models.outcomes import FraudLabels, PendingPurchase
 from models.propensity import WINDOW_S, LabelledRow, PendingLabels, PurchasePropensity
 from models.segments import UserSegments
+from stream.events import Label
 
 EXAMPLE, PURCHASE, USER, FRAUD, FORGET = "example", "purchase", "user", "fraud", "forget"
 

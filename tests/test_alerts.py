@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from models.churn import ChurnRisk
-from models.fraud import AlertRate, FraudLabels, FraudRules, PendingPurchase
+from models.alert_rate import AlertRate
+from models.fraud import FraudRules
+from models.outcomes import FraudLabels, PendingPurchase
 from stream.config import Settings
 from stream.events import InvalidEvent, Label, decode_label
 from stream.learner import FRAUD, Learner, ModelRow
