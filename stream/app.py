@@ -88,9 +88,6 @@ alerts_topic = app.topic(
 features_topic = app.topic(
     settings.topics.features, key_serializer="raw", value_serializer="raw", partitions=1
 )
-labels_topic = app.topic(
-    settings.topics.labels, key_serializer="raw", value_serializer="raw", partitions=1
-)
 learning_topics = app.topic(
     settings.topics.features, settings.topics.labels, key_serializer="raw",
     value_serializer="raw", partitions=1,

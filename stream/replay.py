@@ -219,7 +219,7 @@ async def run(config: ReplayConfig) -> ReplayResult:
     recommended: set[str] = set()
     lists = fallback_lists = items_total = fallback_items = 0
     counts = {"read": len(records), "processed": 0, "dead_lettered": 0, "duplicates": 0,
-              "already_applied": 0}
+              "already_applied": 0, "labels": len(labels), "labels_dead_lettered": len(bad_labels)}
     dead: list[dict] = list(bad_labels)
     scores: list[dict] = []
     alerts: list[Alert] = []
