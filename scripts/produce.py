@@ -116,27 +116,28 @@ def with_labels(shop: PlantedShop, count: int, args: argparse.Namespace, setting
     delay = args.label_delay_h * 3600.0
     due: list[tuple[float, int, dict]] = []
     order = itertools.count()
-    clock = [float("-inf")]
+    now = float("-inf")
     written: list[dict] = []
 
     def watched(events: Iterator[Event]) -> Iterator[Event]:
+        nonlocal now
         for event in events:
-            clock[0] = event.ts
+            now = event.ts
             if event.type == "purchase":
-                label = {"event_id": event.event_id, "fraud": event.event_id in shop.fraud_events,
-                         "ts": round(event.ts + delay, 3)}
+                label = shop.label(event, delay)
                 heapq.heappush(due, (label["ts"], next(order), label))
             yield event
 
     def outcomes(until: float) -> Iterator[Message]:
         while due and due[0][0] <= until:
             label = heapq.heappop(due)[2]
-            written.append({**label, "kind": shop.fraud_events.get(label["event_id"])})
-            if send:
-                yield Message(settings.topics.labels, label["event_id"].encode(), orjson.dumps(label))
+            written.append(label)
+            if send:  # the truth's ``kind`` stays out of the topic
+                value = {k: v for k, v in label.items() if k != "kind"}
+                yield Message(settings.topics.labels, label["event_id"].encode(), orjson.dumps(value))
 
     for message in messages(watched(shop.events(count)), settings.topics, args.bad_fraction, args.seed):
-        yield from outcomes(clock[0])
+        yield from outcomes(now)
         yield message
     yield from outcomes(float("inf"))
     if args.labels:

@@ -296,16 +296,6 @@ async def load_newer_models() -> None:
         log.info("scoring with user models v%d", newer[0])
 
 
-def _aiokafka_security() -> dict:
-    options = dict(settings.kafka_options())
-    cafile = options.pop("ssl_cafile", None)
-    if options.get("security_protocol", "").endswith("SSL"):
-        import ssl
-
-        options["ssl_context"] = ssl.create_default_context(cafile=cafile)
-    return options
-
-
 @app.timer(interval=2.0)
 async def check_dependencies() -> None:
     try:
@@ -314,7 +304,7 @@ async def check_dependencies() -> None:
     except (RedisError, OSError, asyncio.TimeoutError) as exc:
         health.redis.down(exc)
     client = AIOKafkaClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=2000,
-                            **_aiokafka_security())
+                            **settings.aiokafka_options())
     try:
         await asyncio.wait_for(client.bootstrap(), timeout=3.0)
         health.broker.up()

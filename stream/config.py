@@ -127,6 +127,22 @@ class Settings:
             options["ssl_cafile"] = self.kafka_ssl_cafile
         return options
 
+    def _ssl_context(self) -> object | None:
+        if not self.kafka_security_protocol.endswith("SSL"):
+            return None
+        import ssl
+
+        return ssl.create_default_context(cafile=self.kafka_ssl_cafile or None)
+
+    def aiokafka_options(self) -> dict[str, object]:
+        """The same options for aiokafka, which takes an SSL context, not a CA file."""
+        options: dict[str, object] = dict(self.kafka_options())
+        options.pop("ssl_cafile", None)
+        context = self._ssl_context()
+        if context is not None:
+            options["ssl_context"] = context
+        return options
+
     def faust_credentials(self) -> object | None:
         """The same settings as Faust's ``broker_credentials``."""
         import faust
@@ -134,13 +150,9 @@ class Settings:
         protocol = self.kafka_security_protocol
         if protocol == "PLAINTEXT":
             return None
-        context = None
-        if protocol.endswith("SSL"):
-            import ssl
-
-            context = ssl.create_default_context(cafile=self.kafka_ssl_cafile or None)
-            if protocol == "SSL":
-                return faust.SSLCredentials(context)
+        context = self._ssl_context()
+        if protocol == "SSL":
+            return faust.SSLCredentials(context)
         return faust.SASLCredentials(username=self.kafka_username, password=self.kafka_password,
                                      mechanism=self.kafka_sasl_mechanism, ssl_context=context)
 

@@ -26,6 +26,7 @@ from models.fraud import FraudDetector
 from models.outcomes import FraudLabels, PendingPurchase
 from models.propensity import WINDOW_S, LabelledRow, PendingLabels, PurchasePropensity
 from models.segments import UserSegments
+from stream.config import Settings
 from stream.events import Label
 
 EXAMPLE, PURCHASE, USER, FRAUD, FORGET = "example", "purchase", "user", "fraud", "forget"
@@ -91,7 +92,7 @@ class Learner:
     fraud_metrics: ProbabilityMetrics = field(default_factory=ProbabilityMetrics)
 
     @classmethod
-    def for_settings(cls, settings: Any) -> "Learner":
+    def for_settings(cls, settings: Settings) -> "Learner":
         return cls(
             alert_rate=AlertRate(rate=settings.fraud_alert_rate),
             fraud_labels=FraudLabels(ttl_s=settings.label_ttl_days * 86400.0),

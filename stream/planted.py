@@ -173,12 +173,13 @@ class PlantedShop(Shop):
         category = int(np.argmax(user.tastes))
         return self._pickers[user.type, category].pick(float(rng.random()))
 
-    def labels(self, events: Iterable[Event], delay_s: float = DAY_S) -> list[dict]:
-        """The confirmed outcome of every purchase, ``delay_s`` after it, in time order:
+    def label(self, purchase: Event, delay_s: float = DAY_S) -> dict:
+        """The confirmed outcome of one purchase, ``delay_s`` after it:
         ``{"event_id", "fraud", "ts", "kind"}`` (``kind`` None when legitimate)."""
-        out = [
-            {"event_id": e.event_id, "fraud": e.event_id in self.fraud_events,
-             "ts": round(e.ts + delay_s, 3), "kind": self.fraud_events.get(e.event_id)}
-            for e in events if e.type == "purchase"
-        ]
+        return {"event_id": purchase.event_id, "fraud": purchase.event_id in self.fraud_events,
+                "ts": round(purchase.ts + delay_s, 3), "kind": self.fraud_events.get(purchase.event_id)}
+
+    def labels(self, events: Iterable[Event], delay_s: float = DAY_S) -> list[dict]:
+        """The outcome of every purchase among ``events``, in time order."""
+        out = [self.label(e, delay_s) for e in events if e.type == "purchase"]
         return sorted(out, key=lambda label: label["ts"])

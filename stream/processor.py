@@ -277,17 +277,24 @@ class Processor:
                 view.popular.append((event.item_id, increment))
         return True
 
+    @staticmethod
+    def _sweep_candidates(
+        view: BatchView, active: dict[str, Event]
+    ) -> list[tuple[int, str, UserProfile]]:
+        """(partition, user, profile) of everyone a sweep looks at: the users
+        loaded as due, and those of this batch with their state after it, so
+        that what a sweep finds does not depend on where batches begin and end."""
+        candidates = [(p, u, view.profiles[u]) for p, u in view.opened]
+        candidates += [(p, u, profile) for u, (p, profile) in view.due.items() if u not in active]
+        return candidates
+
     def _close_quiet_sessions(
         self, view: BatchView, active: dict[str, Event], watermark: float, result: BatchResult
     ) -> None:
         """Close the sessions of users silent for longer than a session gap, as
         of the batch's event time: users who never come back are learnt too."""
         cutoff = watermark - SESSION_GAP_S
-        # Users of this batch count too (with their state after it), so that
-        # when a session closes does not depend on where batches begin and end.
-        candidates = [(p, u, view.profiles[u]) for p, u in view.opened]
-        candidates += [(p, u, profile) for u, (p, profile) in view.due.items() if u not in active]
-        for partition, user_id, profile in candidates:
+        for partition, user_id, profile in self._sweep_candidates(view, active):
             last_seen = profile.last_seen
             if last_seen is None or last_seen >= cutoff or profile.closed_at == last_seen:
                 continue
@@ -359,9 +366,7 @@ class Processor:
     ) -> None:
         """Raise the churn checks due by the batch's event time and reschedule
         the users of this batch."""
-        candidates = [(p, u, view.profiles[u]) for p, u in view.opened]
-        candidates += [(p, u, profile) for u, (p, profile) in view.due.items() if u not in active]
-        for partition, user_id, profile in candidates:
+        for partition, user_id, profile in self._sweep_candidates(view, active):
             check = self.alerts.churn_check_at(profile)
             if check is not None and check <= watermark:
                 result.alerts += self.alerts.churn(profile, check, self.models)

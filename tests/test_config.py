@@ -16,7 +16,8 @@ def from_env(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
 
 def test_plaintext_by_default() -> None:
     settings = Settings()
-    assert settings.kafka_options() == {} and settings.faust_credentials() is None
+    assert settings.kafka_options() == {} and settings.aiokafka_options() == {}
+    assert settings.faust_credentials() is None
 
 
 def test_sasl_over_tls_reaches_every_kafka_client(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -26,6 +27,8 @@ def test_sasl_over_tls_reaches_every_kafka_client(monkeypatch: pytest.MonkeyPatc
     assert settings.kafka_options() == {
         "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "shop", "sasl_plain_password": "s3cret-pw"}
+    assert settings.aiokafka_options()["sasl_plain_password"] == "s3cret-pw"
+    assert settings.aiokafka_options()["ssl_context"] is not None
     credentials = settings.faust_credentials()
     assert isinstance(credentials, faust.SASLCredentials)
     assert credentials.username == "shop" and credentials.ssl_context is not None

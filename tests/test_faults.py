@@ -11,49 +11,55 @@ an in-process replay of the same file.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import redis
 
-from stream.config import Settings
-from stream.replay import ReplayConfig, run
 from stream.startup import create_topics
-from tests.support import ROOT, Services, Worker, isolated_settings, read_topic, settings_env
-from tests.test_processor import redis_state_snapshot
-from tests.test_worker import first_difference, single_topic_stream, total_events, wait_for_events
+from tests.support import (
+    Services,
+    Worker,
+    assert_same_as_undisturbed,
+    isolated_settings,
+    produce,
+    push,
+    read_topic,
+    single_topic_stream,
+    total_events,
+    wait_for_events,
+)
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.fault]
 
 EVENTS = 6000
 
 
-def push(settings: Settings, events: Path, rate: int = 0) -> subprocess.Popen:
-    args = [sys.executable, str(ROOT / "scripts" / "produce.py"), "--from", str(events)]
-    if rate:
-        args += ["--rate", str(rate)]
-    return subprocess.Popen(args, env={**os.environ, **settings_env(settings)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def assert_same_as_undisturbed(settings: Settings, services: Services, client: redis.Redis,
-                               events: Path) -> None:
-    reference = replace(settings, prefix="reference-" + settings.prefix)
-    result = asyncio.run(run(ReplayConfig(inputs=[events], redis_url=services.redis_url,
-                                          progress=False, settings=reference)))
-    live = redis_state_snapshot(client, settings.prefix)
-    expected = redis_state_snapshot(client, reference.prefix)
-    assert len(live) == len(expected) > 100
-    assert live == expected, first_difference(live, expected)
-    # Every churn alert of the reference run was emitted (duplicates allowed).
-    expected_ids = {a["alert_id"] for a in result.alerts if a["kind"] == "churn_risk"}
-    emitted = {a.get("alert_id") for a in read_topic(settings, settings.topics.alerts, timeout=10)}
-    assert expected_ids <= emitted, sorted(expected_ids - emitted)[:5]
+def test_sigkill_mid_stream_leaves_the_state_of_an_undisturbed_run(
+    services: Services, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    # No trimming inside the test: trimming is the one order-sensitive step.
+    settings = isolated_settings(services, max_neighbours=100_000, batch_max=200)
+    create_topics(settings)
+    events = tmp_path / "events.jsonl"
+    n = single_topic_stream(settings, events, EVENTS)
+    worker = Worker(settings, tmp_path / "worker").start()
+    try:
+        worker.wait_ready()
+        pusher = push(settings, events, rate=1500)
+        worker.wait_received(n // 3)
+        worker.kill()
+        killed_at = total_events(redis_client, settings.prefix)
+        assert 0 < killed_at < n
+        worker.start()
+        assert pusher.wait(timeout=120) == 0, pusher.stderr.read() if pusher.stderr else ""
+        wait_for_events(redis_client, settings.prefix, n, worker)
+        time.sleep(1.0)  # anything still in flight would overshoot the count
+        assert total_events(redis_client, settings.prefix) == n
+    finally:
+        worker.stop()
+    assert_same_as_undisturbed(settings, services, redis_client, events)
 
 
 def test_three_workers_one_killed_mid_stream(
@@ -277,8 +283,6 @@ def test_a_burst_of_hostile_messages_amid_normal_traffic(
     """10,000 malformed messages of every kind between two stretches of normal
     traffic: every message is processed or dead-lettered with a reason, and
     the normal traffic after the burst is processed like the one before."""
-    from tests.test_worker import produce
-
     settings = isolated_settings(services)
     create_topics(settings)
     worker = Worker(settings, tmp_path / "worker").start()

@@ -15,7 +15,7 @@ from stream.outputs import Message
 from stream.processor import Processor
 from stream.redis_state import RedisState
 from stream.state import MemoryState
-from tests.support import Services, isolated_settings
+from tests.support import MODEL_OUTPUTS, Services, isolated_settings, redis_state_snapshot
 
 
 def shop_messages(n: int, seed: int = 7, partitions: int = 2) -> list[Message]:
@@ -87,28 +87,6 @@ def test_replayed_batches_and_duplicate_events_apply_once() -> None:
     dup = Message(messages[-1].value, messages[-1].topic, messages[-1].partition, 10_000)
     [result] = run(processor, [[dup]])
     assert result.duplicates == 1 and result.processed == 0
-
-
-# What a profile keeps for the models: the scores depend on which snapshot of
-# the global models a worker had loaded at the time, and ``closed_at`` on how
-# far event time had advanced in the partitions a batch swept, not only on
-# the user's own events.
-MODEL_OUTPUTS = ("segment", "propensity", "closed_at")
-
-
-def redis_state_snapshot(client: redis.Redis, prefix: str) -> dict:
-    """The state that must be identical between runs: profiles and co-occurrence."""
-    out = {}
-    for key in client.scan_iter(match=f"{prefix}*"):
-        name = key.decode()[len(prefix):]
-        if name.startswith("user:"):
-            profile = orjson.loads(client.get(key))
-            out[name] = {k: v for k, v in profile.items() if k not in MODEL_OUTPUTS}
-        elif name.endswith(":next"):
-            out[name] = dict(client.zrange(key, 0, -1, withscores=True))
-        elif name == "item-occurrences":
-            out[name] = client.hgetall(key)
-    return out
 
 
 @pytest.mark.services

@@ -2,64 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import orjson
 import pytest
 import redis
 
-from stream.config import Settings
-from stream.replay import ReplayConfig, run
 from stream.startup import create_topics
 from tests.support import (
     ROOT,
     Services,
     Worker,
     isolated_settings,
+    produce,
     read_topic,
     settings_env,
 )
-from tests.test_processor import redis_state_snapshot
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
-
-
-def produce(settings: Settings, *args: str) -> str:
-    env = dict(os.environ)
-    env.update(settings_env(settings))
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "produce.py"), *args],
-        env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-def total_events(client: redis.Redis, prefix: str) -> int:
-    total = 0
-    for key in client.scan_iter(match=f"{prefix}user:*"):
-        features = orjson.loads(client.get(key))["features"]
-        total += sum(features[k] for k in ("views", "clicks", "carts", "purchases"))
-    return total
-
-
-def wait_for_events(client: redis.Redis, prefix: str, expected: int, worker: Worker,
-                    timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    seen = -1
-    while time.monotonic() < deadline:
-        seen = total_events(client, prefix)
-        if seen >= expected:
-            return
-        worker._check_alive()
-        time.sleep(0.5)
-    raise AssertionError(f"state holds {seen} of {expected} events:\n{worker.log_tail()}")
 
 
 def test_traffic_in_recommendations_and_dead_letters_out(
@@ -106,69 +70,6 @@ def test_traffic_in_recommendations_and_dead_letters_out(
         assert status == 200 and health["status"] == "ok"
     finally:
         worker.stop()
-
-
-def first_difference(live: dict, expected: dict) -> str:
-    for key in sorted(live.keys() | expected.keys()):
-        a, b = live.get(key), expected.get(key)
-        if a != b:
-            if isinstance(a, dict) and isinstance(b, dict):
-                fields = {f: (a.get(f), b.get(f)) for f in a.keys() | b.keys() if a.get(f) != b.get(f)}
-                return f"{key}: {fields}"
-            return f"{key}: {a!r} != {b!r}"
-    return ""
-
-
-def single_topic_stream(settings: Settings, path: Path, count: int) -> int:
-    """Synthetic clicks and carts only: they share one input topic, so each
-    user's events reach the worker in one partition's order (Kafka orders
-    nothing across topics), and a reference run can expect the same state."""
-    produce(settings, "--count", str(count * 3), "--seed", "11", "--out", str(path))
-    lines = [
-        line for line in path.read_bytes().splitlines()
-        if orjson.loads(line)["type"] in ("click", "cart")
-    ][:count]
-    path.write_bytes(b"\n".join(lines) + b"\n")
-    return len(lines)
-
-
-def test_sigkill_mid_stream_leaves_the_state_of_an_undisturbed_run(
-    services: Services, redis_client: redis.Redis, tmp_path: Path
-) -> None:
-    # No trimming inside the test: trimming is the one order-sensitive step.
-    settings = isolated_settings(services, max_neighbours=100_000, batch_max=200)
-    create_topics(settings)
-    events = tmp_path / "events.jsonl"
-    n = single_topic_stream(settings, events, 6000)
-
-    worker = Worker(settings, tmp_path / "worker").start()
-    try:
-        worker.wait_ready()
-        pusher = subprocess.Popen(
-            [sys.executable, str(ROOT / "scripts" / "produce.py"), "--from", str(events),
-             "--rate", "1500"],
-            env={**os.environ, **settings_env(settings)},
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        worker.wait_received(n // 3)
-        worker.kill()
-        killed_at = total_events(redis_client, settings.prefix)
-        assert 0 < killed_at < n
-        worker.start()
-        assert pusher.wait(timeout=120) == 0, pusher.stderr.read() if pusher.stderr else ""
-        wait_for_events(redis_client, settings.prefix, n, worker)
-        time.sleep(1.0)  # anything still in flight would overshoot the count
-        assert total_events(redis_client, settings.prefix) == n
-    finally:
-        worker.stop()
-
-    reference = replace(settings, prefix="reference-" + settings.prefix)
-    asyncio.run(run(ReplayConfig(inputs=[events], redis_url=services.redis_url,
-                                 progress=False, settings=reference)))
-    live = redis_state_snapshot(redis_client, settings.prefix)
-    expected = redis_state_snapshot(redis_client, reference.prefix)
-    assert len(live) == len(expected) > 100
-    assert live == expected, first_difference(live, expected)
 
 
 def test_a_worker_started_before_its_broker_and_redis_waits_and_says_why(
