@@ -131,7 +131,7 @@ async def publish(result: BatchResult) -> None:
     for alert in result.alerts:
         pending.append(await alerts_topic.send(key=alert.user_id.encode(), value=alert.to_json()))
     if result.model_rows:
-        rows = orjson.dumps([row.to_dict() for row in result.model_rows])
+        rows = orjson.dumps(result.model_rows)  # dataclasses: orjson writes their fields
         # One fixed key: every row reaches the same partition, hence one learner,
         # even if the topic was created with more partitions than asked for.
         pending.append(await features_topic.send(key=b"learner", value=rows))

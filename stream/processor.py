@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
 
@@ -41,6 +42,7 @@ class Prediction:
     event: Event
     items: list[Recommendation]
     in_session: bool  # the event continues a session (a next-item prediction point)
+    seconds: float = 0.0  # spent ranking the items (prediction speed, as session-rec times it)
 
 
 @dataclass
@@ -247,8 +249,11 @@ class Processor:
         new_session = profile.is_new_session(event.ts, event.session_id)
         if self.evaluate is not None and self.evaluate(event):
             # A session's first event is no next-item point: nothing to rank from.
+            started = time.perf_counter()
             items = [] if new_session else self.recommend(view, profile, explain=False)
-            result.predictions.append(Prediction(event, items, not new_session))
+            result.predictions.append(
+                Prediction(event, items, not new_session, time.perf_counter() - started)
+            )
         session = [] if new_session else profile.session_items()
         learning = self.learn is None or self.learn(event)
         if new_session and profile.last_seen is not None and profile.closed_at != profile.last_seen:
