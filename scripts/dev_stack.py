@@ -24,18 +24,7 @@ DEFAULT_BROKER = "kafka://127.0.0.1:9092"
 
 
 def broker_port_from_env() -> int:
-    """The port of the first broker in ``SHOPSTREAM_BROKER``."""
-    raw = os.environ.get("SHOPSTREAM_BROKER", DEFAULT_BROKER)
-    first = raw.split(";")[0].split(",")[0].split("://", 1)[-1]
-    host, _, port = first.rpartition(":")
-    if not port.isdigit():
-        raise devstack.DevStackError(f"SHOPSTREAM_BROKER={raw!r} has no port")
-    if host and not devstack.is_loopback(host):
-        raise devstack.DevStackError(
-            f"SHOPSTREAM_BROKER={raw!r} is not on this machine; "
-            "the dev stack runs on 127.0.0.1 (pass --broker-port)"
-        )
-    return int(port)
+    return devstack.local_broker_port(os.environ.get("SHOPSTREAM_BROKER", DEFAULT_BROKER))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -431,6 +431,21 @@ class StackStatus:
         return [self.broker.line(), self.redis.line()]
 
 
+def local_broker_port(broker: str) -> int:
+    """The port of the first broker of a ``SHOPSTREAM_BROKER`` value, which must
+    be on this machine (the dev stack runs on loopback)."""
+    first = broker.split(";")[0].split(",")[0].split("://", 1)[-1]
+    host, _, port = first.rpartition(":")
+    if not port.isdigit():
+        raise DevStackError(f"SHOPSTREAM_BROKER={broker!r} has no port")
+    if host and not is_loopback(host):
+        raise DevStackError(
+            f"SHOPSTREAM_BROKER={broker!r} is not on this machine; "
+            "the dev stack runs on 127.0.0.1 (pass --broker-port)"
+        )
+    return int(port)
+
+
 def _pid_file(run_dir: Path, name: str) -> Path:
     return Path(run_dir) / f"{name}.pid"
 

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Benchmark shopstream against its ceilings in one run: the raw Kafka client,
+a bare Faust agent, the offline replay, one and two real workers, the latency
+of recommendations at a fixed rate, memory, and a check that the workers'
+results equal the reference replay's.
+
+Starts the local broker and Redis when none answers (as the demo does).
+
+    python scripts/bench.py                 # 200k events, latency 60 s at 2,000 events/s
+    python scripts/bench.py --events 50000 --json bench.json
+    python scripts/bench.py --soak 30        # 30 minutes at steady load: memory over time
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import orjson  # noqa: E402
+
+from stream.cli import Parser  # noqa: E402
+from stream.config import ConfigError, Settings  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = Parser(prog="bench.py", description=__doc__.split("\n\n")[0],
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=200_000, help="events to preload (default 200,000)")
+    p.add_argument("--rate", type=float, default=2000.0,
+                   help="offered events/s of the latency phase (default 2,000)")
+    p.add_argument("--latency-s", type=float, default=60.0, help="length of the latency phase (default 60)")
+    p.add_argument("--seed", type=int, default=42, help="seed of the synthetic shop (default 42)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--soak", type=float, metavar="MINUTES",
+                   help="instead: a soak run of this many minutes at --rate with ever-new users")
+    p.add_argument("--out", type=Path, default=Path("out/soak"),
+                   help="with --soak: where the samples and the plot go (default out/soak)")
+    args = p.parse_args(argv)
+    if args.events < 1000:
+        p.error("--events must be >= 1000")
+    if args.rate <= 0 or args.latency_s <= 0:
+        p.error("--rate and --latency-s must be > 0")
+    if args.soak is not None and args.soak <= 0:
+        p.error("--soak must be > 0 minutes")
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        p.error(str(exc))
+
+    from stream import devstack
+    from stream.bench import BenchConfig, BenchError, run_bench
+    from stream.worker_process import ROOT
+
+    try:
+        devstack.up(ROOT / ".dev", broker_port=devstack.local_broker_port(settings.broker),
+                    redis_url=settings.redis_url)
+    except devstack.DevStackError as exc:
+        print(f"bench.py: {exc}", file=sys.stderr)
+        return 1
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        if args.soak is not None:
+            from stream.soak import SoakConfig, run_soak
+
+            summary = run_soak(SoakConfig(minutes=args.soak, rate=args.rate, out=args.out,
+                                          settings=settings, say=say))
+            print(summary)
+            return 0
+        result = run_bench(BenchConfig(events=args.events, rate=args.rate, latency_s=args.latency_s,
+                                       seed=args.seed, settings=settings, say=say))
+    except BenchError as exc:
+        print(f"bench.py: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench.py: interrupted", file=sys.stderr)
+        return 130
+    print(result.table())
+    if args.json:
+        args.json.write_bytes(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

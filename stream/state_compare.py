@@ -1,0 +1,98 @@
+"""What two runs over the same events must agree on, and the reference run
+they are held against: the offline replay of those events into Redis.
+
+Used by the fault tests and by the benchmark's check that speed settings
+change no result. Only what the events alone decide is compared: the scores
+a profile keeps depend on which model snapshot a worker had loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import orjson
+import redis
+
+from stream.config import Settings
+from stream.planted import PlantedShop
+
+# What a profile keeps for the models: the scores depend on which snapshot of
+# the global models a worker had loaded at the time, and ``closed_at`` on how
+# far event time had advanced in the partitions a batch swept, not only on
+# the user's own events.
+MODEL_OUTPUTS = ("segment", "propensity", "closed_at")
+
+
+def redis_state_snapshot(client: redis.Redis, prefix: str) -> dict:
+    """The state that must be identical between runs: profiles and co-occurrence."""
+    out = {}
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        name = key.decode()[len(prefix):]
+        if name.startswith("user:"):
+            profile = orjson.loads(client.get(key))
+            out[name] = {k: v for k, v in profile.items() if k not in MODEL_OUTPUTS}
+        elif name.endswith(":next"):
+            out[name] = dict(client.zrange(key, 0, -1, withscores=True))
+        elif name == "item-occurrences":
+            out[name] = client.hgetall(key)
+    return out
+
+
+def first_difference(live: dict, expected: dict) -> str:
+    for key in sorted(live.keys() | expected.keys()):
+        a, b = live.get(key), expected.get(key)
+        if a != b:
+            if isinstance(a, dict) and isinstance(b, dict):
+                fields = {f: (a.get(f), b.get(f)) for f in a.keys() | b.keys() if a.get(f) != b.get(f)}
+                return f"{key}: {fields}"
+            return f"{key}: {a!r} != {b!r}"
+    return ""
+
+
+def write_single_topic_events(path: Path, count: int, seed: int = 11) -> int:
+    """Synthetic clicks and carts only: they share one input topic, so each
+    user's events reach a worker in one partition's order (Kafka orders
+    nothing across topics), and a reference run can expect the same state."""
+    written = 0
+    with open(path, "wb") as f:
+        for event in PlantedShop(seed).events(count * 4):
+            if event.type in ("click", "cart"):
+                f.write(event.to_json() + b"\n")
+                written += 1
+                if written == count:
+                    break
+    return written
+
+
+@dataclass
+class Reference:
+    """The reference run's state and the churn alerts it raised."""
+
+    state: dict
+    churn_alert_ids: set[str]
+
+
+async def reference_run(settings: Settings, events: Path, client: redis.Redis) -> Reference:
+    """Replay ``events`` in order, one stream, into Redis under a prefix of its own."""
+    from stream.replay import ReplayConfig, run
+
+    reference = replace(settings, prefix="reference-" + settings.prefix)
+    result = await run(ReplayConfig(inputs=[events], redis_url=settings.redis_url,
+                                    progress=False, settings=reference))
+    ids = {a["alert_id"] for a in result.alerts if a["kind"] == "churn_risk"}
+    return Reference(redis_state_snapshot(client, reference.prefix), ids)
+
+
+def differences(live: dict, reference: Reference, emitted_alert_ids: set[str]) -> list[str]:
+    """What a live run got wrong against the reference (empty: nothing).
+    Churn alerts may repeat after a crash but none may be missing."""
+    problems = []
+    if len(live) != len(reference.state):
+        problems.append(f"{len(live)} keys against the reference's {len(reference.state)}")
+    if live != reference.state:
+        problems.append("first difference: " + first_difference(live, reference.state))
+    missing = reference.churn_alert_ids - emitted_alert_ids
+    if missing:
+        problems.append(f"{len(missing)} churn alerts missing, e.g. {sorted(missing)[:3]}")
+    return problems
