@@ -29,6 +29,7 @@ from stream.clock import EventClock
 from stream.config import Settings
 from stream.events import InvalidEvent, decode_label
 from stream.health import Dependency, Health
+from stream.kafka_transport import Transport as KafkaTransport
 from stream.learner import Learner, ModelRow
 from stream.outputs import DeadLetter, Message, UserView
 from stream.processor import BatchResult, Processor
@@ -56,6 +57,8 @@ app = faust.App(
     web_port=settings.web_port,
     web_in_thread=False,
 )
+app.transport = KafkaTransport(app.conf.broker_consumer, app,
+                               fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
 
 inputs = app.topic(
     *settings.topics.inputs,

@@ -98,6 +98,10 @@ class Settings:
     kafka_username: str = ""
     kafka_password: str = field(default="", repr=False)
     kafka_ssl_cafile: str = ""
+    # How long the broker may hold a fetch that found nothing (Faust fixes
+    # 1500 ms; Apache Kafka answers early when records arrive, the embedded
+    # broker does not, so this bounds latency there).
+    kafka_fetch_max_wait_ms: int = 20
     group_session_timeout: float = 6.0
     group_heartbeat_interval: float = 2.0
     group_rebalance_timeout: float = 6.0

@@ -303,3 +303,31 @@ def test_a_stolen_card_burst_and_a_silent_regular_raise_alerts_with_reasons(
         assert worker.get("/forget/regular")[0] == 405  # never by a GET
     finally:
         worker.stop()
+
+
+FETCH_PROBE = """
+import asyncio
+from stream.app import app
+
+async def main():
+    consumer = app.consumer._thread._create_worker_consumer(app.transport)
+    await consumer.start()
+    try:
+        print(consumer._fetcher._fetch_max_wait_ms)
+    finally:
+        await consumer.stop()
+
+asyncio.run(main())
+"""
+
+
+def test_the_worker_consumer_fetches_with_the_configured_wait(services: Services) -> None:
+    """Faust fixes the wait at 1500 ms; the embedded broker holds an empty fetch
+    that long, so the setting must reach the fetcher aiokafka builds on start."""
+    settings = isolated_settings(services, kafka_fetch_max_wait_ms=37)
+    done = subprocess.run(
+        [sys.executable, "-c", FETCH_PROBE], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "37"
