@@ -19,7 +19,9 @@ from typing import Callable, Iterator
 import orjson
 import redis
 
-from stream.bench import bench_settings, clean_workdir, new_tag, peak_rss_mb, received, start_workers
+from stream.bench import (
+    bench_settings, clean_workdir, drop_keys, new_tag, peak_rss_mb, received, start_workers,
+)
 from stream.config import Settings, Topics
 from stream.planted import PlantedShop
 from stream.publish import KafkaSink, Message
@@ -123,6 +125,7 @@ def run_soak(config: SoakConfig) -> str:
     finally:
         sink.close()
         worker.stop()
+        drop_keys(client, settings.prefix)
     (out / "samples.jsonl").write_bytes(b"".join(orjson.dumps(vars(s)) + b"\n" for s in samples))
     plot(samples, out / "soak.png", config)
     return summary(samples, peak, out)
