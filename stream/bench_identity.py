@@ -81,7 +81,8 @@ def identity_check(settings: Settings, work: Path, client: redis.Redis) -> dict:
     reference = asyncio.run(reference_run(checked, events, client))
     live = redis_state_snapshot(client, checked.prefix)
     emitted = {a.get("alert_id") for a in asyncio.run(read_all(checked, checked.topics.alerts))}
-    problems = differences(live, reference, emitted)
+    recommended = {r.get("user_id") for r in asyncio.run(read_all(checked, checked.topics.recommendations))}
+    problems = differences(live, reference, emitted, recommended)
     drop_keys(client, checked.prefix)
     drop_keys(client, "reference-" + checked.prefix)
     return {"identical": not problems, "events": n, "keys_compared": len(reference.state),

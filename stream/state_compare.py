@@ -72,6 +72,10 @@ class Reference:
     state: dict
     churn_alert_ids: set[str]
 
+    @property
+    def users(self) -> set[str]:
+        return {key[len("user:"):] for key in self.state if key.startswith("user:")}
+
 
 async def reference_run(settings: Settings, events: Path, client: redis.Redis) -> Reference:
     """Replay ``events`` in order, one stream, into Redis under a prefix of its own."""
@@ -84,9 +88,13 @@ async def reference_run(settings: Settings, events: Path, client: redis.Redis) -
     return Reference(redis_state_snapshot(client, reference.prefix), ids)
 
 
-def differences(live: dict, reference: Reference, emitted_alert_ids: set[str]) -> list[str]:
+def differences(live: dict, reference: Reference, emitted_alert_ids: set[str],
+                recommended_users: set[str]) -> list[str]:
     """What a live run got wrong against the reference (empty: nothing).
-    Churn alerts may repeat after a crash but none may be missing."""
+    Outputs may repeat after a crash but none may be missing: every churn
+    alert of the reference, and recommendations for every user it knows
+    (a user's first event always publishes; which later events do depends
+    on how events fall into batches, so message ids are not compared)."""
     problems = []
     if len(live) != len(reference.state):
         problems.append(f"{len(live)} keys against the reference's {len(reference.state)}")
@@ -95,4 +103,7 @@ def differences(live: dict, reference: Reference, emitted_alert_ids: set[str]) -
     missing = reference.churn_alert_ids - emitted_alert_ids
     if missing:
         problems.append(f"{len(missing)} churn alerts missing, e.g. {sorted(missing)[:3]}")
+    unserved = reference.users - recommended_users
+    if unserved:
+        problems.append(f"{len(unserved)} users without recommendations, e.g. {sorted(unserved)[:3]}")
     return problems

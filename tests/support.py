@@ -154,7 +154,8 @@ def assert_same_as_undisturbed(settings: Settings, services: Services, client: r
                                events: Path) -> None:
     reference = asyncio.run(reference_run(settings, events, client))
     live = redis_state_snapshot(client, settings.prefix)
-    assert len(live) > 100
+    assert len(live) > 100 and len(reference.users) > 50
     emitted = {a.get("alert_id") for a in read_topic(settings, settings.topics.alerts, timeout=10)}
-    problems = differences(live, reference, emitted)
+    recommended = {r.get("user_id") for r in read_topic(settings, settings.topics.recommendations, timeout=10)}
+    problems = differences(live, reference, emitted, recommended)
     assert not problems, problems
