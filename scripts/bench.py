@@ -50,9 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         p.error(str(exc))
 
+    from aiokafka.errors import KafkaError as AIOKafkaError
+    from kafka.errors import KafkaError
+    from redis.exceptions import RedisError
+
     from stream import devstack
     from stream.bench import BenchConfig, BenchError, run_bench
-    from stream.worker_process import ROOT
+    from stream.worker_process import ROOT, WorkerError
 
     try:
         devstack.up(ROOT / ".dev", broker_port=devstack.local_broker_port(settings.broker),
@@ -76,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
                                        seed=args.seed, settings=settings, say=say))
     except BenchError as exc:
         print(f"bench.py: {exc}", file=sys.stderr)
+        return 1
+    except WorkerError as exc:  # its message goes on with the worker's log
+        logs = args.out / "worker" if args.soak is not None else ROOT / ".dev" / "bench"
+        print(f"bench.py: {str(exc).splitlines()[0]} (worker logs under {logs})", file=sys.stderr)
+        return 1
+    except (OSError, RedisError, KafkaError, AIOKafkaError) as exc:
+        print(f"bench.py: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("bench.py: interrupted", file=sys.stderr)

@@ -21,6 +21,10 @@ from stream.devstack import free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 
+class WorkerError(AssertionError):
+    """A worker process that died or did not get ready (an assertion to the tests)."""
+
+
 TOPIC_VARIABLES = {"dead_letters": "DLQ"}  # the one topic whose variable is not its field name
 
 
@@ -99,7 +103,7 @@ class Worker:
             except (OSError, ValueError):
                 pass
             time.sleep(0.3)
-        raise AssertionError(f"worker not ready after {timeout}s:\n{self.log_tail()}")
+        raise WorkerError(f"worker not ready after {timeout}s:\n{self.log_tail()}")
 
     def wait_received(self, count: int, timeout: float = 90.0) -> dict:
         deadline = time.monotonic() + timeout
@@ -113,11 +117,11 @@ class Worker:
             except (OSError, ValueError):
                 pass
             time.sleep(0.3)
-        raise AssertionError(f"worker got {metrics} < {count} after {timeout}s:\n{self.log_tail()}")
+        raise WorkerError(f"worker got {metrics} < {count} after {timeout}s:\n{self.log_tail()}")
 
     def _check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+            raise WorkerError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 40) -> str:
         if self.log_path is None or not self.log_path.exists():
