@@ -163,7 +163,7 @@ def busy_rate(workers: list[Worker], path: str, expected: int, timeout: float = 
         counts = [received(w, path) for w in workers]
         now = time.monotonic()  # after the polls: a slow answer must not shorten the window
         for w in workers:
-            w._check_alive()
+            w.check_alive()
         if min(counts) < 0:  # a busy worker's web view can miss a poll: decide nothing on it
             time.sleep(POLL_S)
             continue
@@ -203,22 +203,9 @@ def wait_received(workers: list[Worker], path: str, expected: int, timeout: floa
         if min(counts) >= 0 and total >= expected:
             return
         for w in workers:
-            w._check_alive()
+            w.check_alive()
         time.sleep(POLL_S)
     raise BenchError(f"workers received {total} of {expected} events in {timeout:.0f} s")
-
-
-def peak_rss_mb(worker: Worker) -> float | None:
-    """The worker process's peak resident memory (VmHWM), in MB."""
-    if worker.proc is None:
-        return None
-    try:
-        for line in Path(f"/proc/{worker.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
 def redis_memory_mb(client: redis.Redis, prefix: str) -> tuple[float, int]:
@@ -361,7 +348,7 @@ def run_bench(config: BenchConfig) -> BenchResult:
         busy = busy_rate(one, "/metrics", config.events, progress=_bar(say, config.events))
         result.add("shopstream, 1 worker", busy.rate, "events/s",
                    f"{busy.events:,} events in {busy.window_s:.1f} s")
-        result.add("peak RSS, 1 worker", peak_rss_mb(one[0]), "MB")
+        result.add("peak RSS, 1 worker", one[0].memory_mb(peak=True), "MB")
         from stream.bench_latency import live_events, measure
 
         count = int(config.rate * config.latency_s)
@@ -372,7 +359,7 @@ def run_bench(config: BenchConfig) -> BenchResult:
         result.add("latency p50", latency.p50_ms, "ms", note)
         result.add("latency p95", latency.p95_ms, "ms")
         result.add("latency p99", latency.p99_ms, "ms")
-        result.add("peak RSS, 1 worker after latency", peak_rss_mb(one[0]), "MB")
+        result.add("peak RSS, 1 worker after latency", one[0].memory_mb(peak=True), "MB")
     finally:
         stop_all(one)
     memory, keys = redis_memory_mb(client, one_settings.prefix)
@@ -389,7 +376,7 @@ def run_bench(config: BenchConfig) -> BenchResult:
         except BenchError as exc:
             result.add("shopstream, 2 workers", None, "events/s", str(exc))
         for i, w in enumerate(two):
-            result.add(f"peak RSS, worker {i + 1} of 2", peak_rss_mb(w), "MB")
+            result.add(f"peak RSS, worker {i + 1} of 2", w.memory_mb(peak=True), "MB")
     finally:
         stop_all(two)
 

@@ -2,19 +2,17 @@
 
 Two workers with the benchmark's settings run a stream of their own and are
 compared with the offline replay of the same events: the same profiles,
-co-occurrence rows and item counts, and every churn alert the replay raised.
+co-occurrence rows and item counts, every churn alert the replay raised, and
+recommendations for every user it knows.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import orjson
 import redis
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream.bench import (
     bench_settings,
@@ -27,12 +25,7 @@ from stream.bench import (
 )
 from stream.config import Settings
 from stream.startup import create_topics
-from stream.state_compare import (
-    differences,
-    redis_state_snapshot,
-    reference_run,
-    write_single_topic_events,
-)
+from stream.state_compare import compare_with_reference, write_single_topic_events
 
 IDENTITY_EVENTS = 6000
 # Trimming neighbour lists to their best MAX_NEIGHBOURS depends on how
@@ -40,27 +33,6 @@ IDENTITY_EVENTS = 6000
 # may differ. Recommendations are not compared for the same reason: each is
 # ranked as of its batch.
 UNTRIMMED = 100_000
-
-
-async def read_all(settings: Settings, topic: str, quiet_s: float = 2.0) -> list[dict]:
-    """Every message of ``topic`` from the beginning, until none came for ``quiet_s``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
-                                **settings.aiokafka_options())
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        out: list[dict] = []
-        last = time.monotonic()
-        while time.monotonic() - last < quiet_s:
-            batches = await consumer.getmany(timeout_ms=200)
-            for messages in batches.values():
-                out += [orjson.loads(m.value) for m in messages]
-                last = time.monotonic()
-        return out
-    finally:
-        await consumer.stop()
 
 
 def identity_check(settings: Settings, work: Path, client: redis.Redis) -> dict:
@@ -78,12 +50,10 @@ def identity_check(settings: Settings, work: Path, client: redis.Redis) -> dict:
         time.sleep(checked.idle_after_s + 6.0)  # the idle sweep raises the last churn checks
     finally:
         stop_all(workers)
-    reference = asyncio.run(reference_run(checked, events, client))
-    live = redis_state_snapshot(client, checked.prefix)
-    emitted = {a.get("alert_id") for a in asyncio.run(read_all(checked, checked.topics.alerts))}
-    recommended = {r.get("user_id") for r in asyncio.run(read_all(checked, checked.topics.recommendations))}
-    problems = differences(live, reference, emitted, recommended)
+    comparison = compare_with_reference(checked, events, client)
     drop_keys(client, checked.prefix)
     drop_keys(client, "reference-" + checked.prefix)
-    return {"identical": not problems, "events": n, "keys_compared": len(reference.state),
-            "churn_alerts": len(reference.churn_alert_ids), "problems": problems}
+    return {"identical": not comparison.problems, "events": n,
+            "keys_compared": len(comparison.reference.state),
+            "churn_alerts": len(comparison.reference.churn_alert_ids),
+            "users_served": len(comparison.reference.users), "problems": comparison.problems}

@@ -20,7 +20,7 @@ import orjson
 import redis
 
 from stream.bench import (
-    bench_settings, clean_workdir, drop_keys, new_tag, peak_rss_mb, received, start_workers,
+    bench_settings, clean_workdir, drop_keys, new_tag, received, start_workers,
 )
 from stream.config import Settings, Topics
 from stream.planted import PlantedShop
@@ -70,16 +70,6 @@ def ever_new_users(config: SoakConfig, topics: Topics) -> Iterator[Message]:
         k += 1
 
 
-def _current_rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
 def _run_keys(client: redis.Redis, prefix: str) -> int:
     return sum(1 for _ in client.scan_iter(match=f"{prefix}*", count=5000))
 
@@ -121,7 +111,7 @@ def run_soak(config: SoakConfig) -> str:
             sink.send(message)
             sent += 1
         samples.append(_sample(time.monotonic() - start, sent, worker, client, settings.prefix))
-        peak = peak_rss_mb(worker)
+        peak = worker.memory_mb(peak=True)
     finally:
         sink.close()
         worker.stop()
@@ -134,7 +124,7 @@ def run_soak(config: SoakConfig) -> str:
 def _sample(t: float, sent: int, worker, client: redis.Redis, prefix: str) -> Sample:  # type: ignore[no-untyped-def]
     used = client.info("memory")["used_memory"] / 2**20
     return Sample(round(t, 1), sent, max(received(worker, "/metrics"), 0),
-                  _current_rss_mb(worker.proc.pid), round(used, 2), _run_keys(client, prefix))
+                  worker.memory_mb(), round(used, 2), _run_keys(client, prefix))
 
 
 def summary(samples: list[Sample], peak_rss: float | None, out: Path) -> str:

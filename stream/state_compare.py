@@ -8,11 +8,14 @@ a profile keeps depend on which model snapshot a worker had loaded.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import orjson
 import redis
+from kafka import KafkaConsumer, TopicPartition
 
 from stream.config import Settings
 from stream.planted import PlantedShop
@@ -107,3 +110,59 @@ def differences(live: dict, reference: Reference, emitted_alert_ids: set[str],
     if unserved:
         problems.append(f"{len(unserved)} users without recommendations, e.g. {sorted(unserved)[:3]}")
     return problems
+
+
+def _decoded(value: bytes) -> dict:
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return {"undecodable": value}
+
+
+def read_topic(settings: Settings, topic: str, expect: int | None = None, timeout: float = 30.0) -> list[dict]:
+    """All messages of ``topic`` from the beginning, as decoded JSON; stops at
+    ``expect`` messages, at the first quiet poll once some came (without
+    ``expect``), or after ``timeout`` seconds."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=int(timeout * 1000),
+        **settings.kafka_options(),
+    )
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        consumer.assign([TopicPartition(topic, p) for p in sorted(parts)])
+        consumer.seek_to_beginning()
+        out: list[dict] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=500)
+            for records in batch.values():
+                out.extend(_decoded(r.value) for r in records)
+            if expect is not None and len(out) >= expect:
+                break
+            if expect is None and not batch and out:
+                break
+        return out
+    finally:
+        consumer.close()
+
+
+@dataclass
+class Comparison:
+    """A live run's final state and outputs against the reference run's."""
+
+    reference: Reference
+    live: dict
+    problems: list[str]
+
+
+def compare_with_reference(settings: Settings, events: Path, client: redis.Redis) -> Comparison:
+    """Run the reference over ``events``, then hold the live run under
+    ``settings`` (its Redis prefix and output topics) against it."""
+    reference = asyncio.run(reference_run(settings, events, client))
+    live = redis_state_snapshot(client, settings.prefix)
+    emitted = {a.get("alert_id") for a in read_topic(settings, settings.topics.alerts, timeout=10)}
+    recommended = {r.get("user_id") for r in read_topic(settings, settings.topics.recommendations, timeout=10)}
+    return Comparison(reference, live, differences(live, reference, emitted, recommended))

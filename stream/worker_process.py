@@ -95,7 +95,7 @@ class Worker:
         """Until the worker has joined its group and its dependencies answer."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self._check_alive()
+            self.check_alive()
             try:
                 status, body = self.get("/health")
                 if status == 200 and b"Worker]: Ready" in self.log_path.read_bytes():
@@ -109,7 +109,7 @@ class Worker:
         deadline = time.monotonic() + timeout
         metrics: dict = {}
         while time.monotonic() < deadline:
-            self._check_alive()
+            self.check_alive()
             try:
                 metrics = self.metrics()
                 if metrics["received"] >= count:
@@ -119,9 +119,22 @@ class Worker:
             time.sleep(0.3)
         raise WorkerError(f"worker got {metrics} < {count} after {timeout}s:\n{self.log_tail()}")
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
             raise WorkerError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+
+    def memory_mb(self, peak: bool = False) -> float | None:
+        """Resident memory now (VmRSS) or at its highest (VmHWM), in MB; None once gone."""
+        if self.proc is None:
+            return None
+        field = "VmHWM:" if peak else "VmRSS:"
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith(field):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return None
 
     def log_tail(self, lines: int = 40) -> str:
         if self.log_path is None or not self.log_path.exists():

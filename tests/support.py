@@ -3,7 +3,6 @@ the state an undisturbed run leaves to compare disturbed runs with."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -14,15 +13,13 @@ from pathlib import Path
 
 import orjson
 import redis
-from kafka import KafkaConsumer, TopicPartition
 
 from stream.config import Settings, Topics
 from stream.state_compare import (  # noqa: F401 (the tests' vocabulary)
     MODEL_OUTPUTS,
-    differences,
-    first_difference,
+    compare_with_reference,
+    read_topic,
     redis_state_snapshot,
-    reference_run,
     write_single_topic_events,
 )
 from stream.worker_process import ROOT, Worker, settings_env  # noqa: F401 (the tests' vocabulary)
@@ -68,41 +65,6 @@ def isolated_settings(services: Services, partitions: int = 4, **overrides: obje
     return Settings(**values)
 
 
-def _decoded(value: bytes) -> dict:
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return {"undecodable": value}
-
-
-def read_topic(settings: Settings, topic: str, expect: int | None = None, timeout: float = 30.0) -> list[dict]:
-    """All messages of ``topic`` from the beginning, as decoded JSON; stops at
-    ``expect`` messages or after ``timeout`` seconds."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=int(timeout * 1000),
-    )
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        consumer.assign([TopicPartition(topic, p) for p in sorted(parts)])
-        consumer.seek_to_beginning()
-        out: list[dict] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            batch = consumer.poll(timeout_ms=500)
-            for records in batch.values():
-                out.extend(_decoded(r.value) for r in records)
-            if expect is not None and len(out) >= expect:
-                break
-            if expect is None and not batch and out:
-                break
-        return out
-    finally:
-        consumer.close()
-
-
 # -- runs through real workers, and what an undisturbed run leaves ----------------
 
 
@@ -133,13 +95,9 @@ def wait_for_events(client: redis.Redis, prefix: str, expected: int, worker: Wor
         seen = total_events(client, prefix)
         if seen >= expected:
             return
-        worker._check_alive()
+        worker.check_alive()
         time.sleep(0.5)
     raise AssertionError(f"state holds {seen} of {expected} events:\n{worker.log_tail()}")
-
-
-def single_topic_stream(settings: Settings, path: Path, count: int) -> int:
-    return write_single_topic_events(path, count)
 
 
 def push(settings: Settings, events: Path, rate: int = 0) -> subprocess.Popen:
@@ -150,12 +108,7 @@ def push(settings: Settings, events: Path, rate: int = 0) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def assert_same_as_undisturbed(settings: Settings, services: Services, client: redis.Redis,
-                               events: Path) -> None:
-    reference = asyncio.run(reference_run(settings, events, client))
-    live = redis_state_snapshot(client, settings.prefix)
-    assert len(live) > 100 and len(reference.users) > 50
-    emitted = {a.get("alert_id") for a in read_topic(settings, settings.topics.alerts, timeout=10)}
-    recommended = {r.get("user_id") for r in read_topic(settings, settings.topics.recommendations, timeout=10)}
-    problems = differences(live, reference, emitted, recommended)
-    assert not problems, problems
+def assert_same_as_undisturbed(settings: Settings, client: redis.Redis, events: Path) -> None:
+    comparison = compare_with_reference(settings, events, client)
+    assert len(comparison.live) > 100 and len(comparison.reference.users) > 50
+    assert not comparison.problems, comparison.problems

@@ -26,9 +26,9 @@ from tests.support import (
     produce,
     push,
     read_topic,
-    single_topic_stream,
     total_events,
     wait_for_events,
+    write_single_topic_events,
 )
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.fault]
@@ -43,7 +43,7 @@ def test_sigkill_mid_stream_leaves_the_state_of_an_undisturbed_run(
     settings = isolated_settings(services, max_neighbours=100_000, batch_max=200)
     create_topics(settings)
     events = tmp_path / "events.jsonl"
-    n = single_topic_stream(settings, events, EVENTS)
+    n = write_single_topic_events(events, EVENTS)
     worker = Worker(settings, tmp_path / "worker").start()
     try:
         worker.wait_ready()
@@ -59,7 +59,7 @@ def test_sigkill_mid_stream_leaves_the_state_of_an_undisturbed_run(
         assert total_events(redis_client, settings.prefix) == n
     finally:
         worker.stop()
-    assert_same_as_undisturbed(settings, services, redis_client, events)
+    assert_same_as_undisturbed(settings, redis_client, events)
 
 
 def test_three_workers_one_killed_mid_stream(
@@ -68,7 +68,7 @@ def test_three_workers_one_killed_mid_stream(
     settings = isolated_settings(services, max_neighbours=100_000, batch_max=200)
     create_topics(settings)
     events = tmp_path / "events.jsonl"
-    n = single_topic_stream(settings, events, EVENTS)
+    n = write_single_topic_events(events, EVENTS)
     workers = [Worker(settings, tmp_path / f"worker{i}").start() for i in range(3)]
     try:
         for worker in workers:
@@ -88,7 +88,7 @@ def test_three_workers_one_killed_mid_stream(
     finally:
         for worker in workers:
             worker.stop()
-    assert_same_as_undisturbed(settings, services, redis_client, events)
+    assert_same_as_undisturbed(settings, redis_client, events)
 
 
 def test_redis_paused_mid_stream_is_reported_and_survived(
@@ -104,7 +104,7 @@ def test_redis_paused_mid_stream_is_reported_and_survived(
     settings = isolated_settings(Services(services.broker, url), max_neighbours=100_000, batch_max=200)
     create_topics(settings)
     events = tmp_path / "events.jsonl"
-    n = single_topic_stream(settings, events, EVENTS)
+    n = write_single_topic_events(events, EVENTS)
     worker = Worker(settings, tmp_path / "worker").start()
     try:
         worker.wait_ready()
@@ -138,7 +138,7 @@ def test_redis_paused_mid_stream_is_reported_and_survived(
     finally:
         worker.stop()
     try:
-        assert_same_as_undisturbed(settings, Services(services.broker, url), client, events)
+        assert_same_as_undisturbed(settings, client, events)
     finally:
         own_redis.stop()
 
@@ -155,7 +155,7 @@ def test_broker_paused_mid_stream_then_resumed(services: Services, tmp_path: Pat
                                  batch_max=200)
     create_topics(settings)
     events = tmp_path / "events.jsonl"
-    n = single_topic_stream(settings, events, EVENTS)
+    n = write_single_topic_events(events, EVENTS)
     # The first half is in the broker before the worker starts and the second
     # half only after the pause, so the pause falls mid-stream however fast
     # the worker is; it may catch a batch in flight or an idle worker.
@@ -182,7 +182,7 @@ def test_broker_paused_mid_stream_then_resumed(services: Services, tmp_path: Pat
     finally:
         worker.stop()
     try:
-        assert_same_as_undisturbed(settings, Services(broker, services.redis_url), redis_client, events)
+        assert_same_as_undisturbed(settings, redis_client, events)
     finally:
         own_broker.stop()
 
@@ -198,7 +198,7 @@ def test_a_worker_killed_again_and_again_at_random_moments(
     settings = isolated_settings(services, max_neighbours=100_000, batch_max=100)
     create_topics(settings)
     events = tmp_path / "events.jsonl"
-    n = single_topic_stream(settings, events, EVENTS)
+    n = write_single_topic_events(events, EVENTS)
     worker = Worker(settings, tmp_path / "worker").start()
     kills = 0
     try:
@@ -223,7 +223,7 @@ def test_a_worker_killed_again_and_again_at_random_moments(
     finally:
         worker.stop()
     assert kills == 4
-    assert_same_as_undisturbed(settings, services, redis_client, events)
+    assert_same_as_undisturbed(settings, redis_client, events)
 
 
 def test_rebalance_while_the_learn_agent_writes_snapshots(
@@ -238,7 +238,7 @@ def test_rebalance_while_the_learn_agent_writes_snapshots(
                                  snapshot_every=20, snapshot_interval_s=0.2)
     create_topics(settings)
     events = tmp_path / "events.jsonl"
-    n = single_topic_stream(settings, events, EVENTS)
+    n = write_single_topic_events(events, EVENTS)
     first = Worker(settings, tmp_path / "first").start()
     second = Worker(settings, tmp_path / "second")
     version_key = f"{settings.prefix}models:version"
@@ -280,7 +280,7 @@ def test_rebalance_while_the_learn_agent_writes_snapshots(
 
     learner = asyncio.run(learner_state())
     assert learner is not None and learner.updates > 0 and learner.version <= final
-    assert_same_as_undisturbed(settings, services, redis_client, events)
+    assert_same_as_undisturbed(settings, redis_client, events)
 
 
 def test_a_burst_of_hostile_messages_amid_normal_traffic(
