@@ -376,7 +376,7 @@ class ForgetView(View):
         if len(user_id) > 256:
             return self.json({"error": "user id too long"}, status=400)
         erased, row = await processor.forget(user_id)
-        await features_topic.send(key=b"learner", value=orjson.dumps([row.to_dict()]))
+        await features_topic.send(key=b"learner", value=orjson.dumps([row]))
         log.info("erased a user on request (%s)", erased)  # no id in the log
         return self.json({"user_id": user_id, "erased": erased, "learner": "told"})
 

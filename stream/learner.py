@@ -17,7 +17,7 @@ hold examples for users that a rebalance moves away from it.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from models.alert_rate import AlertRate
@@ -47,9 +47,6 @@ class ModelRow:
     p: float | None = None
     order_id: str | None = None
     anomaly: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelRow":
