@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from stream.cli import Parser  # noqa: E402
 from stream.config import ConfigError, Settings  # noqa: E402
 from stream.health import redact  # noqa: E402
+from stream.learner import ModelRow  # noqa: E402
 
 
 async def erase(settings: Settings, users: list[str]) -> list[dict]:
@@ -34,13 +35,13 @@ async def erase(settings: Settings, users: list[str]) -> list[dict]:
         out = []
         for user_id in users:
             erased, row = await processor.forget(user_id)
-            out.append({"user_id": user_id, "erased": erased, "row": row.to_dict()})
+            out.append({"user_id": user_id, "erased": erased, "row": row})
         return out
     finally:
         await state.close()
 
 
-def tell_learner(settings: Settings, rows: list[dict]) -> None:
+def tell_learner(settings: Settings, rows: list[ModelRow]) -> None:
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, bootstrap_timeout_ms=10_000,
