@@ -65,8 +65,13 @@ echo "demo: synthetic shop traffic at 200 events/s (log: .dev/produce.log)"
 pids+=($!)
 
 sleep 5
-user="$("$PY" scripts/tail.py "$TOPIC" --count 1 --timeout 30 --json 2>/dev/null \
-        | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.readline())["user_id"])' 2>/dev/null || true)"
+# Show a user whose list comes from co-occurrence (items with a "because"),
+# not one who has only popular items yet.
+user="$("$PY" scripts/tail.py "$TOPIC" --count 20 --timeout 30 --json 2>/dev/null | "$PY" -c '
+import json, sys
+recs = [json.loads(line) for line in sys.stdin if line.strip()]
+best = next((r for r in recs if any(i["because"] for i in r["items"])), recs[0] if recs else None)
+print(best["user_id"] if best else "")' 2>/dev/null || true)"
 if [ -n "$user" ]; then
     echo "demo: GET /recommendations/$user"
     "$PY" - "http://127.0.0.1:${SHOPSTREAM_WEB_PORT}/recommendations/$user" <<'PYEOF' || true
