@@ -33,13 +33,15 @@ PYEOF
 
 pids=()
 cleanup() {
-    trap - INT TERM EXIT
-    echo
-    echo "demo: stopping worker and traffic (the stack stays up: python scripts/dev_stack.py down)"
+    trap - INT TERM EXIT PIPE
+    # Stop the children first: if the demo's output went to a pipe that has
+    # closed (demo.sh | head), printing below would end this script.
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    echo
+    echo "demo: stopped worker and traffic (the stack stays up: python scripts/dev_stack.py down)"
 }
-trap cleanup INT TERM EXIT
+trap cleanup INT TERM EXIT PIPE
 
 echo "demo: starting the worker (log: .dev/worker.log)"
 "$ROOT/.venv/bin/faust" -A stream.app worker -l info >"$RUN/worker.log" 2>&1 &
