@@ -1,10 +1,13 @@
 FROM python:3.11-slim
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY stream ./stream
 COPY models ./models
 COPY scripts ./scripts
-RUN pip install --no-cache-dir .
+# gcc builds the compiled ranking (models/cooccurrence_rank.pyx), then goes.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install --no-cache-dir . \
+    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 ENV SHOPSTREAM_WEB_HOST=0.0.0.0
 EXPOSE 6066
 CMD ["faust", "-A", "stream.app", "worker", "-l", "info"]

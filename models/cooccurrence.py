@@ -29,8 +29,9 @@ power ``normalise`` so that popular items do not drown the rest.
 from __future__ import annotations
 
 import heapq
-from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
+from typing import Callable, Collection, Iterable, Mapping, NamedTuple, Sequence
 
+from models.neighbours import Neighbours
 from models.popularity import DEFAULT_ORIGIN, decay_weight
 
 DEFAULT_TYPE_WEIGHTS: Mapping[str, float] = {
@@ -47,6 +48,56 @@ UNIT = 840.0
 
 # (source item, neighbour item, weight): one co-occurrence increment.
 Increment = tuple[str, str, float]
+
+
+def rank_votes(
+    rows: Sequence[Neighbours],
+    relatives: Sequence[float],
+    k: int,
+    excluded: Collection[str],
+    popularity: Mapping[str, float],
+    scale: float = 1.0,
+) -> list[tuple[str, float]]:
+    """The best ``k`` of the items the rows vote for, with their scores.
+
+    The first row's weights count as they are, each later row's times its
+    ``relatives`` entry; the sums are ranked, then multiplied by ``scale``.
+    ``excluded`` items are left out. Ties go to the more popular item, then
+    the smaller id. This is the reference for the compiled
+    :mod:`models.cooccurrence_rank`, which must agree bit for bit.
+
+    >>> rows = [Neighbours.from_pairs([("stove", 3.0), ("mat", 1.0)]),
+    ...         Neighbours.from_pairs([("mat", 4.0), ("tent", 8.0)])]
+    >>> rank_votes(rows, [1.0, 0.25], 2, set(), {})
+    [('stove', 3.0), ('mat', 2.0)]
+    >>> rank_votes(rows, [1.0, 0.25], 2, {"stove"}, {"tent": 9.0})
+    [('tent', 2.0), ('mat', 2.0)]
+    """
+    if not rows or k <= 0:
+        return []
+    scores = dict(rows[0].pairs())
+    get = scores.get
+    for row, relative in zip(rows[1:], relatives[1:]):
+        for target, w in row.pairs():
+            scores[target] = get(target, 0.0) + w * relative
+    for item_id in excluded:
+        scores.pop(item_id, None)
+    pop = popularity.get
+    if len(scores) > k:
+        # Everything tied with the k-th best competes on popularity, then id.
+        floor = sorted(scores.values(), reverse=True)[k - 1]
+        ranked = [(-s, -(pop(i) or 0.0), i) for i, s in scores.items() if s >= floor]
+    else:
+        ranked = [(-s, -(pop(i) or 0.0), i) for i, s in scores.items()]
+    ranked.sort()  # plain tuples: compared in C, no key function per item
+    return [(i, -s * scale) for s, _, i in ranked[:k]]
+
+
+try:
+    from models.cooccurrence_rank import rank_session as compiled_rank_session
+    from models.cooccurrence_rank import rank_votes as compiled_rank_votes
+except ImportError:  # not built (no C compiler at install): the Python reference serves
+    compiled_rank_session = compiled_rank_votes = None
 
 
 class Recommendation(NamedTuple):
@@ -80,6 +131,9 @@ class ItemCooccurrence:
         :meth:`trim`; memory per item is bounded by it.
     half_life_s
         Half-life of co-occurrence weights in event time; None for no decay.
+    compiled
+        Rank with :mod:`models.cooccurrence_rank` when it is built; False
+        ranks with :meth:`rank_python` (same results, several times slower).
     """
 
     def __init__(
@@ -94,6 +148,7 @@ class ItemCooccurrence:
         type_weights: Mapping[str, float] | None = None,
         half_life_s: float | None = None,
         origin: float = DEFAULT_ORIGIN,
+        compiled: bool = True,
     ) -> None:
         self.window = window
         self.horizon = horizon
@@ -105,8 +160,9 @@ class ItemCooccurrence:
         self.type_weights = dict(type_weights or DEFAULT_TYPE_WEIGHTS)
         self.half_life_s = half_life_s
         self.origin = origin
-        self.neighbours: dict[str, dict[str, float]] = {}
+        self.neighbours: dict[str, Neighbours] = {}
         self.occurrences: dict[str, float] = {}
+        self.compiled = bool(compiled and compiled_rank_session)
 
     def increments(
         self, session_items: Sequence[str], item_id: str, event_type: str, ts: float
@@ -136,9 +192,8 @@ class ItemCooccurrence:
         for source, target, w in pairs:
             row = neighbours.get(source)
             if row is None:
-                neighbours[source] = {target: w}
-            else:
-                row[target] = row.get(target, 0.0) + w
+                row = neighbours[source] = Neighbours()
+            row.add(target, w)
         self.occurrences[item_id] = self.occurrences.get(item_id, 0.0) + occurrence
 
     def learn_one(
@@ -156,12 +211,14 @@ class ItemCooccurrence:
             row = self.neighbours.get(item_id)
             if row is not None and len(row) > m:
                 # Same order as a Redis sorted set: ties keep the larger id.
-                keep = heapq.nlargest(m, row.items(), key=lambda kv: (kv[1], kv[0]))
-                self.neighbours[item_id] = dict(keep)
+                keep = heapq.nlargest(m, row.pairs(), key=lambda kv: (kv[1], kv[0]))
+                self.neighbours[item_id] = Neighbours.from_pairs(keep)
 
-    def _relative_scores(self, session_items: Sequence[str]) -> tuple[dict[str, float], float]:
-        """Scores up to a common factor, and that factor (ranking needs no more)."""
-        scores: dict[str, float] | None = None
+    def _votes(self, session_items: Sequence[str]) -> tuple[list[Neighbours], list[float], float]:
+        """The rows that vote, each one's weight relative to the first, and
+        the first one's weight (ranking needs only the relative ones)."""
+        rows: list[Neighbours] = []
+        relatives: list[float] = []
         base = 1.0
         vote = 1.0
         for distance, source in enumerate(reversed(session_items)):
@@ -171,17 +228,51 @@ class ItemCooccurrence:
             if row:
                 occ = self.occurrences.get(source, 0.0)
                 scale = vote / occ**self.normalise if occ > 0 else vote
-                if scores is None:
-                    # Copy the first row as it is (fast) and express every
-                    # later vote relative to its scale.
-                    scores, base = dict(row), scale
-                else:
-                    get = scores.get
-                    relative = scale / base
-                    for target, w in row.items():
-                        scores[target] = get(target, 0.0) + w * relative
+                if not rows:
+                    base = scale
+                rows.append(row)
+                relatives.append(scale / base)
             vote *= self.position_decay
-        return ({}, 1.0) if scores is None else (scores, base)
+        return rows, relatives, base
+
+    def rank_python(
+        self, session_items: Sequence[str], k: int, excluded: Collection[str],
+        popularity: Mapping[str, float],
+    ) -> list[tuple[str, float]]:
+        """The neighbours' best ``k`` (no fallback), in Python: the reference
+        for :func:`models.cooccurrence_rank.rank_session`."""
+        rows, relatives, base = self._votes(session_items)
+        return rank_votes(rows, relatives, k, excluded, popularity, base)
+
+    def rank(
+        self,
+        session_items: Sequence[str],
+        k: int = 20,
+        exclude: Iterable[str] = (),
+        fallback: Callable[[int], Sequence[str]] | Sequence[str] = (),
+        popularity: Mapping[str, float] | None = None,
+    ) -> list[tuple[str, float]]:
+        """The top ``k`` items for a session, as (item, score) pairs.
+
+        Ties are broken by ``popularity`` (higher first), then item id. When
+        the session's neighbours give fewer than ``k`` items, ``fallback``
+        items (e.g. the most popular; a list, or a function of how many are
+        wanted) fill the list with score 0.
+        """
+        excluded = exclude if isinstance(exclude, (set, frozenset)) else set(exclude)
+        rank = compiled_rank_session if self.compiled else ItemCooccurrence.rank_python
+        ranked = rank(self, session_items, k, excluded, popularity or {})
+        if len(ranked) < k:
+            # Every candidate the neighbours had is in the list already.
+            taken = {i for i, _ in ranked}
+            wanted = k + len(excluded) + len(ranked)
+            candidates = fallback(wanted) if callable(fallback) else fallback
+            for item_id in candidates:
+                if item_id not in excluded and item_id not in taken:
+                    ranked.append((item_id, 0.0))
+                    if len(ranked) == k:
+                        break
+        return ranked
 
     def recommend(
         self,
@@ -190,46 +281,13 @@ class ItemCooccurrence:
         exclude: Iterable[str] = (),
         fallback: Callable[[int], Sequence[str]] | Sequence[str] = (),
         popularity: Mapping[str, float] | None = None,
-        explain: bool = True,
     ) -> list[Recommendation]:
-        """The top ``k`` items for a session, with the session items behind each.
-
-        Ties are broken by ``popularity`` (higher first), then item id. When
-        the session's neighbours give fewer than ``k`` items, ``fallback``
-        items (e.g. the most popular; a list, or a function of how many are
-        wanted) fill the list with an empty ``because``. ``explain=False``
-        skips the ``because`` lists (for evaluation).
-        """
-        scores, base = self._relative_scores(session_items)
-        excluded = set(exclude)
-        for item_id in excluded:
-            scores.pop(item_id, None)
-        best = self._top(scores, k, popularity or {})
-        if explain:
-            out = [Recommendation(i, scores[i] * base, self._because(i, session_items)) for i in best]
-        else:
-            out = [Recommendation(i, scores[i] * base, ()) for i in best]
-        if len(out) < k:
-            wanted = k + len(excluded) + len(out)
-            candidates = fallback(wanted) if callable(fallback) else fallback
-            for item_id in candidates:
-                if item_id not in excluded and item_id not in scores:
-                    out.append(Recommendation(item_id, 0.0, ()))
-                    if len(out) == k:
-                        break
-        return out
-
-    @staticmethod
-    def _top(scores: dict[str, float], k: int, popularity: Mapping[str, float]) -> list[str]:
-        pop = popularity.get
-        if len(scores) > k:
-            # Everything tied with the k-th best competes on popularity, then id.
-            floor = sorted(scores.values(), reverse=True)[k - 1]
-            ranked = [(-s, -(pop(i) or 0.0), i) for i, s in scores.items() if s >= floor]
-        else:
-            ranked = [(-s, -(pop(i) or 0.0), i) for i, s in scores.items()]
-        ranked.sort()  # plain tuples: compared in C, no key function per item
-        return [i for _, _, i in ranked[:k]]
+        """:meth:`rank`, with the session items behind each recommendation
+        (an empty ``because`` for fallback items)."""
+        ranked = self.rank(session_items, k, exclude, fallback, popularity)
+        return [
+            Recommendation(i, s, self._because(i, session_items) if s else ()) for i, s in ranked
+        ]
 
     def _because(self, target: str, session_items: Sequence[str], most: int = 3) -> tuple[str, ...]:
         found = []

@@ -79,4 +79,4 @@ class Popularity:
 
     def top(self, k: int) -> list[str]:
         """The ``k`` most popular items, best first (ties by item id)."""
-        return sorted(self._top, key=lambda i: (-self._top[i], i))[:k]
+        return [i for _, i in sorted([(-s, i) for i, s in self._top.items()])[:k]]

@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"events: {ev['read']:,} read, {ev['processed']:,} processed, "
         f"{ev['dead_lettered']:,} dead-lettered; {tp['events_per_s']:,.0f} events/s"
-        + (f", {tp['predictions_per_s']:,.0f} predictions/s" if tp["predictions_per_s"] else "")
+        + (f", {tp['predictions_per_s']:,.0f} predictions/s ({tp['ranking']} ranking)"
+           if tp["predictions_per_s"] else "")
         + f"; coverage {m['coverage']['share']:.1%}, fallback lists {m['fallback']['lists_share']:.1%}"
     )
     if m["alerts"]:

@@ -25,6 +25,7 @@ from faust.web import Request, Response, View
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
+from models.cooccurrence import compiled_rank_votes
 from stream.clock import EventClock
 from stream.config import Settings
 from stream.events import InvalidEvent, decode_label
@@ -116,6 +117,9 @@ RETRY_MAX_S = 10.0
 
 @app.on_worker_init.connect
 def _wait_for_broker(app: faust.App, **kwargs: object) -> None:
+    if compiled_rank_votes is None:
+        log.warning("ranking in pure Python: models/cooccurrence_rank.pyx was not built "
+                    "(install with a C compiler for several times the speed)")
     wait_for_broker(settings)
     create_topics(settings)
 

@@ -339,7 +339,7 @@ def run_bench(config: BenchConfig) -> BenchResult:
     replayed = asyncio.run(run(ReplayConfig(inputs=[events], progress=False, settings=settings)))
     throughput = replayed.metrics["throughput"]
     result.add("offline replay", throughput["events_per_s"], "events/s",
-               f"{throughput['predictions_per_s'] or 0:,.0f} predictions/s")
+               f"{throughput['predictions_per_s'] or 0:,.0f} predictions/s, {throughput['ranking']} ranking")
 
     say("4/6 shopstream, 1 worker; then latency at a fixed rate")
     one_settings = replace(settings, app_id=settings.app_id + "-one", prefix=settings.prefix + "one:")

@@ -40,7 +40,7 @@ class Prediction:
     """What a user was recommended just before one of their events."""
 
     event: Event
-    items: list[Recommendation]
+    items: list[tuple[str, float]]  # (item, score) best first; score 0 for popularity fallback
     in_session: bool  # the event continues a session (a next-item prediction point)
     seconds: float = 0.0  # spent ranking the items (prediction speed, as session-rec times it)
 
@@ -250,7 +250,7 @@ class Processor:
         if self.evaluate is not None and self.evaluate(event):
             # A session's first event is no next-item point: nothing to rank from.
             started = time.perf_counter()
-            items = [] if new_session else self.recommend(view, profile, explain=False)
+            items = [] if new_session else self.rank(view, profile)
             result.predictions.append(
                 Prediction(event, items, not new_session, time.perf_counter() - started)
             )
@@ -380,17 +380,17 @@ class Processor:
                 check = None
             view.churn_checks[partition, user_id] = check
 
-    def recommend(
-        self, view: BatchView, profile: UserProfile, explain: bool = True
-    ) -> list[Recommendation]:
-        return view.cooccurrence.recommend(
-            profile.recent,
-            k=self.settings.top_k,
-            exclude=profile.purchased,
-            fallback=view.popularity.top,
-            popularity=view.popularity.scores,
-            explain=explain,
-        )
+    def recommend(self, view: BatchView, profile: UserProfile) -> list[Recommendation]:
+        """What the user is shown: the ranking with the reasons behind it."""
+        return view.cooccurrence.recommend(*self._ranking_inputs(view, profile))
+
+    def rank(self, view: BatchView, profile: UserProfile) -> list[tuple[str, float]]:
+        """The bare ranking, (item, score) pairs: what a prediction is scored on."""
+        return view.cooccurrence.rank(*self._ranking_inputs(view, profile))
+
+    def _ranking_inputs(self, view: BatchView, profile: UserProfile) -> tuple:
+        return (profile.recent, self.settings.top_k, profile.purchased,
+                view.popularity.top, view.popularity.scores)
 
     def _refresh_propensity(self, view: BatchView, last_event: dict[str, Event]) -> None:
         """Each user's propensity as of their last event in the batch, for

@@ -35,6 +35,7 @@ from typing import AsyncIterator, Iterator, Sequence
 import orjson
 import redis.asyncio as aioredis
 
+from models.neighbours import Neighbours
 from models.popularity import Popularity
 from models.profile import UserProfile
 from stream.config import Settings
@@ -163,7 +164,7 @@ class RedisState:
             popularity.add(member, score)
         for item_id, row, occ, pop in zip(items, reply["rows"], reply["occ"], reply["pop"]):
             if row:
-                cooccurrence.neighbours[item_id] = dict(_pairs(row))
+                cooccurrence.neighbours[item_id] = Neighbours.from_flat(row)
             if occ:
                 cooccurrence.occurrences[item_id] = float(occ)
             if pop and item_id not in popularity.scores:

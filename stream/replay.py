@@ -19,6 +19,7 @@ from typing import Iterator, Sequence
 
 import orjson
 
+from models.cooccurrence import compiled_rank_votes
 from models.metrics import NextItemMetrics
 from stream.alert_metrics import (
     Purchase,
@@ -276,7 +277,7 @@ async def run(config: ReplayConfig) -> ReplayResult:
                 if not selector(p.event) or not p.in_session:
                     continue
                 predict_seconds += p.seconds
-                ranked = [r.item_id for r in p.items]
+                ranked = [item_id for item_id, _ in p.items]
                 rank = metrics.update(p.event.item_id, ranked)
                 bucket = buckets.setdefault(
                     int((p.event.ts - span_start) // width), Bucket(span_start)
@@ -288,7 +289,7 @@ async def run(config: ReplayConfig) -> ReplayResult:
                 bucket.items.update(ranked)
                 recommended.update(ranked)
                 lists += 1
-                from_fallback = sum(1 for r in p.items if r.score == 0.0)
+                from_fallback = sum(1 for _, score in p.items if score == 0.0)
                 items_total += len(p.items)
                 fallback_items += from_fallback
                 fallback_lists += from_fallback == len(p.items)
@@ -339,6 +340,8 @@ async def run(config: ReplayConfig) -> ReplayResult:
             "events_per_s": round(len(records) / max(elapsed, 1e-9), 1),
             # Time spent ranking, over the points scored: session-rec's predict loop.
             "predictions_per_s": round(metrics.points / predict_seconds, 1) if predict_seconds else None,
+            # "python" when models/cooccurrence_rank.pyx was not built (no C compiler at install).
+            "ranking": "compiled" if compiled_rank_votes else "python",
         },
     }
     alert_docs = [a.to_dict() for a in alerts]
@@ -376,7 +379,7 @@ def _segment_quality(users: list[dict], learner: Learner, truth: Path | None) ->
 
 
 def _rank(p: Prediction) -> int | None:
-    ranked = [r.item_id for r in p.items]
+    ranked = [item_id for item_id, _ in p.items]
     return ranked.index(p.event.item_id) + 1 if p.in_session and p.event.item_id in ranked else None
 
 

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.cooccurrence import UNIT, ItemCooccurrence
+from models.neighbours import Neighbours
 from models.popularity import Popularity
 from models.profile import UserProfile
 
@@ -55,11 +56,11 @@ def test_window_bounds_the_pairs() -> None:
 
 def test_trim_keeps_the_best_neighbours_with_redis_tie_order() -> None:
     model = ItemCooccurrence(max_neighbours=2)
-    model.neighbours["a"] = {"x": 5.0, "y": 1.0, "z": 1.0, "w": 9.0}
+    model.neighbours["a"] = Neighbours.from_pairs({"x": 5.0, "y": 1.0, "z": 1.0, "w": 9.0}.items())
     model.trim(["a"])
     # Redis removes the lowest ranks first, ties in lexical order: "y" < "z".
     assert model.neighbours["a"] == {"w": 9.0, "x": 5.0}
-    model.neighbours["b"] = {"y": 1.0, "z": 1.0, "x": 1.0}
+    model.neighbours["b"] = Neighbours.from_pairs({"y": 1.0, "z": 1.0, "x": 1.0}.items())
     model.trim(["b"])
     assert model.neighbours["b"] == {"z": 1.0, "y": 1.0}
 
@@ -78,7 +79,7 @@ def test_purchased_items_are_excluded_and_fallback_fills_cold_start() -> None:
 
 def test_ties_are_broken_by_popularity_then_id() -> None:
     model = ItemCooccurrence()
-    model.neighbours["a"] = {"x": 1.0, "y": 1.0, "z": 1.0}
+    model.neighbours["a"] = Neighbours.from_pairs({"x": 1.0, "y": 1.0, "z": 1.0}.items())
     recs = model.recommend(["a"], k=3, popularity={"z": 5.0, "y": 1.0})
     assert [r.item_id for r in recs] == ["z", "y", "x"]
 

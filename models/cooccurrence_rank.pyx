@@ -1,0 +1,244 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""Compiled ranking of co-occurrence votes: :func:`models.cooccurrence.rank_votes`
+in C, with the same results bit for bit.
+
+The Python version adds every neighbour's vote into a dict of boxed floats
+and sorts them all. Here the rows' arrays (:class:`models.neighbours.Neighbours`)
+are summed into a C hash table of doubles keyed by the rows' own item
+objects and hashes, the k-th best score is found by selection, and only the
+candidates that can make the list are sorted.
+"""
+
+from cpython.array cimport array
+from cpython.list cimport PyList_GET_ITEM
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_AsDouble, PyFloat_CheckExact
+from cpython.object cimport Py_EQ, Py_LT, PyObject, PyObject_Hash, PyObject_RichCompareBool
+from libc.math cimport INFINITY, pow
+from libc.stdlib cimport free, malloc, qsort
+from libc.string cimport memset
+
+
+cdef extern from "Python.h":
+    PyObject* PyDict_GetItemWithError(object mapping, PyObject* key) except? NULL
+
+
+cdef struct Slot:
+    PyObject* item  # borrowed from the rows, which outlive the call
+    Py_hash_t hash
+    double score
+    bint live
+
+
+# One table for every call (the GIL serialises them), kept empty between calls.
+cdef Slot* _table = NULL
+cdef Py_ssize_t _capacity = 0
+
+
+cdef Slot* _table_for(Py_ssize_t entries, Py_ssize_t* mask) except NULL:
+    global _table, _capacity
+    cdef Py_ssize_t size = 64
+    while size < 2 * entries:
+        size *= 2
+    if size > _capacity:
+        free(_table)
+        _table = <Slot*>malloc(size * sizeof(Slot))
+        if _table == NULL:
+            _capacity = 0
+            raise MemoryError()
+        memset(_table, 0, size * sizeof(Slot))
+        _capacity = size
+    mask[0] = size - 1
+    return _table
+
+
+cdef Py_ssize_t _find(Slot* table, Py_ssize_t mask, PyObject* item, Py_hash_t h) except -2:
+    """The item's slot, or the empty slot where it belongs."""
+    cdef Py_ssize_t i = <Py_ssize_t>(<size_t>h & <size_t>mask)
+    cdef int same
+    while table[i].item != NULL:
+        if table[i].item == item:
+            return i
+        if table[i].hash == h:
+            same = PyObject_RichCompareBool(<object>table[i].item, <object>item, Py_EQ)
+            if same < 0:
+                return -2
+            if same:
+                return i
+        i = (i + 1) & mask
+    return i
+
+
+cdef inline double _as_double(PyObject* value) except? -1.0:  # popularity may hold ints
+    if PyFloat_CheckExact(<object>value):
+        return PyFloat_AS_DOUBLE(<object>value)
+    return PyFloat_AsDouble(<object>value)
+
+
+cdef double _kth_largest(double* values, Py_ssize_t n, Py_ssize_t k):
+    """The k-th largest of values[:n] (1-based k <= n); reorders values."""
+    cdef Py_ssize_t lo = 0, hi = n - 1, i, j, target = k - 1
+    cdef double pivot, tmp
+    while lo < hi:
+        pivot = values[(lo + hi) // 2]
+        i, j = lo, hi
+        while i <= j:
+            while values[i] > pivot:
+                i += 1
+            while values[j] < pivot:
+                j -= 1
+            if i <= j:
+                tmp = values[i]; values[i] = values[j]; values[j] = tmp
+                i += 1
+                j -= 1
+        if target <= j:
+            hi = j
+        elif target >= i:
+            lo = i
+        else:
+            break
+    return values[target]
+
+
+cdef struct Candidate:
+    double score
+    double popularity
+    PyObject* item
+
+
+cdef int _higher_score(const void* a, const void* b) noexcept nogil:
+    cdef double x = (<const Candidate*>a).score, y = (<const Candidate*>b).score
+    return -1 if x > y else (1 if x < y else 0)
+
+
+cdef int _tie_order(const void* a, const void* b) noexcept nogil:
+    """Among equal scores: the more popular first, then the smaller id."""
+    cdef const Candidate* x = <const Candidate*>a
+    cdef const Candidate* y = <const Candidate*>b
+    if x.popularity != y.popularity:
+        return -1 if x.popularity > y.popularity else 1
+    # Ids are distinct strings, whose comparison cannot fail. (The caller
+    # holds the GIL; qsort only insists on a nogil function.)
+    with gil:
+        return -1 if PyObject_RichCompareBool(<object>x.item, <object>y.item, Py_LT) == 1 else 1
+
+
+cdef int _settle_ties(Candidate* best, Py_ssize_t m, Py_ssize_t k, dict popularity) except -1:
+    """Order each run of equal scores that reaches into the first k by
+    popularity, then id; popularity is looked up only for those."""
+    cdef Py_ssize_t i = 0, j, r
+    while i < m and i < k:
+        j = i + 1
+        while j < m and best[j].score == best[i].score:
+            j += 1
+        if j - i > 1:
+            for r in range(i, j):
+                # As the reference: a missing or None popularity counts as 0.
+                found = PyDict_GetItemWithError(popularity, best[r].item)
+                if found == NULL or found == <PyObject*>None:
+                    best[r].popularity = 0.0
+                else:
+                    best[r].popularity = _as_double(found)
+            qsort(&best[i], j - i, sizeof(Candidate), _tie_order)
+        i = j
+    return 0
+
+
+def rank_session(model, session_items, Py_ssize_t k, excluded, popularity) -> list:
+    """See :meth:`models.cooccurrence.ItemCooccurrence.rank_python`: the
+    session's votes (``ItemCooccurrence._votes``) and their ranking, in one call."""
+    cdef dict neighbours = model.neighbours, occurrences = model.occurrences
+    cdef Py_ssize_t horizon = model.horizon, n = len(session_items), distance
+    cdef double decay = model.position_decay, normalise = model.normalise
+    cdef double vote = 1.0, base = 1.0, occ, scale
+    cdef list rows = [], relatives = []
+    cdef PyObject* found
+    cdef PyObject* found_occ
+    for distance in range(min(horizon, n)):
+        source = session_items[n - 1 - distance]
+        found = PyDict_GetItemWithError(neighbours, <PyObject*>source)
+        if found != NULL and len((<object>found).item_ids) > 0:
+            found_occ = PyDict_GetItemWithError(occurrences, <PyObject*>source)
+            occ = 0.0 if found_occ == NULL else _as_double(found_occ)
+            scale = vote / pow(occ, normalise) if occ > 0 else vote
+            if not rows:
+                base = scale
+            rows.append(<object>found)
+            relatives.append(scale / base)
+        vote *= decay
+    return _rank(rows, relatives, k, excluded, popularity, base)
+
+
+def rank_votes(list rows, list relatives, Py_ssize_t k, excluded, popularity, double scale=1.0) -> list:
+    """See :func:`models.cooccurrence.rank_votes`."""
+    return _rank(rows, relatives, k, excluded, popularity, scale)
+
+
+cdef list _rank(list rows, list relatives, Py_ssize_t k, excluded, popularity, double scale):
+    if not rows or k <= 0:
+        return []
+    if type(popularity) is not dict:
+        popularity = dict(popularity)
+    cdef Py_ssize_t entries = 0, mask = 0, n = 0, r, s, live = 0, m = 0
+    cdef list items
+    cdef array hashes, weights
+    cdef Py_ssize_t i
+    for row in rows:
+        entries += len(row.item_ids)
+    cdef Slot* table = _table_for(entries, &mask)
+    cdef Py_ssize_t* order = <Py_ssize_t*>malloc((entries + 1) * sizeof(Py_ssize_t))
+    cdef double* values = <double*>malloc((entries + 1) * sizeof(double))
+    cdef Candidate* best = <Candidate*>malloc((entries + 1) * sizeof(Candidate))
+    if order == NULL or values == NULL or best == NULL:
+        free(order)
+        free(values)
+        free(best)
+        raise MemoryError()
+    cdef PyObject* item
+    cdef Py_hash_t h
+    cdef double relative, w, floor
+    try:
+        for r in range(len(rows)):
+            items, hashes, weights = rows[r].arrays()
+            relative = relatives[r]
+            if len(hashes) != len(items) or len(weights) != len(items):
+                raise ValueError("a Neighbours row's arrays differ in length")
+            for i in range(len(items)):
+                item = PyList_GET_ITEM(items, i)
+                h = hashes.data.as_longlongs[i]
+                w = weights.data.as_doubles[i]
+                s = _find(table, mask, item, h)
+                if table[s].item == NULL:
+                    table[s].item = item
+                    table[s].hash = h
+                    table[s].live = True
+                    # The first row is taken as it is, later ones relative to it.
+                    table[s].score = w if r == 0 else 0.0 + w * relative
+                    order[n] = s
+                    n += 1
+                elif r > 0:
+                    table[s].score = table[s].score + w * relative
+        for other in excluded:
+            h = PyObject_Hash(other)
+            s = _find(table, mask, <PyObject*>other, h)
+            if table[s].item != NULL:
+                table[s].live = False
+        for r in range(n):
+            if table[order[r]].live:
+                values[live] = table[order[r]].score
+                live += 1
+        floor = _kth_largest(values, live, k) if live > k else -INFINITY
+        for r in range(n):
+            s = order[r]
+            if table[s].live and table[s].score >= floor:
+                best[m].score = table[s].score
+                best[m].item = table[s].item
+                m += 1
+        qsort(best, m, sizeof(Candidate), _higher_score)
+        _settle_ties(best, m, k, popularity)
+        return [(<object>best[r].item, best[r].score * scale) for r in range(min(m, k))]
+    finally:
+        for r in range(n):
+            table[order[r]].item = NULL
+        free(order)
+        free(values)
+        free(best)

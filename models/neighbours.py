@@ -1,0 +1,104 @@
+"""One item's co-occurrence neighbours: a mapping of item to weight, laid out
+for ranking.
+
+Ranking walks every entry of a few rows for each prediction. In a dict each
+entry is a key object and a boxed float somewhere on the heap; here the items,
+their hashes and their weights sit in three parallel arrays, so the compiled
+ranking (:mod:`models.cooccurrence_rank`) reads a row as contiguous memory.
+
+>>> row = Neighbours.from_pairs([("stove", 2.0), ("mat", 1.0)])
+>>> row.add("mat", 3.0)
+>>> row.add("tent", 1.0)
+>>> row
+Neighbours({'stove': 2.0, 'mat': 4.0, 'tent': 1.0})
+>>> row["mat"], "lamp" in row, len(row)
+(4.0, False, 3)
+>>> row == {"stove": 2.0, "mat": 4.0, "tent": 1.0}
+True
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import Iterable, Iterator, Mapping
+
+
+class Neighbours(Mapping[str, float]):
+    __slots__ = ("item_ids", "weights", "_hashes", "_slot")
+
+    def __init__(self) -> None:
+        self.item_ids: list[str] = []
+        self.weights = array("d")
+        self._hashes: array | None = array("q")  # hash(item): ranking need not visit the str
+        self._slot: dict[str, int] | None = {}
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[str, float]]) -> Neighbours:
+        """A row of distinct items, in the given order."""
+        row = cls()
+        for item_id, weight in pairs:
+            row.add(item_id, weight)
+        return row
+
+    @classmethod
+    def from_flat(cls, flat: list) -> Neighbours:
+        """A row from a flat ``[item, weight, item, weight, ...]`` list of
+        distinct items (a Redis WITHSCORES reply), without a per-item loop in
+        Python."""
+        row = cls()
+        row.item_ids = flat[0::2]
+        row.weights = array("d", map(float, flat[1::2]))
+        # Built when first needed: a worker loads many rows it never ranks or learns into.
+        row._hashes = None
+        row._slot = None
+        return row
+
+    def add(self, item_id: str, weight: float) -> None:
+        slot = self._slots().get(item_id)
+        if slot is None:
+            self._slot[item_id] = len(self.item_ids)  # type: ignore[index]
+            self.item_ids.append(item_id)
+            self.weights.append(weight)
+            if self._hashes is not None:
+                self._hashes.append(hash(item_id))
+        else:
+            self.weights[slot] += weight
+
+    def pairs(self) -> Iterator[tuple[str, float]]:
+        """(item, weight) in insertion order; faster than ``items()``."""
+        return zip(self.item_ids, self.weights)
+
+    def arrays(self) -> tuple[list[str], array, array]:
+        """Items, their hashes (array of 'q') and weights (array of 'd'), in
+        step: what the compiled ranking reads."""
+        if self._hashes is None:
+            self._hashes = array("q", map(hash, self.item_ids))
+        return self.item_ids, self._hashes, self.weights
+
+    def _slots(self) -> dict[str, int]:
+        if self._slot is None:
+            self._slot = {item_id: i for i, item_id in enumerate(self.item_ids)}
+        return self._slot
+
+    def __getitem__(self, item_id: str) -> float:
+        return self.weights[self._slots()[item_id]]
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._slots()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.item_ids)
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return dict(self.pairs()) == dict(other.items())
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"Neighbours({dict(self.pairs())!r})"
+
+    def __reduce__(self) -> tuple:
+        return (Neighbours.from_pairs, (list(self.pairs()),))
