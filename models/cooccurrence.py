@@ -48,6 +48,9 @@ UNIT = 840.0
 
 # (source item, neighbour item, weight): one co-occurrence increment.
 Increment = tuple[str, str, float]
+# A ranking: items best first, and their scores (two lists: one object per
+# item fewer than pairs, which a prediction every few events notices).
+Ranked = tuple[list[str], list[float]]
 
 
 def rank_votes(
@@ -57,8 +60,8 @@ def rank_votes(
     excluded: Collection[str],
     popularity: Mapping[str, float],
     scale: float = 1.0,
-) -> list[tuple[str, float]]:
-    """The best ``k`` of the items the rows vote for, with their scores.
+) -> Ranked:
+    """The best ``k`` of the items the rows vote for, and their scores.
 
     The first row's weights count as they are, each later row's times its
     ``relatives`` entry; the sums are ranked, then multiplied by ``scale``.
@@ -69,12 +72,12 @@ def rank_votes(
     >>> rows = [Neighbours.from_pairs([("stove", 3.0), ("mat", 1.0)]),
     ...         Neighbours.from_pairs([("mat", 4.0), ("tent", 8.0)])]
     >>> rank_votes(rows, [1.0, 0.25], 2, set(), {})
-    [('stove', 3.0), ('mat', 2.0)]
+    (['stove', 'mat'], [3.0, 2.0])
     >>> rank_votes(rows, [1.0, 0.25], 2, {"stove"}, {"tent": 9.0})
-    [('tent', 2.0), ('mat', 2.0)]
+    (['tent', 'mat'], [2.0, 2.0])
     """
     if not rows or k <= 0:
-        return []
+        return [], []
     scores = dict(rows[0].pairs())
     get = scores.get
     for row, relative in zip(rows[1:], relatives[1:]):
@@ -90,7 +93,7 @@ def rank_votes(
     else:
         ranked = [(-s, -(pop(i) or 0.0), i) for i, s in scores.items()]
     ranked.sort()  # plain tuples: compared in C, no key function per item
-    return [(i, -s * scale) for s, _, i in ranked[:k]]
+    return [i for _, _, i in ranked[:k]], [-s * scale for s, _, _ in ranked[:k]]
 
 
 try:
@@ -238,7 +241,7 @@ class ItemCooccurrence:
     def rank_python(
         self, session_items: Sequence[str], k: int, excluded: Collection[str],
         popularity: Mapping[str, float],
-    ) -> list[tuple[str, float]]:
+    ) -> Ranked:
         """The neighbours' best ``k`` (no fallback), in Python: the reference
         for :func:`models.cooccurrence_rank.rank_session`."""
         rows, relatives, base = self._votes(session_items)
@@ -251,8 +254,8 @@ class ItemCooccurrence:
         exclude: Iterable[str] = (),
         fallback: Callable[[int], Sequence[str]] | Sequence[str] = (),
         popularity: Mapping[str, float] | None = None,
-    ) -> list[tuple[str, float]]:
-        """The top ``k`` items for a session, as (item, score) pairs.
+    ) -> Ranked:
+        """The top ``k`` items for a session, and their scores.
 
         Ties are broken by ``popularity`` (higher first), then item id. When
         the session's neighbours give fewer than ``k`` items, ``fallback``
@@ -261,18 +264,19 @@ class ItemCooccurrence:
         """
         excluded = exclude if isinstance(exclude, (set, frozenset)) else set(exclude)
         rank = compiled_rank_session if self.compiled else ItemCooccurrence.rank_python
-        ranked = rank(self, session_items, k, excluded, popularity or {})
-        if len(ranked) < k:
+        items, scores = rank(self, session_items, k, excluded, popularity or {})
+        if len(items) < k:
             # Every candidate the neighbours had is in the list already.
-            taken = {i for i, _ in ranked}
-            wanted = k + len(excluded) + len(ranked)
+            taken = set(items)
+            wanted = k + len(excluded) + len(items)
             candidates = fallback(wanted) if callable(fallback) else fallback
             for item_id in candidates:
                 if item_id not in excluded and item_id not in taken:
-                    ranked.append((item_id, 0.0))
-                    if len(ranked) == k:
+                    items.append(item_id)
+                    scores.append(0.0)
+                    if len(items) == k:
                         break
-        return ranked
+        return items, scores
 
     def recommend(
         self,
@@ -284,9 +288,10 @@ class ItemCooccurrence:
     ) -> list[Recommendation]:
         """:meth:`rank`, with the session items behind each recommendation
         (an empty ``because`` for fallback items)."""
-        ranked = self.rank(session_items, k, exclude, fallback, popularity)
+        items, scores = self.rank(session_items, k, exclude, fallback, popularity)
         return [
-            Recommendation(i, s, self._because(i, session_items) if s else ()) for i, s in ranked
+            Recommendation(i, s, self._because(i, session_items) if s else ())
+            for i, s in zip(items, scores)
         ]
 
     def _because(self, target: str, session_items: Sequence[str], most: int = 3) -> tuple[str, ...]:

@@ -15,51 +15,77 @@ from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_AsDouble, PyFloat_CheckExa
 from cpython.object cimport Py_EQ, Py_LT, PyObject, PyObject_Hash, PyObject_RichCompareBool
 from libc.math cimport INFINITY, pow
 from libc.stdlib cimport free, malloc, qsort
-from libc.string cimport memset
+from libc.stdint cimport int32_t
+from libc.string cimport memcpy, memset
 
 
 cdef extern from "Python.h":
     PyObject* PyDict_GetItemWithError(object mapping, PyObject* key) except? NULL
 
 
-cdef struct Slot:
+cdef struct Candidate:
+    double score
+    double popularity
+    PyObject* item
+
+
+cdef struct Entry:
     PyObject* item  # borrowed from the rows, which outlive the call
     Py_hash_t hash
     double score
     bint live
 
 
-# One table for every call (the GIL serialises them), kept empty between calls.
-cdef Slot* _table = NULL
-cdef Py_ssize_t _capacity = 0
+# Scratch for every call (the GIL serialises them), grown as needed. The hash
+# table holds entry numbers + 1 (0: empty), 4 bytes a slot, so that it stays
+# small enough to be in cache; the entries themselves are dense, in the
+# order first met.
+cdef int32_t* _table = NULL
+cdef Py_ssize_t _table_size = 0
+cdef Entry* _entries = NULL
+cdef double* _values = NULL
+cdef Candidate* _best = NULL
+cdef Py_ssize_t _entries_size = 0
 
 
-cdef Slot* _table_for(Py_ssize_t entries, Py_ssize_t* mask) except NULL:
-    global _table, _capacity
+cdef int _reserve(Py_ssize_t entries, Py_ssize_t* mask) except -1:
+    """Scratch for this many entries; an empty table of a fitting size."""
+    global _table, _table_size, _entries, _values, _best, _entries_size
     cdef Py_ssize_t size = 64
     while size < 2 * entries:
         size *= 2
-    if size > _capacity:
+    if size > _table_size:
         free(_table)
-        _table = <Slot*>malloc(size * sizeof(Slot))
-        if _table == NULL:
-            _capacity = 0
-            raise MemoryError()
-        memset(_table, 0, size * sizeof(Slot))
-        _capacity = size
+        _table = <int32_t*>malloc(size * sizeof(int32_t))
+        _table_size = 0 if _table == NULL else size
+    if entries > _entries_size:
+        free(_entries)
+        free(_values)
+        free(_best)
+        _entries = <Entry*>malloc(entries * sizeof(Entry))
+        _values = <double*>malloc(entries * sizeof(double))
+        _best = <Candidate*>malloc(entries * sizeof(Candidate))
+        _entries_size = entries
+        if _entries == NULL or _values == NULL or _best == NULL:
+            _entries_size = 0
+    if _table_size == 0 or _entries_size < entries:
+        raise MemoryError()
+    memset(_table, 0, size * sizeof(int32_t))
     mask[0] = size - 1
-    return _table
+    return 0
 
 
-cdef Py_ssize_t _find(Slot* table, Py_ssize_t mask, PyObject* item, Py_hash_t h) except -2:
-    """The item's slot, or the empty slot where it belongs."""
+cdef Py_ssize_t _find(Py_ssize_t mask, PyObject* item, Py_hash_t h) except -2:
+    """The item's table slot, or the empty slot where it belongs."""
     cdef Py_ssize_t i = <Py_ssize_t>(<size_t>h & <size_t>mask)
+    cdef Entry* e
     cdef int same
-    while table[i].item != NULL:
-        if table[i].item == item:
+    while _table[i] != 0:
+        e = &_entries[_table[i] - 1]
+        if e.item == item:
             return i
-        if table[i].hash == h:
-            same = PyObject_RichCompareBool(<object>table[i].item, <object>item, Py_EQ)
+        if e.hash == h:
+            same = PyObject_RichCompareBool(<object>e.item, <object>item, Py_EQ)
             if same < 0:
                 return -2
             if same:
@@ -97,12 +123,6 @@ cdef double _kth_largest(double* values, Py_ssize_t n, Py_ssize_t k):
         else:
             break
     return values[target]
-
-
-cdef struct Candidate:
-    double score
-    double popularity
-    PyObject* item
 
 
 cdef int _higher_score(const void* a, const void* b) noexcept nogil:
@@ -143,7 +163,7 @@ cdef int _settle_ties(Candidate* best, Py_ssize_t m, Py_ssize_t k, dict populari
     return 0
 
 
-def rank_session(model, session_items, Py_ssize_t k, excluded, popularity) -> list:
+def rank_session(model, session_items, Py_ssize_t k, excluded, popularity) -> tuple:
     """See :meth:`models.cooccurrence.ItemCooccurrence.rank_python`: the
     session's votes (``ItemCooccurrence._votes``) and their ranking, in one call."""
     cdef dict neighbours = model.neighbours, occurrences = model.occurrences
@@ -168,77 +188,78 @@ def rank_session(model, session_items, Py_ssize_t k, excluded, popularity) -> li
     return _rank(rows, relatives, k, excluded, popularity, base)
 
 
-def rank_votes(list rows, list relatives, Py_ssize_t k, excluded, popularity, double scale=1.0) -> list:
+def rank_votes(list rows, list relatives, Py_ssize_t k, excluded, popularity, double scale=1.0) -> tuple:
     """See :func:`models.cooccurrence.rank_votes`."""
     return _rank(rows, relatives, k, excluded, popularity, scale)
 
 
-cdef list _rank(list rows, list relatives, Py_ssize_t k, excluded, popularity, double scale):
+cdef tuple _rank(list rows, list relatives, Py_ssize_t k, excluded, popularity, double scale):
     if not rows or k <= 0:
-        return []
+        return [], []
     if type(popularity) is not dict:
         popularity = dict(popularity)
-    cdef Py_ssize_t entries = 0, mask = 0, n = 0, r, s, live = 0, m = 0
+    cdef Py_ssize_t entries = 0, mask = 0, n = 0, r, s, live = 0, m = 0, i
     cdef list items
     cdef array hashes, weights
-    cdef Py_ssize_t i
-    for row in rows:
-        entries += len(row.item_ids)
-    cdef Slot* table = _table_for(entries, &mask)
-    cdef Py_ssize_t* order = <Py_ssize_t*>malloc((entries + 1) * sizeof(Py_ssize_t))
-    cdef double* values = <double*>malloc((entries + 1) * sizeof(double))
-    cdef Candidate* best = <Candidate*>malloc((entries + 1) * sizeof(Candidate))
-    if order == NULL or values == NULL or best == NULL:
-        free(order)
-        free(values)
-        free(best)
-        raise MemoryError()
     cdef PyObject* item
     cdef Py_hash_t h
     cdef double relative, w, floor
+    cdef Entry* e
+    for row in rows:
+        entries += len(row.item_ids)
+    _reserve(entries, &mask)
+    for r in range(len(rows)):
+        row = rows[r]
+        if row._hashes is None:  # loaded, not yet hashed: Neighbours.arrays() does it
+            items, hashes, weights = row.arrays()
+        else:  # the same arrays, without a Python call
+            items, hashes, weights = row.item_ids, row._hashes, row.weights
+        relative = relatives[r]
+        if len(hashes) != len(items) or len(weights) != len(items):
+            raise ValueError("a Neighbours row's arrays differ in length")
+        for i in range(len(items)):
+            item = PyList_GET_ITEM(items, i)
+            h = hashes.data.as_longlongs[i]
+            w = weights.data.as_doubles[i]
+            s = _find(mask, item, h)
+            if _table[s] == 0:
+                _table[s] = <int32_t>(n + 1)
+                e = &_entries[n]
+                n += 1
+                e.item = item
+                e.hash = h
+                e.live = True
+                # The first row is taken as it is, later ones relative to it.
+                e.score = w if r == 0 else 0.0 + w * relative
+            elif r > 0:
+                e = &_entries[_table[s] - 1]
+                e.score = e.score + w * relative
+    for other in excluded:
+        s = _find(mask, <PyObject*>other, PyObject_Hash(other))
+        if _table[s] != 0:
+            _entries[_table[s] - 1].live = False
+    for r in range(n):
+        if _entries[r].live:
+            _values[live] = _entries[r].score
+            live += 1
+    floor = _kth_largest(_values, live, k) if live > k else -INFINITY
+    for r in range(n):
+        e = &_entries[r]
+        if e.live and e.score >= floor:
+            _best[m].score = e.score
+            _best[m].item = e.item
+            m += 1
+    qsort(_best, m, sizeof(Candidate), _higher_score)
+    _settle_ties(_best, m, k, popularity)
+    # The lists are built from a copy: making them may run the GC, whose
+    # finalisers could (in principle) rank again and reuse the scratch.
+    cdef Py_ssize_t top = min(m, k)
+    cdef Candidate* chosen = <Candidate*>malloc(top * sizeof(Candidate) + 1)
+    if chosen == NULL:
+        raise MemoryError()
+    memcpy(chosen, _best, top * sizeof(Candidate))
     try:
-        for r in range(len(rows)):
-            items, hashes, weights = rows[r].arrays()
-            relative = relatives[r]
-            if len(hashes) != len(items) or len(weights) != len(items):
-                raise ValueError("a Neighbours row's arrays differ in length")
-            for i in range(len(items)):
-                item = PyList_GET_ITEM(items, i)
-                h = hashes.data.as_longlongs[i]
-                w = weights.data.as_doubles[i]
-                s = _find(table, mask, item, h)
-                if table[s].item == NULL:
-                    table[s].item = item
-                    table[s].hash = h
-                    table[s].live = True
-                    # The first row is taken as it is, later ones relative to it.
-                    table[s].score = w if r == 0 else 0.0 + w * relative
-                    order[n] = s
-                    n += 1
-                elif r > 0:
-                    table[s].score = table[s].score + w * relative
-        for other in excluded:
-            h = PyObject_Hash(other)
-            s = _find(table, mask, <PyObject*>other, h)
-            if table[s].item != NULL:
-                table[s].live = False
-        for r in range(n):
-            if table[order[r]].live:
-                values[live] = table[order[r]].score
-                live += 1
-        floor = _kth_largest(values, live, k) if live > k else -INFINITY
-        for r in range(n):
-            s = order[r]
-            if table[s].live and table[s].score >= floor:
-                best[m].score = table[s].score
-                best[m].item = table[s].item
-                m += 1
-        qsort(best, m, sizeof(Candidate), _higher_score)
-        _settle_ties(best, m, k, popularity)
-        return [(<object>best[r].item, best[r].score * scale) for r in range(min(m, k))]
+        return ([<object>chosen[r].item for r in range(top)],
+                [chosen[r].score * scale for r in range(top)])
     finally:
-        for r in range(n):
-            table[order[r]].item = NULL
-        free(order)
-        free(values)
-        free(best)
+        free(chosen)

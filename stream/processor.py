@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
 
-from models.cooccurrence import Recommendation
+from models.cooccurrence import Ranked, Recommendation
 from models.fraud import purchase_features
 from models.profile import SESSION_GAP_S, UserProfile
 from stream.clock import EventClock
@@ -40,7 +40,8 @@ class Prediction:
     """What a user was recommended just before one of their events."""
 
     event: Event
-    items: list[tuple[str, float]]  # (item, score) best first; score 0 for popularity fallback
+    items: list[str]  # best first
+    scores: list[float]  # of the items; 0 for popularity fallback
     in_session: bool  # the event continues a session (a next-item prediction point)
     seconds: float = 0.0  # spent ranking the items (prediction speed, as session-rec times it)
 
@@ -250,9 +251,9 @@ class Processor:
         if self.evaluate is not None and self.evaluate(event):
             # A session's first event is no next-item point: nothing to rank from.
             started = time.perf_counter()
-            items = [] if new_session else self.rank(view, profile)
+            items, scores = ([], []) if new_session else self.rank(view, profile)
             result.predictions.append(
-                Prediction(event, items, not new_session, time.perf_counter() - started)
+                Prediction(event, items, scores, not new_session, time.perf_counter() - started)
             )
         session = [] if new_session else profile.session_items()
         learning = self.learn is None or self.learn(event)
@@ -384,8 +385,8 @@ class Processor:
         """What the user is shown: the ranking with the reasons behind it."""
         return view.cooccurrence.recommend(*self._ranking_inputs(view, profile))
 
-    def rank(self, view: BatchView, profile: UserProfile) -> list[tuple[str, float]]:
-        """The bare ranking, (item, score) pairs: what a prediction is scored on."""
+    def rank(self, view: BatchView, profile: UserProfile) -> Ranked:
+        """The bare ranking, items and scores: what a prediction is scored on."""
         return view.cooccurrence.rank(*self._ranking_inputs(view, profile))
 
     def _ranking_inputs(self, view: BatchView, profile: UserProfile) -> tuple:

@@ -277,7 +277,7 @@ async def run(config: ReplayConfig) -> ReplayResult:
                 if not selector(p.event) or not p.in_session:
                     continue
                 predict_seconds += p.seconds
-                ranked = [item_id for item_id, _ in p.items]
+                ranked = p.items
                 rank = metrics.update(p.event.item_id, ranked)
                 bucket = buckets.setdefault(
                     int((p.event.ts - span_start) // width), Bucket(span_start)
@@ -289,7 +289,7 @@ async def run(config: ReplayConfig) -> ReplayResult:
                 bucket.items.update(ranked)
                 recommended.update(ranked)
                 lists += 1
-                from_fallback = sum(1 for _, score in p.items if score == 0.0)
+                from_fallback = p.scores.count(0.0)
                 items_total += len(p.items)
                 fallback_items += from_fallback
                 fallback_lists += from_fallback == len(p.items)
@@ -379,7 +379,7 @@ def _segment_quality(users: list[dict], learner: Learner, truth: Path | None) ->
 
 
 def _rank(p: Prediction) -> int | None:
-    ranked = [item_id for item_id, _ in p.items]
+    ranked = p.items
     return ranked.index(p.event.item_id) + 1 if p.in_session and p.event.item_id in ranked else None
 
 

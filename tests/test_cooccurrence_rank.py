@@ -37,8 +37,13 @@ def test_the_compiled_ranking_is_the_reference(
     popularity: dict[str, float | None], scale: float,
 ) -> None:
     # Each row gets its own copies of the ids, as rows read from Redis have:
-    # equal items are then different objects.
-    built = [Neighbours.from_pairs((i.encode().decode(), w) for i, w in row.items()) for row, _ in rows]
+    # equal items are then different objects. Every other row is built the
+    # way the worker loads it (hashes computed when first ranked).
+    built = [
+        Neighbours.from_flat([x for i, w in row.items() for x in (i.encode().decode(), repr(w))])
+        if n % 2 else Neighbours.from_pairs((i.encode().decode(), w) for i, w in row.items())
+        for n, (row, _) in enumerate(rows)
+    ]
     relatives = [1.0] + [r for _, r in rows[1:]]
     expected = rank_votes(built, relatives, k, excluded, popularity, scale)
     assert compiled_rank_votes(built, relatives, k, excluded, popularity, scale) == expected
