@@ -101,6 +101,7 @@ try:
     from models.cooccurrence_rank import rank_votes as compiled_rank_votes
 except ImportError:  # not built (no C compiler at install): the Python reference serves
     compiled_rank_session = compiled_rank_votes = None
+COMPILED = compiled_rank_session is not None
 
 
 class Recommendation(NamedTuple):
@@ -165,7 +166,7 @@ class ItemCooccurrence:
         self.origin = origin
         self.neighbours: dict[str, Neighbours] = {}
         self.occurrences: dict[str, float] = {}
-        self.compiled = bool(compiled and compiled_rank_session)
+        self.compiled = compiled and COMPILED
 
     def increments(
         self, session_items: Sequence[str], item_id: str, event_type: str, ts: float
@@ -288,7 +289,11 @@ class ItemCooccurrence:
     ) -> list[Recommendation]:
         """:meth:`rank`, with the session items behind each recommendation
         (an empty ``because`` for fallback items)."""
-        items, scores = self.rank(session_items, k, exclude, fallback, popularity)
+        return self.explain(session_items, self.rank(session_items, k, exclude, fallback, popularity))
+
+    def explain(self, session_items: Sequence[str], ranked: Ranked) -> list[Recommendation]:
+        """A ranking of this session's, with the session items behind each item."""
+        items, scores = ranked
         return [
             Recommendation(i, s, self._because(i, session_items) if s else ())
             for i, s in zip(items, scores)

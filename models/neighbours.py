@@ -92,11 +92,6 @@ class Neighbours(Mapping[str, float]):
     def __len__(self) -> int:
         return len(self.item_ids)
 
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Mapping):
-            return dict(self.pairs()) == dict(other.items())
-        return NotImplemented
-
     def __repr__(self) -> str:
         return f"Neighbours({dict(self.pairs())!r})"
 

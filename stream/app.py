@@ -25,7 +25,7 @@ from faust.web import Request, Response, View
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from models.cooccurrence import compiled_rank_votes
+from models.cooccurrence import COMPILED
 from stream.clock import EventClock
 from stream.config import Settings
 from stream.events import InvalidEvent, decode_label
@@ -117,7 +117,7 @@ RETRY_MAX_S = 10.0
 
 @app.on_worker_init.connect
 def _wait_for_broker(app: faust.App, **kwargs: object) -> None:
-    if compiled_rank_votes is None:
+    if not COMPILED:
         log.warning("ranking in pure Python: models/cooccurrence_rank.pyx was not built "
                     "(install with a C compiler for several times the speed)")
     wait_for_broker(settings)

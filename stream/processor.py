@@ -383,15 +383,17 @@ class Processor:
 
     def recommend(self, view: BatchView, profile: UserProfile) -> list[Recommendation]:
         """What the user is shown: the ranking with the reasons behind it."""
-        return view.cooccurrence.recommend(*self._ranking_inputs(view, profile))
+        return view.cooccurrence.explain(profile.recent, self.rank(view, profile))
 
     def rank(self, view: BatchView, profile: UserProfile) -> Ranked:
         """The bare ranking, items and scores: what a prediction is scored on."""
-        return view.cooccurrence.rank(*self._ranking_inputs(view, profile))
-
-    def _ranking_inputs(self, view: BatchView, profile: UserProfile) -> tuple:
-        return (profile.recent, self.settings.top_k, profile.purchased,
-                view.popularity.top, view.popularity.scores)
+        return view.cooccurrence.rank(
+            profile.recent,
+            k=self.settings.top_k,
+            exclude=profile.purchased,
+            fallback=view.popularity.top,
+            popularity=view.popularity.scores,
+        )
 
     def _refresh_propensity(self, view: BatchView, last_event: dict[str, Event]) -> None:
         """Each user's propensity as of their last event in the batch, for

@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 
 import orjson
 
-from models.cooccurrence import compiled_rank_votes
+from models.cooccurrence import COMPILED
 from models.metrics import NextItemMetrics
 from stream.alert_metrics import (
     Purchase,
@@ -341,7 +341,7 @@ async def run(config: ReplayConfig) -> ReplayResult:
             # Time spent ranking, over the points scored: session-rec's predict loop.
             "predictions_per_s": round(metrics.points / predict_seconds, 1) if predict_seconds else None,
             # "python" when models/cooccurrence_rank.pyx was not built (no C compiler at install).
-            "ranking": "compiled" if compiled_rank_votes else "python",
+            "ranking": "compiled" if COMPILED else "python",
         },
     }
     alert_docs = [a.to_dict() for a in alerts]
@@ -379,8 +379,7 @@ def _segment_quality(users: list[dict], learner: Learner, truth: Path | None) ->
 
 
 def _rank(p: Prediction) -> int | None:
-    ranked = p.items
-    return ranked.index(p.event.item_id) + 1 if p.in_session and p.event.item_id in ranked else None
+    return p.items.index(p.event.item_id) + 1 if p.in_session and p.event.item_id in p.items else None
 
 
 def _timeline(buckets: dict[int, Bucket], width: float, start: float) -> list[dict]:
