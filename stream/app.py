@@ -39,6 +39,7 @@ from stream.snapshots import SnapshotStore
 from stream.startup import create_topics, wait_for_broker
 
 log = logging.getLogger("shopstream")
+FETCHES_BUFFERED = 4  # fetches read ahead of the batch in work
 
 settings = Settings.from_env()
 
@@ -58,15 +59,18 @@ app = faust.App(
     web_port=settings.web_port,
     web_in_thread=False,
 )
-app.transport = KafkaTransport(app.conf.broker_consumer, app,
-                               fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
-
 inputs = app.topic(
     *settings.topics.inputs,
     key_serializer="raw",
     value_serializer="raw",
     partitions=settings.partitions,
 )
+app.topics.add(inputs)  # subscribed and acked as Faust does; read through `fetched`
+# The input messages of each fetch, as one list (see stream/kafka_transport.py).
+fetched = app.channel(maxsize=FETCHES_BUFFERED)
+app.transport = KafkaTransport(app.conf.broker_consumer, app,
+                               fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+                               batches={topic: fetched for topic in settings.topics.inputs})
 recommendations_topic = app.topic(
     settings.topics.recommendations,
     key_serializer="raw",
@@ -168,16 +172,29 @@ async def handle(messages: list[Message]) -> BatchResult:
         return result
 
 
-@app.agent(inputs)
+@app.agent(fetched)
 async def ingest(stream: faust.StreamT) -> None:
-    counters = health.counters
-    async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
+    """Each fetch of input messages, in batches of at most ``batch_max``."""
+    async for messages in stream:
+        for start in range(0, len(messages), settings.batch_max):
+            await _ingest(messages[start:start + settings.batch_max])
+
+
+async def _ingest(fetched_messages: list[faust.types.Message]) -> None:
+    consumer = app.consumer
+    generation = app.consumer_generation_id
+    batch = []
+    for m in fetched_messages:
+        if m.generation_id == generation:  # else read before a rebalance: read again after it
+            consumer.track_message(m)  # a rebalance waits for it to be acked
+            batch.append(m)
+    if batch:
+        counters = health.counters
         clock.assign(assigned_inputs())
-        messages = [
-            Message(e.value, e.message.topic, e.message.partition, e.message.offset, e.key)
-            for e in events
-        ]
+        messages = [Message(m.value, m.topic, m.partition, m.offset, m.key) for m in batch]
         result = await handle(messages)
+        for m in batch:
+            consumer.ack(m)
         counters.batches += 1
         counters.received += len(messages)
         counters.processed += result.processed
@@ -217,17 +234,18 @@ class Publisher:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def publish_if_due(self) -> None:
-        """A snapshot every N updates or T seconds (if anything was learnt)."""
+        """A snapshot every N updates (at most one per ``snapshot_min_interval_s``)
+        or T seconds, if anything was learnt."""
         learner = self.learner
         if learner is None:
             return
-        due = learner.updates - self.updates >= settings.snapshot_every or (
-            time.monotonic() - self.at >= settings.snapshot_interval_s and learner.updates > self.updates
-        )
+        since, fresh = time.monotonic() - self.at, learner.updates - self.updates
+        due = fresh > 0 and (since >= settings.snapshot_interval_s or (
+            fresh >= settings.snapshot_every and since >= settings.snapshot_min_interval_s))
         if not due or self.lock.locked():
             return
         async with self.lock:
-            models = learner.snapshot()
+            models = learner.snapshot(shared=True)  # save() pickles it before it awaits
             try:
                 if not await snapshots.save(models.version, models):
                     # A newer version is there (a learner that held this

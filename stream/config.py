@@ -76,6 +76,9 @@ class Settings:
     rec_throttle_s: float = 30.0
     snapshot_every: int = 500
     snapshot_interval_s: float = 10.0
+    # Not more often than this, however many updates: a save pickles the whole
+    # learner and every worker then unpickles the models (the fraud trees, ~40 ms).
+    snapshot_min_interval_s: float = 2.0
     max_message_bytes: int = 65536
     # Alerts (see models/churn.py and models/fraud.py).
     churn_threshold: float = 0.8

@@ -16,7 +16,7 @@ hold examples for users that a rebalance moves away from it.
 
 from __future__ import annotations
 
-import copy
+import pickle
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -149,17 +149,19 @@ class Learner:
         point = {"ts": self.watermark, **self.metrics.get(), "sizes": self.segments.sizes}
         self.timeline.append(point)
 
-    def snapshot(self) -> UserModels:
-        """A new version of the models, independent of further learning."""
+    def snapshot(self, shared: bool = False) -> UserModels:
+        """A new version of the models, independent of further learning; with
+        ``shared``, made of the learner's own objects, to be pickled at once
+        (a copy costs several times the pickling: the segments' sample)."""
         self.version += 1
-        segments = copy.deepcopy(self.segments)
-        return UserModels(
+        models = UserModels(
             version=self.version,
-            segments=segments,
-            propensity=copy.deepcopy(self.propensity),
+            segments=self.segments,
+            propensity=self.propensity,
             metrics=self.metrics.get(),
-            names={p["segment"]: p["name"] for p in segments.profiles()},
-            fraud=copy.deepcopy(self.fraud),
+            names={p["segment"]: p["name"] for p in self.segments.profiles()},
+            fraud=self.fraud,
             fraud_threshold=self.alert_rate.threshold,
             fraud_metrics={"labels": self.fraud_labels.counts(), "prequential": self.fraud_metrics.get()},
         )
+        return models if shared else pickle.loads(pickle.dumps(models, protocol=pickle.HIGHEST_PROTOCOL))

@@ -37,6 +37,7 @@ class SnapshotStore:
         """Store ``models`` as ``version``, both keys at once, unless a version at
         least as new is there already (a learn agent that lost its partition in a
         rebalance may finish a save after its successor's); False then."""
+        # Before the first await: ``models`` may share objects a learner goes on learning into.
         raw = pickle.dumps((version, models), protocol=pickle.HIGHEST_PROTOCOL)
         saved = await self._save(keys=[self.version_key, self.snapshot_key], args=[version, raw])
         return bool(saved)
