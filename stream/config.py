@@ -68,7 +68,6 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     batch_max: int = 1000
-    batch_within: float = 0.05
     user_ttl_days: float = 30.0
     max_neighbours: int = 100
     recent_items: int = 20
