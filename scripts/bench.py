@@ -49,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
     except ConfigError as exc:
         p.error(str(exc))
+    if args.json:  # now, not after a run of several minutes
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.touch()
+        except OSError as exc:
+            p.error(f"cannot write --json {args.json}: {exc.strerror}")
 
     from aiokafka.errors import KafkaError as AIOKafkaError
     from kafka.errors import KafkaError

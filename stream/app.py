@@ -4,10 +4,10 @@ Start it the Faust way::
 
     faust -A stream.app worker -l info
 
-The agent is thin: it turns Faust events into :class:`~stream.outputs.Message`,
-hands batches to the :class:`~stream.processor.Processor`, publishes what
-comes back and lets Faust ack. Everything replay also needs lives in the
-Processor.
+The ingest agent is thin: it takes each fetch of input messages whole (see
+:mod:`stream.kafka_transport`), hands batches of them to the
+:class:`~stream.processor.Processor`, publishes what comes back and acks.
+Everything replay also needs lives in the Processor.
 """
 
 from __future__ import annotations
@@ -71,12 +71,6 @@ fetched = app.channel(maxsize=FETCHES_BUFFERED)
 app.transport = KafkaTransport(app.conf.broker_consumer, app,
                                fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
                                batches={topic: fetched for topic in settings.topics.inputs})
-recommendations_topic = app.topic(
-    settings.topics.recommendations,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.partitions,
-)
 dead_letters_topic = app.topic(
     settings.topics.dead_letters,
     key_serializer="raw",
@@ -84,12 +78,6 @@ dead_letters_topic = app.topic(
     partitions=settings.partitions,
 )
 
-alerts_topic = app.topic(
-    settings.topics.alerts,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.partitions,
-)
 
 # One partition each: exactly one worker of the group runs the learn agent
 # (Faust assigns the same partition number of both topics to one worker).
@@ -99,12 +87,6 @@ features_topic = app.topic(
 learning_topics = app.topic(
     settings.topics.features, settings.topics.labels, key_serializer="raw",
     value_serializer="raw", partitions=1,
-)
-segments_topic = app.topic(
-    settings.topics.segments,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.partitions,
 )
 
 state = RedisState(settings)
@@ -173,27 +155,27 @@ async def handle(messages: list[Message]) -> BatchResult:
 
 @app.agent(fetched)
 async def ingest(stream: faust.StreamT) -> None:
-    """Each fetch of input messages, in batches of at most ``batch_max``."""
+    """Each fetch's input messages, in batches of at most ``batch_max``."""
     async for messages in stream:
         for start in range(0, len(messages), settings.batch_max):
-            await _ingest(messages[start:start + settings.batch_max])
+            await ingest_batch(messages[start:start + settings.batch_max])
 
 
-async def _ingest(fetched_messages: list[faust.types.Message]) -> None:
-    consumer = app.consumer
-    generation = app.consumer_generation_id
-    batch = []
-    for m in fetched_messages:
-        if m.generation_id == generation:  # else read before a rebalance: read again after it
-            consumer.track_message(m)  # a rebalance waits for it to be acked
-            batch.append(m)
+async def ingest_batch(fetched_messages: list[faust.types.Message]) -> None:
+    """Process a batch, then ack it: Faust commits the offsets of acked messages."""
+    consumer, generation = app.consumer, app.consumer_generation_id
+    # Messages read before a rebalance are read again after it, from the
+    # committed offsets, by whichever worker then owns their partition.
+    batch = [m for m in fetched_messages if m.generation_id == generation]
     if batch:
-        counters = health.counters
+        for m in batch:
+            consumer.track_message(m)  # a rebalance waits until they are acked
         clock.assign(assigned_inputs())
         messages = [Message(m.value, m.topic, m.partition, m.offset, m.key) for m in batch]
         result = await handle(messages)
         for m in batch:
             consumer.ack(m)
+        counters = health.counters
         counters.batches += 1
         counters.received += len(messages)
         counters.processed += result.processed
