@@ -155,8 +155,13 @@ async def handle(messages: list[Message]) -> BatchResult:
 
 @app.agent(fetched)
 async def ingest(stream: faust.StreamT) -> None:
-    """Each fetch's input messages, in batches of at most ``batch_max``."""
+    """Each fetch's input messages, in batches of at most ``batch_max``; the
+    fetches that came in while a batch was processed make one batch together
+    (a batch costs a few Redis and broker round trips whatever its size)."""
+    waiting = stream.channel.queue
     async for messages in stream:
+        while len(messages) < settings.batch_max and not waiting.empty():
+            messages = messages + waiting.get_nowait()
         for start in range(0, len(messages), settings.batch_max):
             await ingest_batch(messages[start:start + settings.batch_max])
 
