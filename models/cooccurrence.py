@@ -98,9 +98,8 @@ def rank_votes(
 
 try:
     from models.cooccurrence_rank import rank_session as compiled_rank_session
-    from models.cooccurrence_rank import rank_votes as compiled_rank_votes
 except ImportError:  # not built (no C compiler at install): the Python reference serves
-    compiled_rank_session = compiled_rank_votes = None
+    compiled_rank_session = None
 COMPILED = compiled_rank_session is not None
 
 

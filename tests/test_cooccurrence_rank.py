@@ -8,7 +8,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.cooccurrence import COMPILED, ItemCooccurrence, compiled_rank_votes, rank_votes
+from models.cooccurrence import COMPILED, ItemCooccurrence, rank_votes
 from models.neighbours import Neighbours
 
 ITEMS = [f"i{n}" for n in range(30)]
@@ -45,6 +45,8 @@ def test_the_compiled_ranking_is_the_reference(
         for n, (row, _) in enumerate(rows)
     ]
     relatives = [1.0] + [r for _, r in rows[1:]]
+    from models.cooccurrence_rank import rank_votes as compiled_rank_votes  # fails here if not built
+
     expected = rank_votes(built, relatives, k, excluded, popularity, scale)
     assert compiled_rank_votes(built, relatives, k, excluded, popularity, scale) == expected
 
