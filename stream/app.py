@@ -31,7 +31,7 @@ from stream.config import Settings
 from stream.events import InvalidEvent, decode_label
 from stream.health import Dependency, Health
 from stream.kafka_transport import Transport as KafkaTransport
-from stream.learner import Learner, ModelRow
+from stream.learner import Learner, ModelRow, encode_rows
 from stream.outputs import DeadLetter, Message, UserView
 from stream.processor import BatchResult, Processor
 from stream.redis_state import RedisState
@@ -124,8 +124,7 @@ async def publish(result: BatchResult) -> None:
     if result.model_rows:
         # One fixed key: every row reaches the same partition, hence one learner,
         # even if the topic was created with more partitions than asked for.
-        # orjson writes the rows' dataclass fields.
-        outputs.append((topics.features, b"learner", orjson.dumps(result.model_rows)))
+        outputs += [(topics.features, b"learner", rows) for rows in encode_rows(result.model_rows)]
     pending = [await send(topic, key, value, None, None, None) for topic, key, value in outputs]
     if pending:
         await asyncio.gather(*pending)

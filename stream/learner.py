@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import pickle
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
+
+import orjson
 
 from models.alert_rate import AlertRate
 from models.calibration import ProbabilityMetrics
@@ -30,6 +32,9 @@ from stream.config import Settings
 from stream.events import Label
 
 EXAMPLE, PURCHASE, USER, FRAUD, FORGET = "example", "purchase", "user", "fraud", "forget"
+# Largest message of model rows: well under the producer's request limit
+# (1 MB), which a batch of a few thousand events' rows would pass.
+ROWS_MESSAGE_BYTES = 256 * 1024
 
 
 @dataclass(slots=True)
@@ -52,6 +57,21 @@ class ModelRow:
     def from_dict(cls, d: dict[str, Any]) -> "ModelRow":
         return cls(d["kind"], d["user_id"], d["event_id"], d["ts"], d.get("x"), d.get("p"),
                    d.get("order_id"), d.get("anomaly"))
+
+
+def encode_rows(rows: Sequence[ModelRow], max_bytes: int = ROWS_MESSAGE_BYTES) -> list[bytes]:
+    """The rows as JSON arrays of at most ``max_bytes`` each (a single row that
+    is larger goes alone), in order: the messages of the ``features`` topic.
+
+    >>> rows = [ModelRow(USER, f"u{i}", f"e{i}", 0.0, {"views": 1.0}) for i in range(3)]
+    >>> [len(orjson.loads(m)) for m in encode_rows(rows, max_bytes=250)]
+    [1, 2]
+    """
+    encoded = orjson.dumps(rows)  # orjson writes the rows' dataclass fields
+    if len(encoded) <= max_bytes or len(rows) == 1:
+        return [encoded]
+    half = len(rows) // 2
+    return encode_rows(rows[:half], max_bytes) + encode_rows(rows[half:], max_bytes)
 
 
 @dataclass

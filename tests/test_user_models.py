@@ -351,3 +351,17 @@ def test_ece_of_calibrated_and_empty_inputs():
     assert expected_calibration_error([], []) == 0.0
     empty = ProbabilityMetrics().get()
     assert empty["n"] == 0 and empty["roc_auc"] is None and empty["ece"] is None
+
+
+def test_model_rows_of_a_large_batch_go_out_in_order_in_messages_under_the_limit() -> None:
+    """A batch of thousands of events makes more rows than one producer request
+    may carry (1 MB): they are split, none lost, none reordered."""
+    from stream.learner import EXAMPLE, ROWS_MESSAGE_BYTES, ModelRow, encode_rows
+
+    x = {name: random.random() for name in FEATURE_NAMES}
+    rows = [ModelRow(EXAMPLE, f"u{i}", f"e{i}", 1.7e9 + i, x, 0.5) for i in range(5000)]
+    messages = encode_rows(rows)
+    assert len(messages) > 1
+    assert all(len(m) <= ROWS_MESSAGE_BYTES for m in messages)
+    decoded = [ModelRow.from_dict(d) for m in messages for d in json.loads(m)]
+    assert decoded == rows
