@@ -14,6 +14,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from stream.config import Settings
+from stream.gc_pause import gc_paused
 
 
 SAVE_IF_NEWER = """\
@@ -53,7 +54,8 @@ class SnapshotStore:
         raw = await self.client.get(self.snapshot_key)
         if raw is None:
             return None
-        version, models = pickle.loads(raw)
+        with gc_paused():  # a snapshot is ~10^5 objects (the fraud model's trees)
+            version, models = pickle.loads(raw)
         return (version, models) if version > than else None
 
     async def save_learner(self, learner: Any) -> None:
@@ -62,4 +64,7 @@ class SnapshotStore:
 
     async def load_learner(self) -> Any | None:
         raw = await self.client.get(self.learner_key)
-        return None if raw is None else pickle.loads(raw)
+        if raw is None:
+            return None
+        with gc_paused():
+            return pickle.loads(raw)

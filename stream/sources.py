@@ -21,17 +21,16 @@ time rather than on first iteration.
 
 from __future__ import annotations
 
-import gc
 import heapq
 import math
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from stream.config import Topics
 from stream.events import MAX_TS, MIN_TS, Event, InvalidEvent, decode
+from stream.gc_pause import gc_paused
 
 JSONL = "jsonl"
 YOOCHOOSE = "yoochoose"
@@ -199,19 +198,6 @@ def read_events(path: Path, on_error: ErrorHandler | None = None) -> Iterator[Ev
     return _events(read_records(path), on_error or _raiser([Path(path)]))
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Bulk loading creates ~10^5 small acyclic objects; the cyclic collector's
-    repeated passes over them would otherwise double the load time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _time_sorted(records: Iterable[Record]) -> list[tuple[float, Record]]:
     """Records keyed by event time; a bad line keeps the time of the good line
     before it, so it stays where it was in the file."""
@@ -231,7 +217,7 @@ def merge_records(paths: Iterable[Path]) -> Iterator[Record]:
     Each file is loaded and sorted in memory (yoochoose TSVs are sorted by
     session, not time); ties keep file order, then line order.
     """
-    with _gc_paused():
+    with gc_paused():
         per_file = [_time_sorted(read_records(Path(p), i)) for i, p in enumerate(paths)]
     return (record for _, record in heapq.merge(*per_file, key=lambda pair: pair[0]))
 
