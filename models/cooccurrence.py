@@ -28,7 +28,6 @@ power ``normalise`` so that popular items do not drown the rest.
 
 from __future__ import annotations
 
-import heapq
 from typing import Callable, Collection, Iterable, Mapping, NamedTuple, Sequence
 
 from models.neighbours import Neighbours
@@ -213,9 +212,7 @@ class ItemCooccurrence:
         for item_id in item_ids:
             row = self.neighbours.get(item_id)
             if row is not None and len(row) > m:
-                # Same order as a Redis sorted set: ties keep the larger id.
-                keep = heapq.nlargest(m, row.pairs(), key=lambda kv: (kv[1], kv[0]))
-                self.neighbours[item_id] = Neighbours.from_pairs(keep)
+                self.neighbours[item_id] = row.best(m)
 
     def _votes(self, session_items: Sequence[str]) -> tuple[list[Neighbours], list[float], float]:
         """The rows that vote, each one's weight relative to the first, and

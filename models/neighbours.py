@@ -53,6 +53,40 @@ class Neighbours(Mapping[str, float]):
         row._slot = None
         return row
 
+    def copy(self) -> Neighbours:
+        """An independent row with the same entries, in the same order.
+
+        >>> row = Neighbours.from_pairs([("stove", 2.0)])
+        >>> twin = row.copy()
+        >>> twin.add("stove", 1.0)
+        >>> row["stove"], twin["stove"]
+        (2.0, 3.0)
+        """
+        row = Neighbours.__new__(Neighbours)
+        row.item_ids = self.item_ids.copy()
+        row.weights = array("d", self.weights)
+        row._hashes = None if self._hashes is None else array("q", self._hashes)
+        row._slot = None if self._slot is None else self._slot.copy()
+        return row
+
+    def best(self, m: int) -> Neighbours:
+        """The ``m`` heaviest entries, heaviest first; ties keep the larger id,
+        as a Redis sorted set trimmed by rank does. Self if it has no more.
+
+        >>> Neighbours.from_pairs([("mat", 1.0), ("tent", 3.0), ("lamp", 1.0)]).best(2)
+        Neighbours({'tent': 3.0, 'mat': 1.0})
+        """
+        if len(self.item_ids) <= m:
+            return self
+        # (weight, item) tuples compare in C: no key function per entry.
+        keep = sorted(zip(self.weights, self.item_ids), reverse=True)[:m]
+        row = Neighbours.__new__(Neighbours)
+        row.item_ids = [item_id for _, item_id in keep]
+        row.weights = array("d", [weight for weight, _ in keep])
+        row._hashes = None
+        row._slot = None
+        return row
+
     def add(self, item_id: str, weight: float) -> None:
         slot = self._slots().get(item_id)
         if slot is None:

@@ -70,6 +70,8 @@ class Settings:
     batch_max: int = 1000
     user_ttl_days: float = 30.0
     max_neighbours: int = 100
+    # Co-occurrence rows a worker keeps between batches (see stream/row_cache.py).
+    row_cache_rows: int = 20000
     recent_items: int = 20
     top_k: int = 20
     rec_throttle_s: float = 30.0

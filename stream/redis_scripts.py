@@ -4,35 +4,46 @@ LOAD_ROWS = """\
 -- Everything a batch needs about its items, as one JSON document
 -- (parsing one string in Python is far cheaper than thousands of replies).
 -- ARGV[1]: JSON {"rows": [neighbour keys], "occ": hash key, "pop": zset key,
---                "items": [item ids], "top": n}
+--                "ver": hash key, "items": [item ids], "known": [version the
+--                worker holds, or ""], "top": n}
+-- A row still at the version the worker holds comes back as false.
 local req = cjson.decode(ARGV[1])
-local rows = {}
-for i, key in ipairs(req.rows) do
-    rows[i] = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
-end
-local occ, pop = {}, {}
+local occ, pop, ver = {}, {}, {}
 -- In chunks: unpack() of thousands of arguments would overflow Lua's stack.
 for start = 1, #req.items, 500 do
     local chunk = {}
     for i = start, math.min(start + 499, #req.items) do chunk[#chunk + 1] = req.items[i] end
     local o = redis.call('HMGET', req.occ, unpack(chunk))
     local p = redis.call('ZMSCORE', req.pop, unpack(chunk))
+    local v = redis.call('HMGET', req.ver, unpack(chunk))
     for i = 1, #chunk do
         occ[#occ + 1] = o[i] or ''
         pop[#pop + 1] = p[i] or ''
+        ver[#ver + 1] = v[i] or ''
+    end
+end
+local rows = {}
+for i, key in ipairs(req.rows) do
+    if ver[i] ~= '' and ver[i] == req.known[i] then
+        rows[i] = false
+    else
+        rows[i] = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
     end
 end
 local top = redis.call('ZREVRANGE', req.pop, 0, req.top - 1, 'WITHSCORES')
-return cjson.encode({rows = rows, occ = occ, pop = pop, top = top})
+return cjson.encode({rows = rows, occ = occ, pop = pop, ver = ver, top = top})
 """
 
 COMMIT_BATCH = """\
 -- Apply one batch atomically, if and only if no other worker has moved the
--- batch's offsets since they were read. Returns 1 when applied, 0 if not.
+-- batch's offsets since they were read. Returns 0 if not; else {1, flags}
+-- with a flag per "checked" row: 1 if it was still at the version read.
 -- ARGV[1]: JSON {"offsets": [[key, expected or "", new]], "ttl": s,
 --   "users": [[key, json]], "recs": [[key, json]],
 --   "pairs": [[key, member, increment]], "occ_key": k, "occ": [[field, incr]],
 --   "pop_key": k, "pop": [[member, incr]], "trim": [keys], "keep": m,
+--   "ver_key": k, "token": this commit's version, "touched": [item of each trim key],
+--   "checked": [[item, version read]],
 --   "opened": [[key, member, score]], "closed": [[key, member]],
 --   "checks": [[key, member, score or "" to remove]]}
 -- Numbers travel as strings: Lua would print them with 14 digits only.
@@ -41,11 +52,16 @@ for _, o in ipairs(b.offsets) do
     local current = redis.call('GET', o[1]) or ''
     if current ~= o[2] then return 0 end
 end
+local flags = {}
+for i, c in ipairs(b.checked) do
+    flags[i] = ((redis.call('HGET', b.ver_key, c[1]) or '') == c[2]) and 1 or 0
+end
 for _, u in ipairs(b.users) do redis.call('SET', u[1], u[2], 'EX', b.ttl) end
 for _, p in ipairs(b.pairs) do redis.call('ZINCRBY', p[1], p[3], p[2]) end
 for _, o in ipairs(b.occ) do redis.call('HINCRBYFLOAT', b.occ_key, o[1], o[2]) end
 for _, p in ipairs(b.pop) do redis.call('ZINCRBY', b.pop_key, p[2], p[1]) end
 for _, k in ipairs(b.trim) do redis.call('ZREMRANGEBYRANK', k, 0, -(b.keep + 1)) end
+for _, item in ipairs(b.touched) do redis.call('HSET', b.ver_key, item, b.token) end
 for _, o in ipairs(b.opened) do redis.call('ZADD', o[1], o[3], o[2]) end
 for _, c in ipairs(b.closed) do redis.call('ZREM', c[1], c[2]) end
 for _, c in ipairs(b.checks) do
@@ -53,5 +69,5 @@ for _, c in ipairs(b.checks) do
 end
 for _, r in ipairs(b.recs) do redis.call('SET', r[1], r[2], 'EX', b.ttl) end
 for _, o in ipairs(b.offsets) do redis.call('SET', o[1], o[3]) end
-return 1
+return {1, flags}
 """

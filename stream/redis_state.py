@@ -10,6 +10,9 @@ Keys (all under ``SHOPSTREAM_PREFIX``, ``ss:`` by default):
                                  to ``SHOPSTREAM_MAX_NEIGHBOURS``
 ``item-occurrences``             hash: item -> weighted occurrences
 ``popular``                      sorted set: item -> decayed popularity
+``row-versions``                 hash: item -> version of its neighbour row
+                                 (the commit that last changed it; see
+                                 :mod:`stream.row_cache`)
 ``offset:{topic}:{partition}``   last input offset applied to this state
 ``open-sessions:{partition}``    sorted set: user -> last event time, for users
                                  whose session has not been closed yet
@@ -19,8 +22,9 @@ Keys (all under ``SHOPSTREAM_PREFIX``, ``ss:`` by default):
 
 A batch is read with two round trips (users, offsets and the users whose
 session has gone quiet, then a Lua script returning the rows of the items
-they touch as one JSON document; a third fetches the quiet users' profiles
-when there are any) and written
+they touch as one JSON document, except those still at the version this
+worker holds; a third fetches the quiet users' profiles when there are any)
+and written
 with one Lua script that applies every change and stores the batch's offsets
 atomically, but only if the offsets are still those read at the start of the
 batch: if another worker committed the same partitions meanwhile (a
@@ -29,7 +33,10 @@ rebalance), nothing is written and the batch is processed again.
 
 from __future__ import annotations
 
+import itertools
+import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import AsyncIterator, Iterator, Sequence
 
 import orjson
@@ -42,6 +49,7 @@ from stream.config import Settings
 from stream.events import Event
 from stream.outputs import UserRecommendations
 from stream.redis_scripts import COMMIT_BATCH, LOAD_ROWS
+from stream.row_cache import RowCache
 from stream.state import BatchView, TopicPartition, new_cooccurrence
 
 
@@ -50,6 +58,7 @@ class RedisKeys:
         self.prefix = prefix
         self.occurrences = f"{prefix}item-occurrences"
         self.popular = f"{prefix}popular"
+        self.row_versions = f"{prefix}row-versions"
 
     def user(self, user_id: str) -> str:
         return f"{self.prefix}user:{user_id}"
@@ -83,6 +92,15 @@ def _pairs(flat: list | dict) -> Iterator[tuple[str, float]]:
     return zip(it, map(float, it))
 
 
+@dataclass
+class BatchRead:
+    """What a batch read, for its commit to check: the offsets, and the
+    version of each row it read (those that had one)."""
+
+    offsets: dict[TopicPartition, bytes | None]
+    row_versions: dict[str, str]
+
+
 def connect(url: str) -> aioredis.Redis:
     return aioredis.Redis.from_url(
         url, socket_connect_timeout=2.0, socket_timeout=10.0, health_check_interval=10
@@ -97,6 +115,9 @@ class RedisState:
         self.horizon = new_cooccurrence(settings).horizon
         self._load_rows = self.client.register_script(LOAD_ROWS)
         self._commit_batch = self.client.register_script(COMMIT_BATCH)
+        self.rows = RowCache(settings.row_cache_rows)
+        self.rows_read = self.rows_cached = 0  # rows of batches, from Redis or from the cache
+        self._commits = (f"{uuid.uuid4().hex[:12]}:{n}" for n in itertools.count(1))
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
@@ -150,11 +171,14 @@ class RedisState:
                 + [i for p in profiles.values() for i in p.recent[-horizon:]]
             )
         )
+        cached = [self.rows.get(i) for i in items]
         request = {
             "rows": [keys.neighbours(i) for i in items],
             "occ": keys.occurrences,
             "pop": keys.popular,
+            "ver": keys.row_versions,
             "items": items,
+            "known": [entry[0] if entry else "" for entry in cached],
             "top": Popularity.keep,
         }
         reply = orjson.loads(await self._load_rows(args=[orjson.dumps(request)]))
@@ -162,9 +186,21 @@ class RedisState:
         popularity = Popularity()
         for member, score in _pairs(reply["top"]):
             popularity.add(member, score)
-        for item_id, row, occ, pop in zip(items, reply["rows"], reply["occ"], reply["pop"]):
-            if row:
-                cooccurrence.neighbours[item_id] = Neighbours.from_flat(row)
+        row_versions: dict[str, str] = {}
+        for item_id, row, version, entry, occ, pop in zip(
+            items, reply["rows"], reply["ver"], cached, reply["occ"], reply["pop"]
+        ):
+            if row is False:  # unchanged since this worker cached it
+                assert entry is not None
+                cooccurrence.neighbours[item_id] = entry[1].copy()
+                self.rows_cached += 1
+            elif row:
+                neighbours = Neighbours.from_flat(row)
+                cooccurrence.neighbours[item_id] = neighbours
+                self.rows.put(item_id, version, neighbours.copy())
+                self.rows_read += 1
+            if version:
+                row_versions[item_id] = version
             if occ:
                 cooccurrence.occurrences[item_id] = float(occ)
             if pop and item_id not in popularity.scores:
@@ -178,7 +214,7 @@ class RedisState:
             due=due,
             closed=set(gone),
             churn_checks=dict.fromkeys(gone),
-            token={tp: raw for tp, raw in zip(partitions, offsets_raw)},
+            token=BatchRead({tp: raw for tp, raw in zip(partitions, offsets_raw)}, row_versions),
         )
 
     async def commit(self, view: BatchView) -> bool:
@@ -197,10 +233,15 @@ class RedisState:
             doc = latest.to_dict()
             doc["published_ts"] = view.published.get(user_id, view.last_published.get(user_id))
             recs.append((keys.recs(user_id), orjson.dumps(doc).decode()))
-        read: dict[TopicPartition, bytes | None] = view.token
+        read: BatchRead = view.token
+        touched = list({s for s, _ in pairs})
+        # Rows this batch read whole: if still at the version read, the row
+        # after the commit is the view's, trimmed as the script trims.
+        checked = [i for i in touched if i in read.row_versions]
+        token = next(self._commits)
         batch = {
             "offsets": [
-                (keys.offset(tp), (read.get(tp) or b"").decode(), str(offset))
+                (keys.offset(tp), (read.offsets.get(tp) or b"").decode(), str(offset))
                 for tp, offset in view.new_offsets.items()
             ],
             "ttl": self.settings.user_ttl_s,
@@ -219,10 +260,30 @@ class RedisState:
             "closed": [(keys.open_sessions(p), u) for p, u in view.closed],
             "checks": [(keys.churn_checks(p), u, "" if t is None else repr(t))
                        for (p, u), t in view.churn_checks.items()],
-            "trim": list({keys.neighbours(s) for s, _ in pairs}),
+            "trim": [keys.neighbours(s) for s in touched],
             "keep": self.settings.max_neighbours,
+            "ver_key": keys.row_versions,
+            "token": token,
+            "touched": touched,
+            "checked": [(i, read.row_versions[i]) for i in checked],
         }
-        return bool(await self._commit_batch(args=[orjson.dumps(batch)]))
+        reply = await self._commit_batch(args=[orjson.dumps(batch)])
+        if not reply:
+            return False
+        self._remember_rows(view, token, checked, reply[1])
+        return True
+
+    def _remember_rows(self, view: BatchView, token: str, checked: list[str], flags: list[int]) -> None:
+        """Cache the rows the commit wrote as they now are in Redis; drop the
+        rest of those it changed."""
+        cooccurrence = view.cooccurrence
+        kept = [item for item, flag in zip(checked, flags) if flag]
+        cooccurrence.trim(kept)  # to the best max_neighbours, as the script did
+        for item in kept:
+            self.rows.put(item, token, cooccurrence.neighbours[item])
+        for item, flag in zip(checked, flags):
+            if not flag:
+                self.rows.drop(item)
 
     async def forget(self, user_id: str) -> dict[str, int]:
         """Erase one user's keys and index entries; how many of each were there."""

@@ -112,6 +112,43 @@ def test_redis_and_memory_states_agree_and_batching_does_not_matter(
 
 
 @pytest.mark.services
+def test_workers_keep_rows_between_batches_and_read_again_what_another_changed(
+    services: Services, redis_client: redis.Redis
+) -> None:
+    """Two workers take turns on one Redis, each keeping the rows it read or
+    wrote: recommendations and state are those of workers that read every row
+    each batch, trimming included (15 items, 4 neighbours kept)."""
+    batches = chunks(shop_messages(600, seed=5), 40)
+
+    def run_two(row_cache_rows: int) -> tuple[list, dict, RedisState]:
+        settings = isolated_settings(services, max_neighbours=4, row_cache_rows=row_cache_rows)
+        states = [RedisState(settings), RedisState(settings)]
+        processors = [Processor(state, settings) for state in states]
+
+        async def go() -> list:
+            recs = []
+            for i, batch in enumerate(batches):
+                # The first worker takes three batches in four: the other's
+                # batch changes rows the first has cached.
+                result = await processors[1 if i % 4 == 3 else 0].handle(batch)
+                recs += [(r.user_id, r.event_id, [(x.item_id, x.score, x.because) for x in r.items])
+                         for r in result.recommendations]
+            for state in states:
+                await state.close()
+            return recs
+
+        recs = asyncio.run(go())
+        return recs, redis_state_snapshot(redis_client, settings.prefix), states[0]
+
+    cached_recs, cached_state, first = run_two(20_000)
+    plain_recs, plain_state, plain = run_two(0)
+    assert cached_recs == plain_recs
+    assert cached_state == plain_state
+    assert plain.rows_cached == 0
+    assert first.rows_cached > first.rows_read > 0
+
+
+@pytest.mark.services
 def test_a_conflicting_commit_is_detected_and_the_batch_redone(
     services: Services, redis_client: redis.Redis
 ) -> None:
