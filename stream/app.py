@@ -338,6 +338,9 @@ async def metrics_view(web, request):  # type: ignore[no-untyped-def]
     models = processor.models
     return web.json({
         **health.counters.to_dict(),
+        # Co-occurrence rows of batches: read from Redis, or kept from earlier batches.
+        "rows_read": state.rows_read,
+        "rows_cached": state.rows_cached,
         "models_version": models.version,
         "propensity": models.metrics,
         "fraud": {"threshold": models.fraud_threshold, **models.fraud_metrics},
