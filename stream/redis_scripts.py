@@ -39,7 +39,7 @@ COMMIT_BATCH = """\
 -- batch's offsets since they were read. Returns 0 if not; else {1, flags}
 -- with a flag per "checked" row: 1 if it was still at the version read.
 -- ARGV[1]: JSON {"offsets": [[key, expected or "", new]], "ttl": s,
---   "users": [[key, json]], "recs": [[key, json]],
+--   "users": [[key, i]], "recs": [[key, i]] (the document to store is ARGV[i]),
 --   "pairs": [[key, member, increment]], "occ_key": k, "occ": [[field, incr]],
 --   "pop_key": k, "pop": [[member, incr]], "trim": [keys], "keep": m,
 --   "ver_key": k, "token": this commit's version, "touched": [item of each trim key],
@@ -56,7 +56,7 @@ local flags = {}
 for i, c in ipairs(b.checked) do
     flags[i] = ((redis.call('HGET', b.ver_key, c[1]) or '') == c[2]) and 1 or 0
 end
-for _, u in ipairs(b.users) do redis.call('SET', u[1], u[2], 'EX', b.ttl) end
+for _, u in ipairs(b.users) do redis.call('SET', u[1], ARGV[u[2]], 'EX', b.ttl) end
 for _, p in ipairs(b.pairs) do redis.call('ZINCRBY', p[1], p[3], p[2]) end
 for _, o in ipairs(b.occ) do redis.call('HINCRBYFLOAT', b.occ_key, o[1], o[2]) end
 for _, p in ipairs(b.pop) do redis.call('ZINCRBY', b.pop_key, p[2], p[1]) end
@@ -67,7 +67,7 @@ for _, c in ipairs(b.closed) do redis.call('ZREM', c[1], c[2]) end
 for _, c in ipairs(b.checks) do
     if c[3] == '' then redis.call('ZREM', c[1], c[2]) else redis.call('ZADD', c[1], c[3], c[2]) end
 end
-for _, r in ipairs(b.recs) do redis.call('SET', r[1], r[2], 'EX', b.ttl) end
+for _, r in ipairs(b.recs) do redis.call('SET', r[1], ARGV[r[2]], 'EX', b.ttl) end
 for _, o in ipairs(b.offsets) do redis.call('SET', o[1], o[3]) end
 return {1, flags}
 """
