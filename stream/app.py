@@ -27,6 +27,7 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from models.cooccurrence import COMPILED
+from stream.batching import batch_limit
 from stream.clock import EventClock
 from stream.config import Settings
 from stream.events import InvalidEvent, decode_label
@@ -158,15 +159,16 @@ async def handle(messages: list[Message]) -> BatchResult:
 
 @app.agent(fetched)
 async def ingest(stream: faust.StreamT) -> None:
-    """Each fetch's input messages, in batches of at most ``batch_max``; the
+    """Each fetch's input messages, in batches of at most ``batch_limit``; the
     fetches that came in while a batch was processed make one batch together
     (a batch costs a few Redis and broker round trips whatever its size)."""
     waiting = stream.channel.queue
     async for messages in stream:
-        while len(messages) < settings.batch_max and not waiting.empty():
+        limit = batch_limit(settings, messages[0].timestamp, time.time())
+        while len(messages) < limit and not waiting.empty():
             messages = messages + waiting.get_nowait()
-        for start in range(0, len(messages), settings.batch_max):
-            await ingest_batch(messages[start:start + settings.batch_max])
+        for start in range(0, len(messages), limit):
+            await ingest_batch(messages[start:start + limit])
 
 
 async def ingest_batch(fetched_messages: list[faust.types.Message]) -> None:

@@ -67,11 +67,11 @@ class Settings:
     topics: Topics = field(default_factory=Topics)
     web_host: str = "127.0.0.1"
     web_port: int = 6066
-    # A batch is what queued while the previous one ran, up to this many. More
-    # (4000) catches up faster, since a user or item that recurs within a
-    # batch is read, written and recommended for once, but a backlog then
-    # waits for bigger batches: p99 latency near capacity rose by ~40 %.
+    # A batch is what queued while the previous one ran, up to this many; up
+    # to catch_up_batch_max while the worker is behind (see stream/batching.py).
     batch_max: int = 1000
+    catch_up_batch_max: int = 4000
+    catch_up_after_s: float = 5.0
     user_ttl_days: float = 30.0
     max_neighbours: int = 100
     # Co-occurrence rows a worker keeps between batches (see stream/row_cache.py).

@@ -40,7 +40,7 @@ def test_sigkill_mid_stream_leaves_the_state_of_an_undisturbed_run(
     services: Services, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     # No trimming inside the test: trimming is the one order-sensitive step.
-    settings = isolated_settings(services, max_neighbours=100_000, batch_max=200)
+    settings = isolated_settings(services, max_neighbours=100_000, batch_max=200, catch_up_batch_max=200)
     create_topics(settings)
     events = tmp_path / "events.jsonl"
     n = write_single_topic_events(events, EVENTS)
@@ -65,7 +65,7 @@ def test_sigkill_mid_stream_leaves_the_state_of_an_undisturbed_run(
 def test_three_workers_one_killed_mid_stream(
     services: Services, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    settings = isolated_settings(services, max_neighbours=100_000, batch_max=200)
+    settings = isolated_settings(services, max_neighbours=100_000, batch_max=200, catch_up_batch_max=200)
     create_topics(settings)
     events = tmp_path / "events.jsonl"
     n = write_single_topic_events(events, EVENTS)
@@ -101,7 +101,8 @@ def test_redis_paused_mid_stream_is_reported_and_survived(
     wait_ready(own_redis)
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
-    settings = isolated_settings(Services(services.broker, url), max_neighbours=100_000, batch_max=200)
+    settings = isolated_settings(Services(services.broker, url), max_neighbours=100_000,
+                                 batch_max=200, catch_up_batch_max=200)
     create_topics(settings)
     events = tmp_path / "events.jsonl"
     n = write_single_topic_events(events, EVENTS)
@@ -152,7 +153,7 @@ def test_broker_paused_mid_stream_then_resumed(services: Services, tmp_path: Pat
     wait_ready(own_broker)
     broker = f"kafka://127.0.0.1:{port}"
     settings = isolated_settings(Services(broker, services.redis_url), max_neighbours=100_000,
-                                 batch_max=200)
+                                 batch_max=200, catch_up_batch_max=200)
     create_topics(settings)
     events = tmp_path / "events.jsonl"
     n = write_single_topic_events(events, EVENTS)
@@ -195,7 +196,7 @@ def test_a_worker_killed_again_and_again_at_random_moments(
     import random
 
     rng = random.Random(20261122)
-    settings = isolated_settings(services, max_neighbours=100_000, batch_max=100)
+    settings = isolated_settings(services, max_neighbours=100_000, batch_max=100, catch_up_batch_max=100)
     create_topics(settings)
     events = tmp_path / "events.jsonl"
     n = write_single_topic_events(events, EVENTS)
@@ -234,7 +235,7 @@ def test_rebalance_while_the_learn_agent_writes_snapshots(
     the undisturbed run's, model versions only go up, and the learner resumes."""
     from stream.snapshots import SnapshotStore
 
-    settings = isolated_settings(services, max_neighbours=100_000, batch_max=200,
+    settings = isolated_settings(services, max_neighbours=100_000, batch_max=200, catch_up_batch_max=200,
                                  snapshot_every=20, snapshot_interval_s=0.2)
     create_topics(settings)
     events = tmp_path / "events.jsonl"

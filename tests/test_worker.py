@@ -72,6 +72,25 @@ def test_traffic_in_recommendations_and_dead_letters_out(
         worker.stop()
 
 
+def test_a_worker_behind_its_input_catches_up_in_bigger_batches(
+    services: Services, tmp_path: Path
+) -> None:
+    """Events written well before the worker reads them are late already:
+    they go in batches of up to catch_up_batch_max, not batch_max."""
+    settings = isolated_settings(services, batch_max=100, catch_up_batch_max=3000, catch_up_after_s=1.0)
+    create_topics(settings)
+    produce(settings, "--count", "3000", "--seed", "6")
+    time.sleep(2.0)
+    worker = Worker(settings, tmp_path / "worker").start()
+    try:
+        worker.wait_ready()
+        metrics = worker.wait_received(3000)
+        assert metrics["processed"] == 3000, metrics
+        assert metrics["batches"] < 3000 / settings.batch_max, metrics
+    finally:
+        worker.stop()
+
+
 def test_a_worker_started_before_its_broker_and_redis_waits_and_says_why(
     services: Services, tmp_path: Path
 ) -> None:
