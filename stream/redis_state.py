@@ -277,15 +277,13 @@ class RedisState:
         return True
 
     def _remember_rows(self, view: BatchView, token: str, checked: list[str], flags: list[int]) -> None:
-        """Cache the rows the commit wrote as they now are in Redis; drop the
-        rest of those it changed."""
-        cooccurrence = view.cooccurrence
-        kept = [item for item, flag in zip(checked, flags) if flag]
-        cooccurrence.trim(kept)  # to the best max_neighbours, as the script did
-        for item in kept:
-            self.rows.put(item, token, cooccurrence.neighbours[item])
-        for item, flag in zip(checked, flags):
-            if not flag:
+        """Cache the rows the commit wrote as they now are in Redis (trimmed as
+        the script trims); drop those another worker had changed meanwhile."""
+        keep = self.settings.max_neighbours
+        for item, still_read in zip(checked, flags):
+            if still_read:
+                self.rows.put(item, token, view.cooccurrence.neighbours[item].best(keep))
+            else:
                 self.rows.drop(item)
 
     async def forget(self, user_id: str) -> dict[str, int]:

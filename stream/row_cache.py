@@ -11,12 +11,12 @@ worker's copy was dropped.
 >>> from models.neighbours import Neighbours
 >>> cache = RowCache(max_rows=2)
 >>> cache.put("tent", "w1:1", Neighbours.from_pairs([("stove", 2.0)]))
->>> cache.version("tent"), cache.version("lamp")
-('w1:1', '')
+>>> cache.get("tent")[0], cache.get("lamp")
+('w1:1', None)
 >>> cache.put("mat", "w1:1", Neighbours())
->>> cache.put("lamp", "w1:2", Neighbours())  # the oldest entry makes room
->>> cache.version("tent"), len(cache)
-('', 2)
+>>> cache.put("lamp", "w1:2", Neighbours())  # the least recently used makes room
+>>> cache.get("tent"), len(cache)
+(None, 2)
 """
 
 from __future__ import annotations
@@ -31,11 +31,6 @@ class RowCache:
     def __init__(self, max_rows: int) -> None:
         self.max_rows = max_rows
         self._rows: dict[str, tuple[str, Neighbours]] = {}
-
-    def version(self, item_id: str) -> str:
-        """The cached row's version ('' if none is cached)."""
-        entry = self._rows.get(item_id)
-        return "" if entry is None else entry[0]
 
     def get(self, item_id: str) -> tuple[str, Neighbours] | None:
         """(version, row); the row is the cache's own: copy it before changing it."""
