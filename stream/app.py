@@ -31,6 +31,7 @@ from stream.batching import batch_limit
 from stream.clock import EventClock
 from stream.config import Settings
 from stream.events import InvalidEvent, decode_label
+from stream.gc_pause import collect, full_passes_on_schedule, gc_paused
 from stream.health import Dependency, Health
 from stream.kafka_transport import Transport as KafkaTransport
 from stream.learner import Learner, ModelRow, encode_rows
@@ -111,8 +112,10 @@ def _wait_for_broker(app: faust.App, **kwargs: object) -> None:
     wait_for_broker(settings)
     create_topics(settings)
     # What is loaded by now (Faust, river, scikit-learn: ~10^5 objects) lives as long
-    # as the worker: keep it out of the cyclic collector's full passes.
+    # as the worker: keep it out of the cyclic collector's full passes, which
+    # from now on run only on the worker's schedule (collect_garbage).
     gc.freeze()
+    full_passes_on_schedule()
 
 
 async def publish(result: BatchResult) -> None:
@@ -182,7 +185,8 @@ async def ingest_batch(fetched_messages: list[faust.types.Message]) -> None:
             consumer.track_message(m)  # a rebalance waits until they are acked
         clock.assign(assigned_inputs())
         messages = [Message(m.value, m.topic, m.partition, m.offset, m.key) for m in batch]
-        result = await handle(messages)
+        with gc_paused():  # what a batch allocates dies with it (see stream/gc_pause.py)
+            result = await handle(messages)
         for m in batch:
             consumer.ack(m)
         counters = health.counters
@@ -263,12 +267,21 @@ async def learn(stream: faust.StreamT) -> None:
     learner = publisher.learner = await _resume_learner()
     publisher.at, publisher.updates = time.monotonic(), learner.updates
     async for events in stream.take_events(100, within=1.0):
-        for event in events:
-            if event.message.topic == settings.topics.labels:
-                await _learn_label(learner, event)
-            else:
-                learner.learn(ModelRow.from_dict(d) for d in orjson.loads(event.value))
+        with gc_paused():
+            for event in events:
+                if event.message.topic == settings.topics.labels:
+                    await _learn_label(learner, event)
+                else:
+                    learner.learn(ModelRow.from_dict(d) for d in orjson.loads(event.value))
         await publisher.publish_if_due()
+
+
+@app.timer(interval=settings.gc_full_every_s)
+async def collect_garbage() -> None:
+    """The cyclic collector's full pass, which batches no longer trigger."""
+    seconds = collect()
+    health.counters.gc_full_passes += 1
+    health.counters.gc_full_ms = round(seconds * 1000, 1)
 
 
 @app.timer(interval=1.0)

@@ -84,6 +84,8 @@ class Settings:
     # Not more often than this, however many updates: a save pickles the whole
     # learner and every worker then unpickles the models (the fraud trees, ~40 ms).
     snapshot_min_interval_s: float = 2.0
+    # A worker's full garbage-collection passes (see stream/gc_pause.py).
+    gc_full_every_s: float = 60.0
     max_message_bytes: int = 65536
     # Alerts (see models/churn.py and models/fraud.py).
     churn_threshold: float = 0.8
@@ -199,6 +201,8 @@ class Settings:
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.kafka_security_protocol not in KAFKA_PROTOCOLS:
             raise ConfigError(f"SHOPSTREAM_KAFKA_SECURITY_PROTOCOL must be one of {', '.join(KAFKA_PROTOCOLS)}")
+        if not settings.gc_full_every_s > 0:
+            raise ConfigError("SHOPSTREAM_GC_FULL_EVERY_S must be a number of seconds > 0")
         if settings.kafka_sasl_mechanism not in SASL_MECHANISMS:
             raise ConfigError(f"SHOPSTREAM_KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)}")
         return settings

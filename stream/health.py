@@ -70,6 +70,8 @@ class Counters:
     alerts: int = 0
     labels: int = 0
     batches: int = 0
+    gc_full_passes: int = 0
+    gc_full_ms: float = 0.0  # the latest pass
     started: float = field(default_factory=time.time)
     last_batch: float = 0.0  # monotonic time the latest batch ended
 

@@ -65,13 +65,24 @@ def encode_rows(rows: Sequence[ModelRow], max_bytes: int = ROWS_MESSAGE_BYTES) -
 
     >>> rows = [ModelRow(USER, f"u{i}", f"e{i}", 0.0, {"views": 1.0}) for i in range(3)]
     >>> [len(orjson.loads(m)) for m in encode_rows(rows, max_bytes=250)]
-    [1, 2]
+    [2, 1]
     """
     encoded = orjson.dumps(rows)  # orjson writes the rows' dataclass fields
-    if len(encoded) <= max_bytes or len(rows) == 1:
+    if len(encoded) <= max_bytes:
         return [encoded]
-    half = len(rows) // 2
-    return encode_rows(rows[:half], max_bytes) + encode_rows(rows[half:], max_bytes)
+    # Too large for one message: each row is encoded once more, on its own,
+    # and as many as fit go together.
+    messages: list[bytes] = []
+    part: list[bytes] = []
+    size = 2  # of the message with the next row's comma: brackets, rows, commas
+    for row in map(orjson.dumps, rows):
+        if part and size + len(row) > max_bytes:
+            messages.append(b"[" + b",".join(part) + b"]")
+            part, size = [], 2
+        part.append(row)
+        size += len(row) + 1
+    messages.append(b"[" + b",".join(part) + b"]")
+    return messages
 
 
 @dataclass

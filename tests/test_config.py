@@ -47,6 +47,7 @@ def test_tls_only(monkeypatch: pytest.MonkeyPatch) -> None:
     ({"KAFKA_SASL_MECHANISM": "GSSAPI"}, "SHOPSTREAM_KAFKA_SASL_MECHANISM must be one of"),
     ({"ENABLE_FORGET": "maybe"}, "SHOPSTREAM_ENABLE_FORGET='maybe' is not a valid bool"),
     ({"PARTITIONS": "four"}, "SHOPSTREAM_PARTITIONS='four' is not a valid int"),
+    ({"GC_FULL_EVERY_S": "0"}, "SHOPSTREAM_GC_FULL_EVERY_S must be a number of seconds > 0"),
 ])
 def test_unusable_settings_say_which_and_why(monkeypatch: pytest.MonkeyPatch, env: dict,
                                              message: str) -> None:

@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 def test_traffic_in_recommendations_and_dead_letters_out(
     services: Services, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    settings = isolated_settings(services)
+    settings = isolated_settings(services, gc_full_every_s=1.0)
     create_topics(settings)
     worker = Worker(settings, tmp_path / "worker").start()
     try:
@@ -68,6 +68,11 @@ def test_traffic_in_recommendations_and_dead_letters_out(
         assert worker.get("/recommendations/nobody")[0] == 404
         status, health = worker.get("/health")
         assert status == 200 and health["status"] == "ok"
+        # Batches start no full garbage-collection pass: the worker's timer does.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and worker.metrics()["gc_full_passes"] < 2:
+            time.sleep(0.2)
+        assert worker.metrics()["gc_full_passes"] >= 2, worker.metrics()
     finally:
         worker.stop()
 
