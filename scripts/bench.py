@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=2000.0,
                    help="offered events/s of the latency phase (default 2,000)")
     p.add_argument("--latency-s", type=float, default=60.0, help="length of the latency phase (default 60)")
+    p.add_argument("--latency-warmup-s", type=float, default=10.0,
+                   help="events sent at --rate before the latency phase's measured ones (default 10)")
     p.add_argument("--seed", type=int, default=42, help="seed of the synthetic shop (default 42)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     p.add_argument("--soak", type=float, metavar="MINUTES",
@@ -43,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--events must be >= 1000")
     if args.rate <= 0 or args.latency_s <= 0:
         p.error("--rate and --latency-s must be > 0")
+    if args.latency_warmup_s < 0:
+        p.error("--latency-warmup-s must be >= 0")
     if args.soak is not None and args.soak <= 0:
         p.error("--soak must be > 0 minutes")
     try:
@@ -83,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             print(summary)
             return 0
         result = run_bench(BenchConfig(events=args.events, rate=args.rate, latency_s=args.latency_s,
-                                       seed=args.seed, settings=settings, say=say))
+                                       latency_warmup_s=args.latency_warmup_s, seed=args.seed,
+                                       settings=settings, say=say))
     except BenchError as exc:
         print(f"bench.py: {exc}", file=sys.stderr)
         return 1

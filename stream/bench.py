@@ -54,6 +54,7 @@ class BenchConfig:
     events: int = 200_000
     rate: float = 2000.0  # offered events/s of the latency phase
     latency_s: float = 60.0
+    latency_warmup_s: float = 10.0  # at the same rate, before the measured latency_s
     seed: int = 42
     workdir: Path = ROOT / ".dev" / "bench"
     settings: Settings = field(default_factory=Settings.from_env)
@@ -307,7 +308,8 @@ def run_bench(config: BenchConfig) -> BenchResult:
     """Every phase in turn; the table's numbers come from this one run."""
     say = config.say
     result = BenchResult(config={"events": config.events, "rate": config.rate,
-                                 "latency_s": config.latency_s, "seed": config.seed,
+                                 "latency_s": config.latency_s,
+                                 "latency_warmup_s": config.latency_warmup_s, "seed": config.seed,
                                  "partitions": config.settings.partitions,
                                  "batch_max": config.settings.batch_max})
     work = clean_workdir(config.workdir)
@@ -352,9 +354,11 @@ def run_bench(config: BenchConfig) -> BenchResult:
         from stream.bench_latency import live_events, measure
 
         count = int(config.rate * config.latency_s)
-        say(f"   latency: {count:,} events at {config.rate:,.0f}/s")
-        latency = asyncio.run(measure(one_settings, live_events(config.seed + 1, count, 5000, "lat"),
-                                    config.rate, _bar(say, count)))
+        warmup = int(config.rate * config.latency_warmup_s)
+        say(f"   latency: {count:,} events at {config.rate:,.0f}/s, after {warmup:,} not measured")
+        events = live_events(config.seed + 1, warmup + count, 5000, "lat")
+        latency = asyncio.run(measure(one_settings, events, config.rate, _bar(say, warmup + count),
+                                      warmup))
         note = f"{latency.matched:,} of {latency.sent:,} events caused a recommendation"
         result.add("latency p50", latency.p50_ms, "ms", note)
         result.add("latency p95", latency.p95_ms, "ms")

@@ -14,6 +14,7 @@ from tests.support import ROOT
 @pytest.mark.parametrize("args, env, message", [
     (["--events", "10"], {}, "--events must be >= 1000"),
     (["--rate", "0"], {}, "--rate and --latency-s must be > 0"),
+    (["--latency-warmup-s", "-1"], {}, "--latency-warmup-s must be >= 0"),
     (["--soak", "-5"], {}, "--soak must be > 0 minutes"),
     (["--events", "many"], {}, "invalid int value"),
     (["--bogus"], {}, "unrecognized arguments"),
