@@ -1,7 +1,8 @@
-"""Builds the compiled co-occurrence ranking (everything else is in pyproject.toml).
+"""Builds the compiled co-occurrence ranking and learning (everything else is in pyproject.toml).
 
-The extension is optional: without a C compiler shopstream installs anyway and
-ranks with the pure-Python reference, which gives the same results, slower.
+The extensions are optional: without a C compiler shopstream installs anyway
+and learns and ranks with the pure-Python reference, which gives the same
+results, slower.
 """
 
 from Cython.Build import cythonize
@@ -9,7 +10,8 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=cythonize(
-        [Extension("models.cooccurrence_rank", ["models/cooccurrence_rank.pyx"], optional=True)],
+        [Extension(f"models.{name}", [f"models/{name}.pyx"], optional=True)
+         for name in ("cooccurrence_rank", "cooccurrence_learn")],
         compiler_directives={"language_level": "3"},
     )
 )

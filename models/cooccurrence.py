@@ -96,10 +96,11 @@ def rank_votes(
 
 
 try:
+    from models.cooccurrence_learn import learn_one as compiled_learn_one
     from models.cooccurrence_rank import rank_session as compiled_rank_session
 except ImportError:  # not built (no C compiler at install): the Python reference serves
-    compiled_rank_session = None
-COMPILED = compiled_rank_session is not None
+    compiled_learn_one = compiled_rank_session = None
+COMPILED = compiled_rank_session is not None and compiled_learn_one is not None
 
 
 class Recommendation(NamedTuple):
@@ -134,8 +135,9 @@ class ItemCooccurrence:
     half_life_s
         Half-life of co-occurrence weights in event time; None for no decay.
     compiled
-        Rank with :mod:`models.cooccurrence_rank` when it is built; False
-        ranks with :meth:`rank_python` (same results, several times slower).
+        Learn and rank with :mod:`models.cooccurrence_learn` and
+        :mod:`models.cooccurrence_rank` when they are built; False learns
+        and ranks in Python (same results, several times slower).
     """
 
     def __init__(
@@ -166,15 +168,19 @@ class ItemCooccurrence:
         self.occurrences: dict[str, float] = {}
         self.compiled = compiled and COMPILED
 
+    def weight(self, event_type: str, ts: float) -> float:
+        """An event's weight, in 1/UNIT: its type's, decayed to ``ts``."""
+        return UNIT * self.type_weights.get(event_type, 1.0) * decay_weight(
+            ts, self.origin, self.half_life_s
+        )
+
     def increments(
         self, session_items: Sequence[str], item_id: str, event_type: str, ts: float
     ) -> tuple[list[Increment], float]:
         """What learning this event adds: pair increments and the item's
         occurrence increment. ``session_items`` are the session's distinct
         items before this event, oldest first."""
-        w = UNIT * self.type_weights.get(event_type, 1.0) * decay_weight(
-            ts, self.origin, self.half_life_s
-        )
+        w = self.weight(event_type, ts)
         pairs: list[Increment] = []
         distance = 0
         for earlier in reversed(session_items):
@@ -199,11 +205,18 @@ class ItemCooccurrence:
         self.occurrences[item_id] = self.occurrences.get(item_id, 0.0) + occurrence
 
     def learn_one(
-        self, session_items: Sequence[str], item_id: str, event_type: str, ts: float
+        self, session_items: Sequence[str], item_id: str, event_type: str, ts: float,
+        totals: dict[tuple[str, str], float] | None = None,
     ) -> tuple[list[Increment], float]:
-        """Learn one event; return the increments applied (for a store to persist)."""
+        """Learn one event; return the increments applied. ``totals``, if
+        given, sums them by (source, target): what a store persists of a batch."""
+        if self.compiled:
+            return compiled_learn_one(self, session_items, item_id, self.weight(event_type, ts), totals)
         pairs, occurrence = self.increments(session_items, item_id, event_type, ts)
         self.apply(pairs, item_id, occurrence)
+        if totals is not None:
+            for source, target, w in pairs:
+                totals[source, target] = totals.get((source, target), 0.0) + w
         return pairs, occurrence
 
     def trim(self, item_ids: Iterable[str]) -> None:

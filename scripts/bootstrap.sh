@@ -19,9 +19,16 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "bootstrap: creating $VENV"
     "$PYTHON" -m venv "$VENV"
 fi
-# Again too when the compiled ranking's source changes: the install builds it.
+# Again too when a compiled kernel's source changes: the install builds them.
+kernels_changed() {
+    local pyx
+    for pyx in "$ROOT"/models/*.pyx; do
+        [ "$pyx" -nt "$STAMP" ] && return 0
+    done
+    return 1
+}
 if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ] || [ "$ROOT/setup.py" -nt "$STAMP" ] \
-        || [ "$ROOT/models/cooccurrence_rank.pyx" -nt "$STAMP" ]; then
+        || kernels_changed; then
     echo "bootstrap: installing shopstream and its dependencies (about a minute the first time)"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[dev]"

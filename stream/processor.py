@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Awaitable, Callable, Sequence
 
 from models.cooccurrence import Ranked, Recommendation
@@ -30,6 +31,7 @@ from stream.state import BatchView, State, TopicPartition, new_profile
 log = logging.getLogger(__name__)
 
 EventFilter = Callable[[Event], bool]
+first = itemgetter(0)
 # A user gives the propensity model at most one training example per this
 # many seconds of event time: a burst of views is one moment, not fifty.
 EXAMPLE_GAP_S = 300.0
@@ -274,11 +276,12 @@ class Processor:
         view.dirty_users.add(event.user_id)
         self._score_event(event, profile, learning, result, fraud_x)
         if learning:
-            pairs, occurrence = view.cooccurrence.learn_one(session, event.item_id, event.type, event.ts)
+            pairs, occurrence = view.cooccurrence.learn_one(
+                session, event.item_id, event.type, event.ts, view.pairs if view.journal else None
+            )
             increment = view.popularity.learn_one(event.item_id, event.ts)
-            view.touched_items.update(source for source, _, _ in pairs)
+            view.touched_items.update(map(first, pairs))
             if view.journal:
-                view.pairs.extend(pairs)
                 view.occurrences.append((event.item_id, occurrence))
                 view.popular.append((event.item_id, increment))
         return True

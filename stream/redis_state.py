@@ -219,9 +219,7 @@ class RedisState:
 
     async def commit(self, view: BatchView) -> bool:
         keys = self.keys
-        pairs: dict[tuple[str, str], float] = defaultdict(float)
-        for source, target, w in view.pairs:
-            pairs[source, target] += w
+        pairs = view.pairs
         occurrences: dict[str, float] = defaultdict(float)
         for item_id, w in view.occurrences:
             occurrences[item_id] += w

@@ -13,7 +13,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol, Sequence
 
-from models.cooccurrence import Increment, ItemCooccurrence
+from models.cooccurrence import ItemCooccurrence
 from models.popularity import Popularity
 from models.profile import UserProfile
 from stream.config import Settings
@@ -33,7 +33,7 @@ class BatchView:
     journal: bool = True
     # What this batch changed, for stores that persist it.
     dirty_users: set[str] = field(default_factory=set)
-    pairs: list[Increment] = field(default_factory=list)
+    pairs: dict[tuple[str, str], float] = field(default_factory=dict)  # summed increments
     occurrences: list[tuple[str, float]] = field(default_factory=list)
     popular: list[tuple[str, float]] = field(default_factory=list)
     touched_items: set[str] = field(default_factory=set)
