@@ -305,14 +305,18 @@ class Processor:
         cutoff = watermark - SESSION_GAP_S
         for partition, user_id, profile in self._sweep_candidates(view, active):
             last_seen = profile.last_seen
-            if last_seen is None or last_seen >= cutoff or profile.closed_at == last_seen:
+            if last_seen is None or last_seen >= cutoff:
                 continue
-            close_id = f"close:{user_id}:{last_seen!r}"
-            self._session_closed(
-                profile, close_id, last_seen + SESSION_GAP_S, self.learn is None, result, quiet=True
-            )
-            view.profiles.setdefault(user_id, profile)
-            view.dirty_users.add(user_id)
+            # Closed already, but back in the index: an event older than the
+            # user's latest, arriving after the close, re-enters its last_seen.
+            # It leaves the index all the same, or it would be loaded every batch.
+            if profile.closed_at != last_seen:
+                close_id = f"close:{user_id}:{last_seen!r}"
+                self._session_closed(
+                    profile, close_id, last_seen + SESSION_GAP_S, self.learn is None, result, quiet=True
+                )
+                view.profiles.setdefault(user_id, profile)
+                view.dirty_users.add(user_id)
             view.closed.add((partition, user_id))
 
     def _session_closed(

@@ -252,6 +252,39 @@ def test_forget_erases_a_user_everywhere_and_expired_users_leave_the_indexes(
     assert not redis_client.exists(f"{prefix}user:u4")
 
 
+@pytest.mark.services
+def test_a_late_event_after_its_session_closed_does_not_keep_the_user_in_the_sweep(
+    services: Services, redis_client: redis.Redis
+) -> None:
+    """An event older than the user's latest, arriving after the session was
+    closed, puts the user back in the open-sessions index; the next sweep
+    must take them out again, not load their profile in every batch."""
+    settings = isolated_settings(services)
+    index = f"{settings.prefix}open-sessions:0"
+    t0 = 1_700_000_000
+
+    def view(event_id: str, user: str, ts: float, offset: int) -> Message:
+        event = {"event_id": event_id, "type": "view", "user_id": user, "item_id": "i1", "ts": ts,
+                 "session_id": f"{user}-s1"}
+        return Message(orjson.dumps(event), "views", 0, offset, user.encode())
+
+    async def go() -> None:
+        state = RedisState(settings)
+        processor = Processor(state, settings)
+        await processor.handle([view("a1", "u1", t0, 0), view("a2", "u1", t0 + 60, 1)])
+        await processor.handle([view("b1", "u2", t0 + 7200, 2)])  # u1's session goes quiet
+        assert redis_client.zscore(index, "u1") is None
+        await processor.handle([view("a0", "u1", t0 + 30, 3)])  # late, within the closed session
+        await processor.handle([view("b2", "u2", t0 + 9000, 4)])
+        assert redis_client.zscore(index, "u1") is None
+        profile = await state.profile("u1")
+        assert profile is not None and profile.closed_at == profile.last_seen == t0 + 60
+        assert profile.sessions == 1
+        await state.close()
+
+    asyncio.run(go())
+
+
 def test_the_learner_forgets_a_user() -> None:
     from stream.learner import FORGET, Learner, ModelRow
 
