@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="offered events/s of the latency phase (default 2,000)")
     p.add_argument("--latency-s", type=float, default=60.0, help="length of the latency phase (default 60)")
     p.add_argument("--latency-warmup-s", type=float, default=10.0,
-                   help="events sent at --rate before the latency phase's measured ones (default 10)")
+                   help="seconds of events sent at --rate first and not measured (default 10)")
     p.add_argument("--seed", type=int, default=42, help="seed of the synthetic shop (default 42)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     p.add_argument("--soak", type=float, metavar="MINUTES",
