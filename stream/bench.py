@@ -8,7 +8,9 @@ after the other (so that no phase steals the other's cores):
 2. bare Faust: ``stream.bare_faust``, an agent that only iterates and acks;
 3. the offline replay of the same events (all models on, in memory);
 4. shopstream's real worker, then the latency of recommendations at a fixed
-   offered rate against that worker, then two worker processes;
+   offered rate against that worker, and the latency floor: the same load
+   through :mod:`stream.bench_floor`, which only forwards events; then two
+   worker processes;
 5. peak RSS of every worker and the Redis memory the run's keys use;
 6. that two workers' results equal those of a reference run
    (:mod:`stream.bench_identity`).
@@ -30,7 +32,7 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import redis
 
@@ -39,6 +41,9 @@ from stream.devstack import free_port
 from stream.planted import PlantedShop
 from stream.startup import create_topics
 from stream.worker_process import ROOT, Worker, settings_env
+
+if TYPE_CHECKING:
+    from stream.bench_latency import Latency
 
 POLL_S = 0.1
 MIN_WINDOW_S = 3.0  # a shorter busy window is no measurement
@@ -366,6 +371,15 @@ def run_bench(config: BenchConfig) -> BenchResult:
         result.add("peak RSS, 1 worker after latency", one[0].memory_mb(peak=True), "MB")
     finally:
         stop_all(one)
+    say("   latency floor: the same load through a process that only forwards events")
+    try:
+        floor = latency_floor(config, count, warmup)
+        note = f"{floor.matched:,} of {floor.sent:,} events forwarded (stream.bench_floor)"
+        result.add("latency floor p50", floor.p50_ms, "ms", note)
+        result.add("latency floor p95", floor.p95_ms, "ms")
+        result.add("latency floor p99", floor.p99_ms, "ms")
+    except BenchError as exc:
+        result.add("latency floor p99", None, "ms", str(exc))
     memory, keys = redis_memory_mb(client, one_settings.prefix)
     result.add("Redis memory of the run's keys", memory, "MB", f"{keys:,} keys")
 
@@ -398,9 +412,29 @@ def run_bench(config: BenchConfig) -> BenchResult:
         "shopstream / raw client": _ratio(one_rate, result.value("raw client (aiokafka getmany)")),
         "2 workers / 1 worker": _ratio(result.value("shopstream, 2 workers"), one_rate),
         "offline replay / bare Faust": _ratio(result.value("offline replay"), bare_rate),
+        "latency p99 / floor p99": _ratio(result.value("latency p99"), result.value("latency floor p99")),
     }
     drop_keys(client, settings.prefix)
     return result
+
+
+def latency_floor(config: BenchConfig, count: int, warmup: int) -> Latency:
+    """The latency phase's load and measure, on input topics of its own, through
+    :mod:`stream.bench_floor` instead of a worker: what the broker and the
+    clients take without any of shopstream's work."""
+    from stream.bench_floor import running
+    from stream.bench_latency import live_events, measure
+
+    settings = bench_settings(config.settings, new_tag())
+    create_topics(settings)
+    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
+    events = live_events(config.seed + 1, warmup + count, 5000, "floor")
+    try:
+        with running(env, settings.topics.recommendations):
+            return asyncio.run(measure(settings, events, config.rate, _bar(config.say, warmup + count),
+                                       warmup))
+    except RuntimeError as exc:
+        raise BenchError(str(exc)) from None
 
 
 def drop_keys(client: redis.Redis, prefix: str) -> None:
