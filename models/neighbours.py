@@ -111,7 +111,7 @@ class Neighbours(Mapping[str, float]):
 
     def _slots(self) -> dict[str, int]:
         if self._slot is None:
-            self._slot = {item_id: i for i, item_id in enumerate(self.item_ids)}
+            self._slot = dict(zip(self.item_ids, range(len(self.item_ids))))
         return self._slot
 
     def __getitem__(self, item_id: str) -> float:

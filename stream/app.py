@@ -181,8 +181,7 @@ async def ingest_batch(fetched_messages: list[faust.types.Message]) -> None:
     # committed offsets, by whichever worker then owns their partition.
     batch = [m for m in fetched_messages if m.generation_id == generation]
     if batch:
-        for m in batch:
-            consumer.track_message(m)  # a rebalance waits until they are acked
+        consumer.track_batch(batch)  # a rebalance waits until they are acked
         clock.assign(assigned_inputs())
         messages = [Message(m.value, m.topic, m.partition, m.offset, m.key) for m in batch]
         # What a batch allocates dies with it, by reference counting, before

@@ -86,6 +86,17 @@ def bench_settings(base: Settings, tag: str) -> Settings:
                    web_port=free_port())
 
 
+def phase_settings(settings: Settings, name: str) -> Settings:
+    """A phase's own consumer group, key prefix and output topics, on the run's
+    inputs. Its own ``features`` topic above all: a new group's learn agent
+    reads it from the start, and would learn an earlier phase's rows again."""
+    inputs = settings.topics.inputs
+    outputs = {name_: f"{topic}-{name}" for name_, topic in vars(settings.topics).items()
+               if topic not in inputs}
+    return replace(settings, app_id=f"{settings.app_id}-{name}", prefix=f"{settings.prefix}{name}:",
+                   topics=replace(settings.topics, **outputs))
+
+
 def write_events(path: Path, count: int, seed: int) -> dict[str, int]:
     """The synthetic shop's events (produce.py's defaults) as JSONL; counts per type."""
     counts: dict[str, int] = {}
@@ -349,7 +360,7 @@ def run_bench(config: BenchConfig) -> BenchResult:
                f"{throughput['predictions_per_s'] or 0:,.0f} predictions/s, {throughput['ranking']} ranking")
 
     say("4/6 shopstream, 1 worker; then latency at a fixed rate")
-    one_settings = replace(settings, app_id=settings.app_id + "-one", prefix=settings.prefix + "one:")
+    one_settings = phase_settings(settings, "one")
     one = start_workers(one_settings, work, 1)
     try:
         busy = busy_rate(one, "/metrics", config.events, progress=_bar(say, config.events))
@@ -384,7 +395,7 @@ def run_bench(config: BenchConfig) -> BenchResult:
     result.add("Redis memory of the run's keys", memory, "MB", f"{keys:,} keys")
 
     say("5/6 shopstream, 2 workers")
-    two_settings = replace(settings, app_id=settings.app_id + "-two", prefix=settings.prefix + "two:")
+    two_settings = phase_settings(settings, "two")
     two = start_workers(two_settings, work, 2)
     try:
         try:

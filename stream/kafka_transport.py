@@ -20,7 +20,7 @@ own drain loop; topics not in ``batches`` take Faust's path unchanged.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import aiokafka
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -87,6 +87,12 @@ class Consumer(faust_aiokafka.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    def track_batch(self, messages: Sequence[Message]) -> None:
+        """``track_message`` for a batch: its messages are pending acks, which
+        a rebalance waits for; without the call to every sensor per message
+        (nothing reads Faust's monitor; /metrics counts batches)."""
+        self._unacked_messages.update(messages)
 
     async def _maybe_commit(self) -> None:
         if self._commit_every is not None and self._n_acked >= self._commit_every:
