@@ -7,13 +7,19 @@ after the other (so that no phase steals the other's cores):
 1. the raw client ceiling: aiokafka ``getmany`` over the preloaded input;
 2. bare Faust: ``stream.bare_faust``, an agent that only iterates and acks;
 3. the offline replay of the same events (all models on, in memory);
-4. shopstream's real worker, then the latency of recommendations at a fixed
-   offered rate against that worker, and the latency floor: the same load
-   through :mod:`stream.bench_floor`, which only forwards events; then two
-   worker processes;
-5. peak RSS of every worker and the Redis memory the run's keys use;
-6. that two workers' results equal those of a reference run
-   (:mod:`stream.bench_identity`).
+4. shopstream's real worker;
+5. two worker processes;
+6. the real worker again, then the latency of recommendations at a fixed
+   offered rate against it, the latency floor (the same load through
+   :mod:`stream.bench_floor`, which only forwards events), and bare Faust
+   again;
+7. that two workers' results equal those of a reference run
+   (:mod:`stream.bench_identity`);
+
+and the peak RSS of every worker and the Redis memory of the run's keys.
+Bare Faust and the single worker count as the mean of their two runs, which
+lie around what they are compared with: the machine's speed drifts within
+minutes, and a drift that goes one way through the run cancels out.
 
 A rate is taken over the window in which every process of a phase is busy:
 from the first poll that shows all of them moving to the poll that shows the
@@ -340,18 +346,16 @@ def run_bench(config: BenchConfig) -> BenchResult:
     result.add("preload (kafka-python producer)", config.events / (time.perf_counter() - started), "msg/s")
     client = redis.Redis.from_url(settings.redis_url)
 
-    say("1/6 raw client: aiokafka getmany")
+    say("1/7 raw client: aiokafka getmany")
     result.add("raw client (aiokafka getmany)", asyncio.run(raw_client_rate(settings, config.events)), "msg/s")
 
-    say("2/6 bare Faust: an agent that iterates and acks")
-    bare = start_workers(replace(settings, app_id=settings.app_id + "-bare"), work, 1, "stream.bare_faust")
-    try:
-        busy = busy_rate(bare, "/count", config.events, progress=_bar(say, config.events))
-    finally:
-        stop_all(bare)
-    result.add("bare Faust", busy.rate, "events/s", f"{busy.events:,} events in {busy.window_s:.1f} s")
+    # Bare Faust and one worker run twice, around what they are compared with
+    # (see the module's docstring).
+    bare_settings = replace(settings, app_id=settings.app_id + "-bare")
+    say("2/7 bare Faust: an agent that iterates and acks (first of two runs)")
+    bare_a, _ = drain(config, bare_settings, 1, app="stream.bare_faust", path="/count")
 
-    say("3/6 offline replay of the same events, all models on, every event predicted for")
+    say("3/7 offline replay of the same events, all models on, every event predicted for")
     from stream.replay import ReplayConfig, run
 
     replayed = asyncio.run(run(ReplayConfig(inputs=[events], progress=False, settings=settings)))
@@ -359,29 +363,43 @@ def run_bench(config: BenchConfig) -> BenchResult:
     result.add("offline replay", throughput["events_per_s"], "events/s",
                f"{throughput['predictions_per_s'] or 0:,.0f} predictions/s, {throughput['ranking']} ranking")
 
-    say("4/6 shopstream, 1 worker; then latency at a fixed rate")
-    one_settings = phase_settings(settings, "one")
-    one = start_workers(one_settings, work, 1)
+    say("4/7 shopstream, 1 worker (first of two runs)")
+    one_a, rss = drain(config, phase_settings(settings, "one"), 1)
+    result.add("peak RSS, 1 worker", rss[0], "MB")
+
+    say("5/7 shopstream, 2 workers")
     try:
-        busy = busy_rate(one, "/metrics", config.events, progress=_bar(say, config.events))
-        result.add("shopstream, 1 worker", busy.rate, "events/s",
-                   f"{busy.events:,} events in {busy.window_s:.1f} s")
-        result.add("peak RSS, 1 worker", one[0].memory_mb(peak=True), "MB")
+        two, rss = drain(config, phase_settings(settings, "two"), 2)
+        two_rate: float | None = two.rate
+        two_note = f"{two.events:,} events in {two.window_s:.1f} s, both busy"
+    except BenchError as exc:
+        two_rate, two_note, rss = None, str(exc), []
+    for i, mb in enumerate(rss):
+        result.add(f"peak RSS, worker {i + 1} of 2", mb, "MB")
+
+    say("6/7 shopstream, 1 worker again, then latency at a fixed rate and its floor; bare Faust again")
+    count = int(config.rate * config.latency_s)
+    warmup = int(config.rate * config.latency_warmup_s)
+    one_settings = phase_settings(settings, "one-again")
+    latencies: list[Latency] = []
+
+    def latency_after_drain(workers: list[Worker]) -> None:
         from stream.bench_latency import live_events, measure
 
-        count = int(config.rate * config.latency_s)
-        warmup = int(config.rate * config.latency_warmup_s)
         say(f"   latency: {count:,} events at {config.rate:,.0f}/s, after {warmup:,} not measured")
         events = live_events(config.seed + 1, warmup + count, 5000, "lat")
-        latency = asyncio.run(measure(one_settings, events, config.rate, _bar(say, warmup + count),
-                                      warmup))
-        note = f"{latency.matched:,} of {latency.sent:,} events caused a recommendation"
-        result.add("latency p50", latency.p50_ms, "ms", note)
-        result.add("latency p95", latency.p95_ms, "ms")
-        result.add("latency p99", latency.p99_ms, "ms")
-        result.add("peak RSS, 1 worker after latency", one[0].memory_mb(peak=True), "MB")
-    finally:
-        stop_all(one)
+        latencies.append(asyncio.run(measure(one_settings, events, config.rate,
+                                             _bar(say, warmup + count), warmup)))
+
+    one_b, rss = drain(config, one_settings, 1, then=latency_after_drain)
+    latency = latencies[0]
+    note = f"{latency.matched:,} of {latency.sent:,} events caused a recommendation"
+    result.add("latency p50", latency.p50_ms, "ms", note)
+    result.add("latency p95", latency.p95_ms, "ms")
+    result.add("latency p99", latency.p99_ms, "ms")
+    result.add("peak RSS, 1 worker after latency", rss[0], "MB")
+    memory, keys = redis_memory_mb(client, one_settings.prefix)
+    result.add("Redis memory of the run's keys", memory, "MB", f"{keys:,} keys")
     say("   latency floor: the same load through a process that only forwards events")
     try:
         floor = latency_floor(config, count, warmup)
@@ -391,25 +409,17 @@ def run_bench(config: BenchConfig) -> BenchResult:
         result.add("latency floor p99", floor.p99_ms, "ms")
     except BenchError as exc:
         result.add("latency floor p99", None, "ms", str(exc))
-    memory, keys = redis_memory_mb(client, one_settings.prefix)
-    result.add("Redis memory of the run's keys", memory, "MB", f"{keys:,} keys")
+    say("   bare Faust again")
+    bare_b, _ = drain(config, replace(bare_settings, app_id=bare_settings.app_id + "-again"), 1,
+                      app="stream.bare_faust", path="/count")
 
-    say("5/6 shopstream, 2 workers")
-    two_settings = phase_settings(settings, "two")
-    two = start_workers(two_settings, work, 2)
-    try:
-        try:
-            busy2 = busy_rate(two, "/metrics", config.events, progress=_bar(say, config.events))
-            result.add("shopstream, 2 workers", busy2.rate, "events/s",
-                       f"{busy2.events:,} events in {busy2.window_s:.1f} s, both busy")
-        except BenchError as exc:
-            result.add("shopstream, 2 workers", None, "events/s", str(exc))
-        for i, w in enumerate(two):
-            result.add(f"peak RSS, worker {i + 1} of 2", w.memory_mb(peak=True), "MB")
-    finally:
-        stop_all(two)
+    result.add("bare Faust", (bare_a.rate + bare_b.rate) / 2, "events/s",
+               f"mean of {bare_a.rate:,.0f} (first) and {bare_b.rate:,.0f} (last)")
+    result.add("shopstream, 1 worker", (one_a.rate + one_b.rate) / 2, "events/s",
+               f"mean of {one_a.rate:,.0f} (before 2 workers) and {one_b.rate:,.0f} (after)")
+    result.add("shopstream, 2 workers", two_rate, "events/s", two_note)
 
-    say("6/6 identical results: 2 workers against the reference replay")
+    say("7/7 identical results: 2 workers against the reference replay")
     from stream.bench_identity import identity_check
 
     try:
@@ -426,7 +436,33 @@ def run_bench(config: BenchConfig) -> BenchResult:
         "latency p99 / floor p99": _ratio(result.value("latency p99"), result.value("latency floor p99")),
     }
     drop_keys(client, settings.prefix)
+    result.measures.sort(key=_row_rank)
     return result
+
+
+ROW_ORDER = ("preload", "raw client", "bare Faust", "offline replay", "shopstream, 1 worker",
+             "shopstream, 2 workers", "latency p", "latency floor", "peak RSS", "Redis memory")
+
+
+def _row_rank(m: Measure) -> int:
+    """Where a row goes in the table (phases run in another order)."""
+    return next((i for i, start in enumerate(ROW_ORDER) if m.name.startswith(start)), len(ROW_ORDER))
+
+
+def drain(config: BenchConfig, settings: Settings, n: int, app: str = "stream.app",
+          path: str = "/metrics", then: Callable[[list[Worker]], None] | None = None,
+          ) -> tuple[Busy, list[float | None]]:
+    """``n`` worker processes of ``app`` through the preloaded events: their
+    busy rate, and each one's peak RSS at the end (after ``then``, if given,
+    has run against them)."""
+    workers = start_workers(settings, config.workdir, n, app)
+    try:
+        busy = busy_rate(workers, path, config.events, progress=_bar(config.say, config.events))
+        if then is not None:
+            then(workers)
+        return busy, [w.memory_mb(peak=True) for w in workers]
+    finally:
+        stop_all(workers)
 
 
 def latency_floor(config: BenchConfig, count: int, warmup: int) -> Latency:
