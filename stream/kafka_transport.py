@@ -12,7 +12,8 @@ conductor on its own: an ``asyncio.wait`` over four tasks per message, then a
 per-event stream. That machinery, not Kafka, is a worker's first ceiling (about
 110 µs a message on the dev machine). A topic given in ``batches`` skips it:
 each fetch's messages of that topic go, as one list, to a Faust channel whose
-agent processes, acks and commits them a batch at a time. Everything else
+agent processes, acks and commits them a batch at a time (tracking them for
+rebalances as one set, without Faust's call to every sensor per message). Everything else
 (flow suspension at rebalances, read offsets, gaps, commits) is as in Faust's
 own drain loop; topics not in ``batches`` take Faust's path unchanged.
 """
