@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Benchmark shopstream against its ceilings in one run: the raw Kafka client,
 a bare Faust agent, the offline replay, one and two real workers, the latency
-of recommendations at a fixed rate, memory, and a check that the workers'
-results equal the reference replay's.
+of recommendations at a fixed rate and the latency floor (the same load
+through a process that only forwards events), memory, and a check that the
+workers' results equal the reference replay's. Bare Faust and one worker run
+twice and count as the mean.
 
-Starts the local broker and Redis when none answers (as the demo does).
+Starts the local broker and Redis when none answers (as the demo does), and
+leaves them running.
 
     python scripts/bench.py                 # 200k events, latency 60 s at 2,000 events/s
     python scripts/bench.py --events 50000 --json bench.json

@@ -38,7 +38,8 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import redis
 
@@ -254,6 +255,17 @@ def stop_all(workers: list[Worker]) -> None:
         w.stop()
 
 
+@contextmanager
+def running_workers(settings: Settings, workdir: Path, n: int,
+                    app: str = "stream.app") -> Iterator[list[Worker]]:
+    """``start_workers``, stopped again when the block ends."""
+    workers = start_workers(settings, workdir, n, app)
+    try:
+        yield workers
+    finally:
+        stop_all(workers)
+
+
 def new_tag() -> str:
     return uuid.uuid4().hex[:8]
 
@@ -353,7 +365,8 @@ def run_bench(config: BenchConfig) -> BenchResult:
     # (see the module's docstring).
     bare_settings = replace(settings, app_id=settings.app_id + "-bare")
     say("2/7 bare Faust: an agent that iterates and acks (first of two runs)")
-    bare_a, _ = drain(config, bare_settings, 1, app="stream.bare_faust", path="/count")
+    with running_workers(bare_settings, work, 1, "stream.bare_faust") as bare:
+        bare_a = drain_rate(config, bare, "/count")
 
     say("3/7 offline replay of the same events, all models on, every event predicted for")
     from stream.replay import ReplayConfig, run
@@ -364,45 +377,36 @@ def run_bench(config: BenchConfig) -> BenchResult:
                f"{throughput['predictions_per_s'] or 0:,.0f} predictions/s, {throughput['ranking']} ranking")
 
     say("4/7 shopstream, 1 worker (first of two runs)")
-    one_a, rss = drain(config, phase_settings(settings, "one"), 1)
-    result.add("peak RSS, 1 worker", rss[0], "MB")
+    with running_workers(phase_settings(settings, "one"), work, 1) as one:
+        one_a = drain_rate(config, one)
+        result.add("peak RSS, 1 worker", one[0].memory_mb(peak=True), "MB")
 
     say("5/7 shopstream, 2 workers")
-    try:
-        two, rss = drain(config, phase_settings(settings, "two"), 2)
-        two_rate: float | None = two.rate
-        two_note = f"{two.events:,} events in {two.window_s:.1f} s, both busy"
-    except BenchError as exc:
-        two_rate, two_note, rss = None, str(exc), []
-    for i, mb in enumerate(rss):
-        result.add(f"peak RSS, worker {i + 1} of 2", mb, "MB")
+    two_rate: float | None = None
+    with running_workers(phase_settings(settings, "two"), work, 2) as two:
+        try:
+            busy = drain_rate(config, two)
+            two_rate, two_note = busy.rate, f"{busy.events:,} events in {busy.window_s:.1f} s, both busy"
+        except BenchError as exc:
+            two_note = str(exc)
+        for i, w in enumerate(two):
+            result.add(f"peak RSS, worker {i + 1} of 2", w.memory_mb(peak=True), "MB")
 
     say("6/7 shopstream, 1 worker again, then latency at a fixed rate and its floor; bare Faust again")
-    count = int(config.rate * config.latency_s)
-    warmup = int(config.rate * config.latency_warmup_s)
     one_settings = phase_settings(settings, "one-again")
-    latencies: list[Latency] = []
-
-    def latency_after_drain(workers: list[Worker]) -> None:
-        from stream.bench_latency import live_events, measure
-
-        say(f"   latency: {count:,} events at {config.rate:,.0f}/s, after {warmup:,} not measured")
-        events = live_events(config.seed + 1, warmup + count, 5000, "lat")
-        latencies.append(asyncio.run(measure(one_settings, events, config.rate,
-                                             _bar(say, warmup + count), warmup)))
-
-    one_b, rss = drain(config, one_settings, 1, then=latency_after_drain)
-    latency = latencies[0]
+    with running_workers(one_settings, work, 1) as one:
+        one_b = drain_rate(config, one)
+        latency = latency_at_rate(config, one_settings, "lat")
+        result.add("peak RSS, 1 worker after latency", one[0].memory_mb(peak=True), "MB")
     note = f"{latency.matched:,} of {latency.sent:,} events caused a recommendation"
     result.add("latency p50", latency.p50_ms, "ms", note)
     result.add("latency p95", latency.p95_ms, "ms")
     result.add("latency p99", latency.p99_ms, "ms")
-    result.add("peak RSS, 1 worker after latency", rss[0], "MB")
     memory, keys = redis_memory_mb(client, one_settings.prefix)
     result.add("Redis memory of the run's keys", memory, "MB", f"{keys:,} keys")
     say("   latency floor: the same load through a process that only forwards events")
     try:
-        floor = latency_floor(config, count, warmup)
+        floor = latency_floor(config)
         note = f"{floor.matched:,} of {floor.sent:,} events forwarded (stream.bench_floor)"
         result.add("latency floor p50", floor.p50_ms, "ms", note)
         result.add("latency floor p95", floor.p95_ms, "ms")
@@ -410,8 +414,9 @@ def run_bench(config: BenchConfig) -> BenchResult:
     except BenchError as exc:
         result.add("latency floor p99", None, "ms", str(exc))
     say("   bare Faust again")
-    bare_b, _ = drain(config, replace(bare_settings, app_id=bare_settings.app_id + "-again"), 1,
-                      app="stream.bare_faust", path="/count")
+    with running_workers(replace(bare_settings, app_id=bare_settings.app_id + "-again"), work, 1,
+                         "stream.bare_faust") as bare:
+        bare_b = drain_rate(config, bare, "/count")
 
     result.add("bare Faust", (bare_a.rate + bare_b.rate) / 2, "events/s",
                f"mean of {bare_a.rate:,.0f} (first) and {bare_b.rate:,.0f} (last)")
@@ -449,37 +454,35 @@ def _row_rank(m: Measure) -> int:
     return next((i for i, start in enumerate(ROW_ORDER) if m.name.startswith(start)), len(ROW_ORDER))
 
 
-def drain(config: BenchConfig, settings: Settings, n: int, app: str = "stream.app",
-          path: str = "/metrics", then: Callable[[list[Worker]], None] | None = None,
-          ) -> tuple[Busy, list[float | None]]:
-    """``n`` worker processes of ``app`` through the preloaded events: their
-    busy rate, and each one's peak RSS at the end (after ``then``, if given,
-    has run against them)."""
-    workers = start_workers(settings, config.workdir, n, app)
-    try:
-        busy = busy_rate(workers, path, config.events, progress=_bar(config.say, config.events))
-        if then is not None:
-            then(workers)
-        return busy, [w.memory_mb(peak=True) for w in workers]
-    finally:
-        stop_all(workers)
+def drain_rate(config: BenchConfig, workers: list[Worker], path: str = "/metrics") -> Busy:
+    """The workers' busy rate through the preloaded events, with progress."""
+    return busy_rate(workers, path, config.events, progress=_bar(config.say, config.events))
 
 
-def latency_floor(config: BenchConfig, count: int, warmup: int) -> Latency:
-    """The latency phase's load and measure, on input topics of its own, through
+def latency_at_rate(config: BenchConfig, settings: Settings, tag: str) -> Latency:
+    """The latency phase against whatever reads ``settings``' inputs: its own
+    synthetic events (ids under ``tag``), the warm-up, then the measured ones."""
+    from stream.bench_latency import live_events, measure
+
+    count = int(config.rate * config.latency_s)
+    warmup = int(config.rate * config.latency_warmup_s)
+    config.say(f"   latency: {count:,} events at {config.rate:,.0f}/s, after {warmup:,} not measured")
+    events = live_events(config.seed + 1, warmup + count, 5000, tag)
+    return asyncio.run(measure(settings, events, config.rate, _bar(config.say, warmup + count), warmup))
+
+
+def latency_floor(config: BenchConfig) -> Latency:
+    """The latency phase, on input topics of its own, through
     :mod:`stream.bench_floor` instead of a worker: what the broker and the
     clients take without any of shopstream's work."""
     from stream.bench_floor import running
-    from stream.bench_latency import live_events, measure
 
     settings = bench_settings(config.settings, new_tag())
     create_topics(settings)
     env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
-    events = live_events(config.seed + 1, warmup + count, 5000, "floor")
     try:
         with running(env, settings.topics.recommendations):
-            return asyncio.run(measure(settings, events, config.rate, _bar(config.say, warmup + count),
-                                       warmup))
+            return latency_at_rate(config, settings, "floor")
     except RuntimeError as exc:
         raise BenchError(str(exc)) from None
 

@@ -19,8 +19,7 @@ from stream.bench import (
     drop_keys,
     new_tag,
     preload,
-    start_workers,
-    stop_all,
+    running_workers,
     wait_received,
 )
 from stream.config import Settings
@@ -44,12 +43,9 @@ def identity_check(settings: Settings, work: Path, client: redis.Redis) -> dict:
     n = write_single_topic_events(events, IDENTITY_EVENTS)
     create_topics(checked)
     preload(checked, events)
-    workers = start_workers(checked, work / "identity", 2)
-    try:
+    with running_workers(checked, work / "identity", 2) as workers:
         wait_received(workers, "/metrics", n)
         time.sleep(checked.idle_after_s + 6.0)  # the idle sweep raises the last churn checks
-    finally:
-        stop_all(workers)
     comparison = compare_with_reference(checked, events, client)
     drop_keys(client, checked.prefix)
     drop_keys(client, "reference-" + checked.prefix)

@@ -239,7 +239,7 @@ class RedisState:
             recs.append((keys.recs(user_id), 2 + len(docs)))
             docs.append(orjson.dumps(doc))
         read: BatchRead = view.token
-        touched = list({s for s, _ in pairs})
+        touched = list(view.touched_items)
         # Rows this batch read whole: if still at the version read, the row
         # after the commit is the view's, trimmed as the script trims.
         checked = [i for i in touched if i in read.row_versions]

@@ -36,7 +36,7 @@ class BatchView:
     pairs: dict[tuple[str, str], float] = field(default_factory=dict)  # summed increments
     occurrences: list[tuple[str, float]] = field(default_factory=list)
     popular: list[tuple[str, float]] = field(default_factory=list)
-    touched_items: set[str] = field(default_factory=set)
+    touched_items: set[str] = field(default_factory=set)  # sources of the pairs: rows to trim
     latest: dict[str, UserRecommendations] = field(default_factory=dict)
     published: dict[str, float] = field(default_factory=dict)
     new_offsets: dict[TopicPartition, int] = field(default_factory=dict)
