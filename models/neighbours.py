@@ -19,6 +19,7 @@ True
 
 from __future__ import annotations
 
+import sys
 from array import array
 from typing import Iterable, Iterator, Mapping
 
@@ -46,7 +47,9 @@ class Neighbours(Mapping[str, float]):
         distinct items (a Redis WITHSCORES reply), without a per-item loop in
         Python."""
         row = cls()
-        row.item_ids = flat[0::2]
+        # Interned, like events' item ids: the ranking then finds an item in
+        # its table by identity instead of comparing strings.
+        row.item_ids = list(map(sys.intern, flat[0::2]))
         row.weights = array("d", map(float, flat[1::2]))
         # Built when first needed: a worker loads many rows it never ranks or learns into.
         row._hashes = None
@@ -78,12 +81,16 @@ class Neighbours(Mapping[str, float]):
         """
         if len(self.item_ids) <= m:
             return self
-        # (weight, item) tuples compare in C: no key function per entry.
-        keep = sorted(zip(self.weights, self.item_ids), reverse=True)[:m]
+        # (weight, item, hash) tuples compare in C, on weight and the distinct
+        # items: no key function per entry. The hashes go along, so a trimmed
+        # row is ranked without hashing its items again.
+        _, hashes, _ = self.arrays()
+        keep = sorted(zip(self.weights, self.item_ids, hashes), reverse=True)[:m]
+        weights, item_ids, kept_hashes = zip(*keep) if keep else ((), (), ())
         row = Neighbours.__new__(Neighbours)
-        row.item_ids = [item_id for _, item_id in keep]
-        row.weights = array("d", [weight for weight, _ in keep])
-        row._hashes = None
+        row.item_ids = list(item_ids)
+        row.weights = array("d", weights)
+        row._hashes = array("q", kept_hashes)
         row._slot = None
         return row
 

@@ -19,6 +19,7 @@ stream.events.InvalidEvent: type 'purchase' does not belong on topic 'views'
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -165,7 +166,9 @@ def from_dict(obj: object, role: str | None = None) -> Event:
         raise InvalidEvent(f"type '{event_type}' does not belong on topic '{role}'")
     event_id = _ident(obj, "event_id")
     user_id = _ident(obj, "user_id")
-    item_id = _ident(obj, "item_id")
+    # One object per item, whatever event named it: the ranking's table and
+    # the models' dicts then match items by identity, not by comparing strings.
+    item_id = sys.intern(_ident(obj, "item_id"))  # type: ignore[arg-type]
     if "ts" not in obj:
         raise InvalidEvent("missing field 'ts'")
     ts = parse_ts(obj["ts"])

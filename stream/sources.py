@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +160,7 @@ def _yoochoose_records(data: bytes, path: Path, source: int) -> Iterator[Record]
             yield Record(source, line_no, line, None, f"column 'Time' {ts!r} is outside 2000..2100")
             continue
         user = f"s{session}"
-        event = Event(f"{stem}:{line_no}", "click", user, item, ts, session_id=user)
+        event = Event(f"{stem}:{line_no}", "click", user, sys.intern(item), ts, session_id=user)
         yield Record(source, line_no, line, event, converted=True)
 
 
