@@ -35,6 +35,7 @@ from stream.gc_pause import collect, full_passes_on_schedule, gc_paused
 from stream.health import Dependency, Health
 from stream.kafka_transport import Transport as KafkaTransport
 from stream.learner import Learner, ModelRow, encode_rows
+from stream.lost_topics import check_state_against_topics
 from stream.outputs import DeadLetter, Message, UserView
 from stream.processor import BatchResult, Processor
 from stream.redis_state import RedisState
@@ -111,6 +112,7 @@ def _wait_for_broker(app: faust.App, **kwargs: object) -> None:
                     "(install with a C compiler for several times the speed)")
     wait_for_broker(settings)
     create_topics(settings)
+    health.counters.partitions_restarted += len(check_state_against_topics(settings))
     # What is loaded by now (Faust, river, scikit-learn: ~10^5 objects) lives as long
     # as the worker: keep it out of the cyclic collector's full passes, which
     # from now on run only on the worker's schedule (collect_garbage).
