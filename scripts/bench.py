@@ -7,7 +7,7 @@ workers' results equal the reference replay's. Bare Faust and one worker run
 twice and count as the mean.
 
 Starts the local broker and Redis when none answers (as the demo does), and
-leaves them running.
+stops at the end what it started.
 
     python scripts/bench.py                 # 200k events, latency 60 s at 2,000 events/s
     python scripts/bench.py --events 50000 --json bench.json
@@ -63,20 +63,34 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             p.error(f"cannot write --json {args.json}: {exc.strerror}")
 
+    from stream import devstack
+    from stream.worker_process import ROOT
+
+    run_dir, port = ROOT / ".dev", devstack.local_broker_port(settings.broker)
+    try:
+        before = devstack.status(run_dir, port, settings.redis_url)
+        after = devstack.up(run_dir, broker_port=port, redis_url=settings.redis_url)
+    except devstack.DevStackError as exc:
+        print(f"bench.py: {exc}", file=sys.stderr)
+        return 1
+    # What this run started, it stops: the broker keeps every message it was
+    # sent (a bench leaves gigabytes) and slows with them.
+    started = [now.name for was, now in ((before.broker, after.broker), (before.redis, after.redis))
+               if now.owned and not was.owned]
+    try:
+        return bench(args, settings)
+    finally:
+        for line in devstack.down(run_dir, started):
+            print(f"bench.py: {line}", file=sys.stderr)
+
+
+def bench(args: argparse.Namespace, settings: Settings) -> int:
     from aiokafka.errors import KafkaError as AIOKafkaError
     from kafka.errors import KafkaError
     from redis.exceptions import RedisError
 
-    from stream import devstack
     from stream.bench import BenchConfig, BenchError, run_bench
     from stream.worker_process import ROOT, WorkerError
-
-    try:
-        devstack.up(ROOT / ".dev", broker_port=devstack.local_broker_port(settings.broker),
-                    redis_url=settings.redis_url)
-    except devstack.DevStackError as exc:
-        print(f"bench.py: {exc}", file=sys.stderr)
-        return 1
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -570,11 +571,12 @@ def up(
     return status(run_dir, broker_port, redis_url)
 
 
-def down(run_dir: Path) -> list[str]:
-    """Stop what ``up`` started (per pid files); one line per action taken."""
+def down(run_dir: Path, names: Sequence[str] = ("broker", "redis")) -> list[str]:
+    """Stop what ``up`` started (per pid files), of these services; one line
+    per action taken."""
     run_dir = Path(run_dir)
     done = []
-    for name in ("broker", "redis"):
+    for name in names:
         pid_file = _pid_file(run_dir, name)
         if not pid_file.exists():
             continue
