@@ -66,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     from stream import devstack
     from stream.worker_process import ROOT
 
-    run_dir, port = ROOT / ".dev", devstack.local_broker_port(settings.broker)
+    run_dir = ROOT / ".dev"
     try:
+        port = devstack.local_broker_port(settings.broker)
         before = devstack.status(run_dir, port, settings.redis_url)
         after = devstack.up(run_dir, broker_port=port, redis_url=settings.redis_url)
     except devstack.DevStackError as exc:
