@@ -68,8 +68,8 @@ def restart_partitions_past_their_end(
     names = [keys.offset(tp) for tp in ends]
     remove = client.register_script(_REMOVE_IF_UNCHANGED)
     restarted = []
-    for (tp, end), raw in zip(ends.items(), client.mget(names) if names else []):
-        if raw is not None and int(raw) >= end and remove(keys=[keys.offset(tp)], args=[raw]):
+    for (tp, end), name, raw in zip(ends.items(), names, client.mget(names) if names else []):
+        if raw is not None and int(raw) >= end and remove(keys=[name], args=[raw]):
             restarted.append(RestartedPartition(tp[0], tp[1], int(raw), end))
     return restarted
 
