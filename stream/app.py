@@ -22,6 +22,7 @@ import orjson
 
 import faust
 from aiokafka import AIOKafkaClient
+from faust.types import TP
 from faust.web import Request, Response, View
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
@@ -35,7 +36,11 @@ from stream.gc_pause import collect, full_passes_on_schedule, gc_paused
 from stream.health import Dependency, Health
 from stream.kafka_transport import Transport as KafkaTransport
 from stream.learner import Learner, ModelRow, encode_rows
-from stream.lost_topics import check_state_against_topics
+from stream.lost_topics import (
+    check_state_against_topics,
+    restart_partitions_past_their_end_async,
+    warn_restarted,
+)
 from stream.outputs import DeadLetter, Message, UserView
 from stream.processor import BatchResult, Processor
 from stream.redis_state import RedisState
@@ -190,9 +195,34 @@ async def ingest_batch(fetched_messages: list[faust.types.Message]) -> None:
         # the collector runs again: it need not look at any of it (see
         # stream/gc_pause.py). Hence no name outlives the block for the result.
         with gc_paused():
-            count_batch(await handle(messages), len(messages))
+            count_batch(await handle_new_topics_too(messages), len(messages))
         for m in batch:
             consumer.ack(m)
+
+
+async def handle_new_topics_too(messages: list[Message]) -> BatchResult:
+    """``handle``; if the batch found messages applied already because the broker
+    lost their topics under this worker, those messages again (they are new)."""
+    result = await handle(messages)
+    if result.already_applied and await restart_partitions_lost({TP(m.topic, m.partition)
+                                                                  for m in messages}):
+        result = await handle(messages)
+    return result
+
+
+async def restart_partitions_lost(partitions: set[TP]) -> bool:
+    """Restart the partitions the state is past the end of (stream/lost_topics.py)."""
+    try:
+        ends = await app.consumer.highwaters(*partitions)
+        restarted = await restart_partitions_past_their_end_async(
+            state.client, settings.prefix, {(tp.topic, tp.partition): end for tp, end in ends.items()}
+        )
+    except (RedisError, OSError, KafkaError) as exc:
+        log.warning("could not compare the state's offsets with the input topics (%s)", exc)
+        return False
+    warn_restarted(settings.prefix, restarted)
+    health.counters.partitions_restarted += len(restarted)
+    return bool(restarted)
 
 
 def count_batch(result: BatchResult, received: int) -> None:

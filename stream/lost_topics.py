@@ -9,7 +9,10 @@ offset 0 again, and every one of them would be skipped, silently.
 A stored offset at or past a partition's end offset names messages that
 partition never had. Kafka's own consumer treats such an offset as out of
 range and starts the partition again; :func:`restart_partitions_past_their_end`
-does the same for the state's offsets, with a warning, at worker start-up.
+does the same for the state's offsets, with a warning: at worker start-up,
+and (:func:`restart_partitions_past_their_end_async`) when a running worker's
+batch finds messages applied already, which is how a broker restarted under
+it shows.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 from dataclasses import dataclass
 
 import redis
+import redis.asyncio as aioredis
 
 from stream.config import Settings
 from stream.redis_state import RedisKeys
@@ -59,19 +63,49 @@ def end_offsets(settings: Settings) -> dict[tuple[str, int], int]:
     return {(tp.topic, tp.partition): end for tp, end in ends.items()}
 
 
+def _past_end(
+    ends: dict[tuple[str, int], int], names: list[str], stored: list[bytes | None]
+) -> list[tuple[str, bytes, RestartedPartition]]:
+    """(offset key, stored value, partition) of each partition whose end is at or before its offset."""
+    return [(name, raw, RestartedPartition(tp[0], tp[1], int(raw), end))
+            for (tp, end), name, raw in zip(ends.items(), names, stored)
+            if raw is not None and int(raw) >= end]
+
+
 def restart_partitions_past_their_end(
     client: redis.Redis, prefix: str, ends: dict[tuple[str, int], int]
 ) -> list[RestartedPartition]:
     """Remove the stored offset of every partition whose end is at or before
     it, so that its messages are applied from the start; return those."""
-    keys = RedisKeys(prefix)
-    names = [keys.offset(tp) for tp in ends]
+    names = [RedisKeys(prefix).offset(tp) for tp in ends]
+    if not names:
+        return []
     remove = client.register_script(_REMOVE_IF_UNCHANGED)
-    restarted = []
-    for (tp, end), name, raw in zip(ends.items(), names, client.mget(names) if names else []):
-        if raw is not None and int(raw) >= end and remove(keys=[name], args=[raw]):
-            restarted.append(RestartedPartition(tp[0], tp[1], int(raw), end))
-    return restarted
+    return [partition for name, raw, partition in _past_end(ends, names, client.mget(names))
+            if remove(keys=[name], args=[raw])]
+
+
+async def restart_partitions_past_their_end_async(
+    client: aioredis.Redis, prefix: str, ends: dict[tuple[str, int], int]
+) -> list[RestartedPartition]:
+    """:func:`restart_partitions_past_their_end` with the worker's asyncio client."""
+    names = [RedisKeys(prefix).offset(tp) for tp in ends]
+    if not names:
+        return []
+    remove = client.register_script(_REMOVE_IF_UNCHANGED)
+    return [partition for name, raw, partition in _past_end(ends, names, await client.mget(names))
+            if await remove(keys=[name], args=[raw])]
+
+
+def warn_restarted(prefix: str, restarted: list[RestartedPartition]) -> None:
+    if restarted:
+        log.warning(
+            "the state under prefix %r is past the end of %d input partition(s): its topics were "
+            "emptied or created again (a restarted embedded broker keeps nothing). Their messages "
+            "are applied from the start; what the state learnt before stays. %s",
+            prefix, len(restarted), "; ".join(r.line() for r in restarted[:3])
+            + ("; ..." if len(restarted) > 3 else ""),
+        )
 
 
 def check_state_against_topics(settings: Settings) -> list[RestartedPartition]:
@@ -84,12 +118,5 @@ def check_state_against_topics(settings: Settings) -> list[RestartedPartition]:
         return []
     finally:
         client.close()
-    if restarted:
-        log.warning(
-            "the state under prefix %r is past the end of %d input partition(s): its topics were "
-            "emptied or created again (a restarted embedded broker keeps nothing). Their messages "
-            "are applied from the start; what the state learnt before stays. %s",
-            settings.prefix, len(restarted), "; ".join(r.line() for r in restarted[:3])
-            + ("; ..." if len(restarted) > 3 else ""),
-        )
+    warn_restarted(settings.prefix, restarted)
     return restarted

@@ -182,6 +182,41 @@ def test_state_that_outlived_its_broker_applies_the_new_topics_from_their_start(
             worker.stop()
 
 
+def test_a_broker_restarted_under_a_running_worker_loses_none_of_the_new_events(
+    services: Services, tmp_path: Path
+) -> None:
+    """The worker's consumer starts the emptied topics from offset 0; its batches
+    find those offsets applied already, notice the partitions' ends are below the
+    state's offsets, restart them and apply the batch."""
+    from stream.devstack import free_port, start_broker, wait_ready
+
+    port = free_port()
+    broker = start_broker(tmp_path / "first", port)
+    worker = None
+    try:
+        wait_ready(broker)
+        settings = isolated_settings(Services(broker.url, services.redis_url))
+        create_topics(settings)
+        worker = Worker(settings, tmp_path / "worker").start()
+        worker.wait_ready()
+        produce(settings, "--count", "3000", "--seed", "3")
+        assert worker.wait_received(3000)["processed"] == 3000
+
+        broker.stop()
+        broker = start_broker(tmp_path / "second", port)  # the same address, empty
+        wait_ready(broker)
+        create_topics(settings)
+        produce(settings, "--count", "600", "--seed", "4")
+        metrics = worker.wait_received(3600)
+        assert metrics["processed"] == 3600 and metrics["already_applied"] == 0, metrics
+        assert metrics["partitions_restarted"] >= 1, metrics
+        assert "past the end of" in worker.log_tail(200)
+    finally:
+        if worker is not None:
+            worker.stop()
+        broker.stop()
+
+
 def wait_for_version(worker: Worker, version: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and worker.metrics()["models_version"] < version:
