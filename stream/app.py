@@ -36,11 +36,7 @@ from stream.gc_pause import collect, full_passes_on_schedule, gc_paused
 from stream.health import Dependency, Health
 from stream.kafka_transport import Transport as KafkaTransport
 from stream.learner import Learner, ModelRow, encode_rows
-from stream.lost_topics import (
-    check_state_against_topics,
-    restart_partitions_past_their_end_async,
-    warn_restarted,
-)
+from stream.lost_topics import restart_partitions_past_their_end
 from stream.outputs import DeadLetter, Message, UserView
 from stream.processor import BatchResult, Processor
 from stream.redis_state import RedisState
@@ -117,7 +113,6 @@ def _wait_for_broker(app: faust.App, **kwargs: object) -> None:
                     "(install with a C compiler for several times the speed)")
     wait_for_broker(settings)
     create_topics(settings)
-    health.counters.partitions_restarted += len(check_state_against_topics(settings))
     # What is loaded by now (Faust, river, scikit-learn: ~10^5 objects) lives as long
     # as the worker: keep it out of the cyclic collector's full passes, which
     # from now on run only on the worker's schedule (collect_garbage).
@@ -202,7 +197,8 @@ async def ingest_batch(fetched_messages: list[faust.types.Message]) -> None:
 
 async def handle_new_topics_too(messages: list[Message]) -> BatchResult:
     """``handle``; if the batch found messages applied already because the broker
-    lost their topics under this worker, those messages again (they are new)."""
+    lost their topics (restarted under this worker or before it started), those
+    messages again: they are new."""
     result = await handle(messages)
     if result.already_applied and await restart_partitions_lost({TP(m.topic, m.partition)
                                                                   for m in messages}):
@@ -214,13 +210,12 @@ async def restart_partitions_lost(partitions: set[TP]) -> bool:
     """Restart the partitions the state is past the end of (stream/lost_topics.py)."""
     try:
         ends = await app.consumer.highwaters(*partitions)
-        restarted = await restart_partitions_past_their_end_async(
+        restarted = await restart_partitions_past_their_end(
             state.client, settings.prefix, {(tp.topic, tp.partition): end for tp, end in ends.items()}
         )
     except (RedisError, OSError, KafkaError) as exc:
         log.warning("could not compare the state's offsets with the input topics (%s)", exc)
         return False
-    warn_restarted(settings.prefix, restarted)
     health.counters.partitions_restarted += len(restarted)
     return bool(restarted)
 

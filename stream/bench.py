@@ -36,9 +36,9 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Iterator
 
 import redis

@@ -70,7 +70,7 @@ class Counters:
     alerts: int = 0
     labels: int = 0
     batches: int = 0
-    partitions_restarted: int = 0  # past their end at start-up (stream/lost_topics.py)
+    partitions_restarted: int = 0  # the state was past their end (stream/lost_topics.py)
     gc_full_passes: int = 0
     gc_full_ms: float = 0.0  # the latest pass
     started: float = field(default_factory=time.time)

@@ -3,11 +3,10 @@ latency floor forwards what a worker would answer, through a real broker."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
-
-import asyncio
 
 import pytest
 

@@ -151,7 +151,7 @@ def test_state_that_outlived_its_broker_applies_the_new_topics_from_their_start(
 ) -> None:
     """The embedded broker keeps nothing across a restart; Redis does. The same
     topic names then start at offset 0 again, under offsets the state has
-    applied already: without the start-up check every new event was skipped."""
+    applied already: without the check every new event was skipped."""
     from stream.devstack import free_port, start_broker, wait_ready
 
     settings = isolated_settings(services)
