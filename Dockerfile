@@ -3,6 +3,10 @@ WORKDIR /app
 COPY pyproject.toml setup.py README.md ./
 COPY stream ./stream
 COPY models ./models
+COPY backtest ./backtest
+COPY shop ./shop
+COPY bench ./bench
+COPY devstack ./devstack
 COPY scripts ./scripts
 # gcc builds the compiled ranking (models/cooccurrence_rank.pyx), then goes.
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \

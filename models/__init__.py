@@ -1,0 +1,1 @@
+"""The learners: one concept a module, river's verbs, no I/O."""

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import orjson  # noqa: E402
 
-from stream.cli import Parser  # noqa: E402
+from scripts.cli import Parser  # noqa: E402
 from stream.config import ConfigError, Settings  # noqa: E402
 
 
@@ -63,15 +63,15 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             p.error(f"cannot write --json {args.json}: {exc.strerror}")
 
-    from stream import devstack
-    from stream.worker_process import ROOT
+    from devstack import stack
+    from devstack.workers import ROOT
 
     run_dir = ROOT / ".dev"
     try:
-        port = devstack.local_broker_port(settings.broker)
-        before = devstack.status(run_dir, port, settings.redis_url)
-        after = devstack.up(run_dir, broker_port=port, redis_url=settings.redis_url)
-    except devstack.DevStackError as exc:
+        port = stack.local_broker_port(settings.broker)
+        before = stack.status(run_dir, port, settings.redis_url)
+        after = stack.up(run_dir, broker_port=port, redis_url=settings.redis_url)
+    except stack.DevStackError as exc:
         print(f"bench.py: {exc}", file=sys.stderr)
         return 1
     # What this run started, it stops: the broker keeps every message it was
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return bench(args, settings)
     finally:
-        for line in devstack.down(run_dir, started):
+        for line in stack.down(run_dir, started):
             print(f"bench.py: {line}", file=sys.stderr)
 
 
@@ -90,15 +90,15 @@ def bench(args: argparse.Namespace, settings: Settings) -> int:
     from kafka.errors import KafkaError
     from redis.exceptions import RedisError
 
-    from stream.bench import BenchConfig, BenchError, run_bench
-    from stream.worker_process import ROOT, WorkerError
+    from bench.run import BenchConfig, BenchError, run_bench
+    from devstack.workers import ROOT, WorkerError
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
     try:
         if args.soak is not None:
-            from stream.soak import SoakConfig, run_soak
+            from bench.soak import SoakConfig, run_soak
 
             summary = run_soak(SoakConfig(minutes=args.soak, rate=args.rate, out=args.out,
                                           settings=settings, say=say))

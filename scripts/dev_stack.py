@@ -17,14 +17,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stream import devstack  # noqa: E402
+from devstack import stack  # noqa: E402
 
 RUN_DIR = ROOT / ".dev"
 DEFAULT_BROKER = "kafka://127.0.0.1:9092"
 
 
 def broker_port_from_env() -> int:
-    return devstack.local_broker_port(os.environ.get("SHOPSTREAM_BROKER", DEFAULT_BROKER))
+    return stack.local_broker_port(os.environ.get("SHOPSTREAM_BROKER", DEFAULT_BROKER))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--broker-port", type=int, help="default: port of $SHOPSTREAM_BROKER")
     p.add_argument(
         "--redis-url",
-        default=os.environ.get("SHOPSTREAM_REDIS_URL", devstack.DEFAULT_REDIS_URL),
+        default=os.environ.get("SHOPSTREAM_REDIS_URL", stack.DEFAULT_REDIS_URL),
         help="default: $SHOPSTREAM_REDIS_URL or %(default)s",
     )
     p.add_argument("--timeout", type=float, default=20.0, help="seconds to wait in `up`")
@@ -42,14 +42,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "down":
-        done = devstack.down(RUN_DIR)
+        done = stack.down(RUN_DIR)
         print("\n".join(done) if done else "nothing of ours was running")
         return 0
     port = args.broker_port if args.broker_port is not None else broker_port_from_env()
     if args.command == "up":
-        st = devstack.up(RUN_DIR, port, args.redis_url, timeout=args.timeout)
+        st = stack.up(RUN_DIR, port, args.redis_url, timeout=args.timeout)
     else:
-        st = devstack.status(RUN_DIR, port, args.redis_url)
+        st = stack.status(RUN_DIR, port, args.redis_url)
     print("\n".join(st.lines()))
     return 0 if st.up else 1
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return run(args)
-    except devstack.DevStackError as e:
+    except stack.DevStackError as e:
         print(f"dev_stack: {e}", file=sys.stderr)
         return 1
     except Exception as e:  # anything else still gets one line, not a traceback

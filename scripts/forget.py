@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from stream.cli import Parser  # noqa: E402
+from scripts.cli import Parser  # noqa: E402
 from stream.config import ConfigError, Settings  # noqa: E402
 from stream.health import redact  # noqa: E402
 from stream.learner import ModelRow  # noqa: E402

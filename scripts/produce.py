@@ -11,7 +11,7 @@ Messages are keyed by user id and go to the input topic of their event type
 original bytes; lines that do not decode go to the clicks topic unchanged,
 for the worker to dead-letter.
 
-Synthetic traffic plants churners and fraud (``stream.planted``); the
+Synthetic traffic plants churners and fraud (``shop.planted``); the
 confirmed outcome of every purchase follows it ``--label-delay-h`` hours
 later on the ``labels`` topic (unless ``--no-labels``), and ``--labels FILE``
 writes the outcomes too (the truth to judge fraud alerts by).
@@ -36,13 +36,13 @@ from kafka.errors import KafkaError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from stream.cli import Parser  # noqa: E402
+from scripts.cli import Parser  # noqa: E402
 from stream.config import ConfigError, Settings  # noqa: E402
-from stream.publish import Failure, FileSink, KafkaSink, pump  # noqa: E402
-from stream.sources import Message, SourceError, merge_records, to_messages  # noqa: E402
+from shop.publish import Failure, FileSink, KafkaSink, pump  # noqa: E402
+from backtest.sources import Message, SourceError, merge_records, to_messages  # noqa: E402
 from stream.events import Event  # noqa: E402
-from stream.planted import PlantedShop  # noqa: E402
-from stream.synthetic import DEFAULT_USERS, messages  # noqa: E402
+from shop.planted import PlantedShop  # noqa: E402
+from shop.synthetic import DEFAULT_USERS, messages  # noqa: E402
 
 DEFAULT_COUNT = 10_000
 

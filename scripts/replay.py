@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stream.cli import Parser  # noqa: E402
+from scripts.cli import Parser  # noqa: E402
 from stream.config import ConfigError, Settings  # noqa: E402
 from stream.events import InvalidEvent, parse_ts  # noqa: E402
 
@@ -83,13 +83,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from kafka.errors import KafkaError
 
-    from stream.publish import Failure
-    from stream.replay import ReplayConfig, ReplayError, replay, write
-    from stream.sources import SourceError
+    from shop.publish import Failure
+    from backtest.replay import ReplayConfig, ReplayError, replay
+    from backtest.report import write
+    from backtest.sources import SourceError
 
     try:
         if args.to_kafka:
-            from stream.publish import push_files
+            from shop.publish import push_files
 
             summary = push_files(args.input, settings, speed=args.speed, progress=not args.quiet)
             print(summary)

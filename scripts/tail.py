@@ -27,7 +27,7 @@ from kafka.errors import KafkaError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from stream.cli import Parser  # noqa: E402
+from scripts.cli import Parser  # noqa: E402
 from stream.config import ConfigError, Settings  # noqa: E402
 
 BOOTSTRAP_TIMEOUT_MS = 10_000

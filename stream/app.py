@@ -41,7 +41,8 @@ from stream.outputs import DeadLetter, Message, UserView
 from stream.processor import BatchResult, Processor
 from stream.redis_state import RedisState
 from stream.snapshots import SnapshotStore
-from stream.startup import create_topics, wait_for_broker
+from stream.startup import wait_for_broker
+from stream.topics import create_topics
 
 log = logging.getLogger("shopstream")
 FETCHES_BUFFERED = 4  # fetches read ahead of the batch in work

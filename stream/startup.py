@@ -16,7 +16,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from stream.config import Settings
-from stream.devstack import broker_ready, redis_ready
+from stream.probes import broker_ready, redis_ready
 from stream.health import redact
 
 log = logging.getLogger("shopstream")
@@ -74,24 +74,3 @@ def wait_for_broker(settings: Settings) -> None:
             server.shutdown()
             server.server_close()
     log.info("broker available at %s", redact(settings.broker))
-
-
-def create_topics(settings: Settings) -> None:
-    """Create shopstream's topics that do not exist yet: the input and output
-    topics with ``SHOPSTREAM_PARTITIONS`` partitions, ``features`` and ``labels``
-    with one (their single consumer is the learn agent)."""
-    from kafka import KafkaAdminClient
-
-    from stream.publish import BOOTSTRAP_TIMEOUT_MS, ensure_topics
-
-    t = settings.topics
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
-                             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS, **settings.kafka_options())
-    try:
-        ensure_topics(admin, (*t.inputs, t.recommendations, t.dead_letters, t.segments, t.alerts),
-                      settings.partitions)
-        ensure_topics(admin, (t.features, t.labels), 1)
-    except Exception as exc:  # Faust declares what is missing; this only gets counts right
-        log.warning("could not create topics (%s); the broker's defaults apply", exc)
-    finally:
-        admin.close()

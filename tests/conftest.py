@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from stream.devstack import free_port, start_broker, start_redis, wait_ready
+from devstack.services import free_port, start_broker, start_redis, wait_ready
 from tests.support import Services
 
 

@@ -14,15 +14,15 @@ from pathlib import Path
 import orjson
 import redis
 
-from stream.config import Settings, Topics
-from stream.state_compare import (  # noqa: F401 (the tests' vocabulary)
+from backtest.reference import (  # noqa: F401 (the tests' vocabulary)
     MODEL_OUTPUTS,
     compare_with_reference,
     read_topic,
     redis_state_snapshot,
-    write_single_topic_events,
 )
-from stream.worker_process import ROOT, Worker, settings_env  # noqa: F401 (the tests' vocabulary)
+from devstack.workers import ROOT, Worker, settings_env  # noqa: F401 (the tests' vocabulary)
+from shop.planted import write_single_topic_events  # noqa: F401 (the tests' vocabulary)
+from stream.config import Settings, Topics
 
 DATA = ROOT.parent / "shared" / "data" / "yoochoose-100k"
 

@@ -18,7 +18,6 @@ import redis
 from kafka import KafkaConsumer, TopicPartition
 
 from stream.config import Settings
-from stream.planted import PlantedShop
 
 # What a profile keeps for the models: the scores depend on which snapshot of
 # the global models a worker had loaded at the time, and ``closed_at`` on how
@@ -53,21 +52,6 @@ def first_difference(live: dict, expected: dict) -> str:
     return ""
 
 
-def write_single_topic_events(path: Path, count: int, seed: int = 11) -> int:
-    """Synthetic clicks and carts only: they share one input topic, so each
-    user's events reach a worker in one partition's order (Kafka orders
-    nothing across topics), and a reference run can expect the same state."""
-    written = 0
-    with open(path, "wb") as f:
-        for event in PlantedShop(seed).events(count * 4):
-            if event.type in ("click", "cart"):
-                f.write(event.to_json() + b"\n")
-                written += 1
-                if written == count:
-                    break
-    return written
-
-
 @dataclass
 class Reference:
     """The reference run's state and the churn alerts it raised."""
@@ -82,7 +66,7 @@ class Reference:
 
 async def reference_run(settings: Settings, events: Path, client: redis.Redis) -> Reference:
     """Replay ``events`` in order, one stream, into Redis under a prefix of its own."""
-    from stream.replay import ReplayConfig, run
+    from backtest.replay import ReplayConfig, run
 
     reference = replace(settings, prefix="reference-" + settings.prefix)
     result = await run(ReplayConfig(inputs=[events], redis_url=settings.redis_url,

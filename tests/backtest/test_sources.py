@@ -10,7 +10,7 @@ import pytest
 
 from stream.config import Topics
 from stream.events import Event
-from stream.sources import (
+from backtest.sources import (
     SourceError,
     detect_format,
     merge_in_time_order,
@@ -20,9 +20,9 @@ from stream.sources import (
     read_records,
     to_messages,
 )
-from stream.synthetic import Shop
+from shop.synthetic import Shop
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "yoochoose-100k"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "yoochoose-100k"
 
 
 def _event(event_id: str, ts: float, type: str = "click", user: str = "u1") -> bytes:

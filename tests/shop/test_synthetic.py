@@ -10,7 +10,7 @@ import pytest
 
 from stream.config import Topics
 from stream.events import Event, InvalidEvent, decode
-from stream.synthetic import (
+from shop.synthetic import (
     CATEGORIES,
     MALFORMED_KINDS,
     PROFILES,

@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from kafka import KafkaAdminClient, KafkaProducer
-from kafka.errors import TopicAlreadyExistsError
 from tqdm import tqdm
 
 from stream.config import Settings
-from stream.sources import Message, Record, merge_records, to_messages
+from stream.topics import BOOTSTRAP_TIMEOUT_MS, ensure_topics
+from backtest.sources import Message, Record, merge_records, to_messages
 
-BOOTSTRAP_TIMEOUT_MS = 10_000
 FLUSH_TIMEOUT_S = 60.0
 
 
@@ -82,16 +81,6 @@ class KafkaSink:
             self._producer.flush(timeout=FLUSH_TIMEOUT_S)
         finally:
             self._producer.close(timeout=5)
-
-
-def ensure_topics(admin: KafkaAdminClient, names: tuple[str, ...], partitions: int) -> None:
-    """Create the topics that do not exist yet (broker-default replication)."""
-    missing = sorted(set(names) - set(admin.list_topics()))
-    for name in missing:
-        try:
-            admin.create_topics({name: {"num_partitions": partitions, "replication_factor": -1}})
-        except TopicAlreadyExistsError:
-            pass  # created meanwhile by someone else
 
 
 def pump(stream: Iterator[Message], sink: FileSink | KafkaSink, rate: float, total: int | None,

@@ -69,7 +69,7 @@ import orjson
 
 from stream.config import Topics
 from stream.events import Event
-from stream.sources import Message
+from backtest.sources import Message
 
 # A fixed Monday, so that runs are reproducible.
 START_TS = datetime(2024, 3, 4, tzinfo=timezone.utc).timestamp()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from stream.startup import create_topics
+from stream.topics import create_topics
 from tests.support import (
     Services,
     Worker,
@@ -94,7 +94,7 @@ def test_three_workers_one_killed_mid_stream(
 def test_redis_paused_mid_stream_is_reported_and_survived(
     services: Services, tmp_path: Path
 ) -> None:
-    from stream.devstack import free_port, start_redis, wait_ready
+    from devstack.services import free_port, start_redis, wait_ready
 
     port = free_port()
     own_redis = start_redis(tmp_path / "redis", port)
@@ -146,7 +146,7 @@ def test_redis_paused_mid_stream_is_reported_and_survived(
 
 def test_broker_paused_mid_stream_then_resumed(services: Services, tmp_path: Path,
                                                redis_client: redis.Redis) -> None:
-    from stream.devstack import free_port, start_broker, wait_ready
+    from devstack.services import free_port, start_broker, wait_ready
 
     port = free_port()
     own_broker = start_broker(tmp_path / "broker", port)

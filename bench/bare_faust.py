@@ -1,7 +1,7 @@
 """The ceiling the benchmark measures shopstream against: a Faust agent with
 Faust's default settings that only iterates over the input topics and acks.
 
-Run it the Faust way (``faust -A stream.bare_faust worker``) with the same
+Run it the Faust way (``faust -A bench.bare_faust worker``) with the same
 ``SHOPSTREAM_*`` topic and app-id variables as the real worker; ``GET /count``
 on its web port says how many events it has seen.
 """

@@ -5,16 +5,16 @@ On fresh topics preloaded with the same synthetic events it measures, one
 after the other (so that no phase steals the other's cores):
 
 1. the raw client ceiling: aiokafka ``getmany`` over the preloaded input;
-2. bare Faust: ``stream.bare_faust``, an agent that only iterates and acks;
+2. bare Faust: ``bench.bare_faust``, an agent that only iterates and acks;
 3. the offline replay of the same events (all models on, in memory);
 4. shopstream's real worker;
 5. two worker processes;
 6. the real worker again, then the latency of recommendations at a fixed
    offered rate against it, the latency floor (the same load through
-   :mod:`stream.bench_floor`, which only forwards events), and bare Faust
+   :mod:`bench.floor`, which only forwards events), and bare Faust
    again;
 7. that two workers' results equal those of a reference run
-   (:mod:`stream.bench_identity`);
+   (:mod:`bench.identity`);
 
 and the peak RSS of every worker and the Redis memory of the run's keys.
 Bare Faust and the single worker count as the mean of their two runs, which
@@ -31,35 +31,32 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import subprocess
-import sys
 import time
-import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable
 
 import redis
 
-from stream.config import Settings, Topics
-from stream.devstack import free_port
-from stream.planted import PlantedShop
-from stream.startup import create_topics
-from stream.worker_process import ROOT, Worker, settings_env
+from bench.workers import (
+    BenchError,
+    Busy,
+    bench_settings,
+    busy_rate,
+    clean_workdir,
+    drop_keys,
+    new_tag,
+    preload,
+    redis_memory_mb,
+    running_workers,
+)
+from devstack.workers import ROOT, Worker, settings_env
+from shop.planted import PlantedShop
+from stream.config import Settings
+from stream.topics import create_topics
 
 if TYPE_CHECKING:
-    from stream.bench_latency import Latency
-
-POLL_S = 0.1
-MIN_WINDOW_S = 3.0  # a shorter busy window is no measurement
-STALL_S = 3.0  # a worker whose count has not moved this long has run out of work
-
-
-class BenchError(RuntimeError):
-    """A phase that could not be measured (one-line message)."""
-
+    from bench.latency import Latency
 
 @dataclass
 class BenchConfig:
@@ -86,13 +83,6 @@ class Measure:
         return {"name": self.name, "value": self.value, "unit": self.unit, "note": self.note}
 
 
-def bench_settings(base: Settings, tag: str) -> Settings:
-    """Topics, consumer group and key prefix of this run's own."""
-    topics = Topics(**{name: f"bench-{tag}-{value}" for name, value in vars(base.topics).items()})
-    return replace(base, topics=topics, app_id=f"bench-{tag}", prefix=f"bench-{tag}:",
-                   web_port=free_port())
-
-
 def phase_settings(settings: Settings, name: str) -> Settings:
     """A phase's own consumer group, key prefix and output topics, on the run's
     inputs. Its own ``features`` topic above all: a new group's learn agent
@@ -112,15 +102,6 @@ def write_events(path: Path, count: int, seed: int) -> dict[str, int]:
             counts[event.type] = counts.get(event.type, 0) + 1
             f.write(event.to_json() + b"\n")
     return counts
-
-
-def preload(settings: Settings, path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "produce.py"), "--from", str(path)],
-        env={**os.environ, **settings_env(settings)}, capture_output=True, text=True,
-    )
-    if done.returncode != 0:
-        raise BenchError(f"preloading the input topics failed: {done.stderr.strip()[-300:]}")
 
 
 # -- raw client -------------------------------------------------------------------
@@ -148,132 +129,6 @@ async def raw_client_rate(settings: Settings, expected: int) -> float:
         return got / (time.perf_counter() - started)
     finally:
         await consumer.stop()
-
-
-# -- worker processes ----------------------------------------------------------------
-
-
-@dataclass
-class Busy:
-    """Events/s of worker processes while all of them were busy."""
-
-    rate: float
-    window_s: float
-    events: int
-
-
-def received(worker: Worker, path: str) -> int:
-    try:
-        status, body = worker.get(path, timeout=2.0)
-    except (OSError, ValueError):
-        return -1
-    return int(body.get("received", 0)) if status == 200 else -1
-
-
-def busy_rate(workers: list[Worker], path: str, expected: int, timeout: float = 600.0,
-              progress: Callable[[int], None] | None = None) -> Busy:
-    """Poll ``path`` (a JSON ``received`` count) of every worker until they
-    have ``expected`` together; the rate over the window all were busy: from
-    the first poll at which each has counted a batch, to the last count of
-    the first worker to run out of work (a count moves once per batch, so
-    a worker is out of work only after ``STALL_S`` without a move)."""
-    n = len(workers)
-    history: list[tuple[float, int]] = []  # (time, total) of every answered poll
-    last = [0] * n
-    changed_at = [0.0] * n
-    start: tuple[float, int] | None = None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        counts = [received(w, path) for w in workers]
-        now = time.monotonic()  # after the polls: a slow answer must not shorten the window
-        for w in workers:
-            w.check_alive()
-        if min(counts) < 0:  # a busy worker's web view can miss a poll: decide nothing on it
-            time.sleep(POLL_S)
-            continue
-        for i, (c, p) in enumerate(zip(counts, last)):
-            if c != p:
-                changed_at[i] = now
-        last = counts
-        total = sum(counts)
-        history.append((now, total))
-        if progress is not None:
-            progress(total)
-        if start is None and min(counts) > 0:
-            start = (now, total)
-        end: tuple[float, int] | None = None
-        if start is not None and total >= expected:
-            end = (now, total)
-        elif start is not None and n > 1 and now - min(changed_at) >= STALL_S:
-            first_done = min(changed_at)
-            end = max((h for h in history if h[0] <= first_done), default=start)
-        if end is not None:
-            window = end[0] - start[0]
-            if window < MIN_WINDOW_S:
-                raise BenchError(f"all {n} workers were busy together for only {window:.1f} s: "
-                                 "too few events to measure (raise --events)")
-            return Busy((end[1] - start[1]) / window, window, end[1] - start[1])
-        time.sleep(POLL_S)
-    raise BenchError(f"workers received {sum(last)} of {expected} events in {timeout:.0f} s")
-
-
-def wait_received(workers: list[Worker], path: str, expected: int, timeout: float = 300.0) -> None:
-    """Until the workers have received ``expected`` events together."""
-    deadline = time.monotonic() + timeout
-    total = 0
-    while time.monotonic() < deadline:
-        counts = [received(w, path) for w in workers]
-        total = sum(max(c, 0) for c in counts)
-        if min(counts) >= 0 and total >= expected:
-            return
-        for w in workers:
-            w.check_alive()
-        time.sleep(POLL_S)
-    raise BenchError(f"workers received {total} of {expected} events in {timeout:.0f} s")
-
-
-def redis_memory_mb(client: redis.Redis, prefix: str) -> tuple[float, int]:
-    """Memory of the keys under ``prefix`` (MEMORY USAGE summed) and their count."""
-    total = keys = 0
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        total += client.memory_usage(key, samples=0) or 0
-        keys += 1
-    return total / 2**20, keys
-
-
-def start_workers(settings: Settings, workdir: Path, n: int, app: str = "stream.app",
-                  env: dict[str, str] | None = None) -> list[Worker]:
-    workers = [Worker(settings, workdir / f"{app.split('.')[-1]}-{i}", app=app, env=dict(env or {}))
-               for i in range(n)]
-    for w in workers:
-        w.start()
-    return workers
-
-
-def stop_all(workers: list[Worker]) -> None:
-    for w in workers:
-        w.stop()
-
-
-@contextmanager
-def running_workers(settings: Settings, workdir: Path, n: int,
-                    app: str = "stream.app") -> Iterator[list[Worker]]:
-    """``start_workers``, stopped again when the block ends."""
-    workers = start_workers(settings, workdir, n, app)
-    try:
-        yield workers
-    finally:
-        stop_all(workers)
-
-
-def new_tag() -> str:
-    return uuid.uuid4().hex[:8]
-
-
-def clean_workdir(path: Path) -> Path:
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 # -- the run -------------------------------------------------------------------------
@@ -365,11 +220,11 @@ def run_bench(config: BenchConfig) -> BenchResult:
     # (see the module's docstring).
     bare_settings = replace(settings, app_id=settings.app_id + "-bare")
     say("2/7 bare Faust: an agent that iterates and acks (first of two runs)")
-    with running_workers(bare_settings, work, 1, "stream.bare_faust") as bare:
+    with running_workers(bare_settings, work, 1, "bench.bare_faust") as bare:
         bare_a = drain_rate(config, bare, "/count")
 
     say("3/7 offline replay of the same events, all models on, every event predicted for")
-    from stream.replay import ReplayConfig, run
+    from backtest.replay import ReplayConfig, run
 
     replayed = asyncio.run(run(ReplayConfig(inputs=[events], progress=False, settings=settings)))
     throughput = replayed.metrics["throughput"]
@@ -407,7 +262,7 @@ def run_bench(config: BenchConfig) -> BenchResult:
     say("   latency floor: the same load through a process that only forwards events")
     try:
         floor = latency_floor(config)
-        note = f"{floor.matched:,} of {floor.sent:,} events forwarded (stream.bench_floor)"
+        note = f"{floor.matched:,} of {floor.sent:,} events forwarded (bench.floor)"
         result.add("latency floor p50", floor.p50_ms, "ms", note)
         result.add("latency floor p95", floor.p95_ms, "ms")
         result.add("latency floor p99", floor.p99_ms, "ms")
@@ -415,7 +270,7 @@ def run_bench(config: BenchConfig) -> BenchResult:
         result.add("latency floor p99", None, "ms", str(exc))
     say("   bare Faust again")
     with running_workers(replace(bare_settings, app_id=bare_settings.app_id + "-again"), work, 1,
-                         "stream.bare_faust") as bare:
+                         "bench.bare_faust") as bare:
         bare_b = drain_rate(config, bare, "/count")
 
     result.add("bare Faust", (bare_a.rate + bare_b.rate) / 2, "events/s",
@@ -425,7 +280,7 @@ def run_bench(config: BenchConfig) -> BenchResult:
     result.add("shopstream, 2 workers", two_rate, "events/s", two_note)
 
     say("7/7 identical results: 2 workers against the reference replay")
-    from stream.bench_identity import identity_check
+    from bench.identity import identity_check
 
     try:
         result.identity = identity_check(settings, work, client)
@@ -462,7 +317,7 @@ def drain_rate(config: BenchConfig, workers: list[Worker], path: str = "/metrics
 def latency_at_rate(config: BenchConfig, settings: Settings, tag: str) -> Latency:
     """The latency phase against whatever reads ``settings``' inputs: its own
     synthetic events (ids under ``tag``), the warm-up, then the measured ones."""
-    from stream.bench_latency import live_events, measure
+    from bench.latency import live_events, measure
 
     count = int(config.rate * config.latency_s)
     warmup = int(config.rate * config.latency_warmup_s)
@@ -473,9 +328,9 @@ def latency_at_rate(config: BenchConfig, settings: Settings, tag: str) -> Latenc
 
 def latency_floor(config: BenchConfig) -> Latency:
     """The latency phase, on input topics of its own, through
-    :mod:`stream.bench_floor` instead of a worker: what the broker and the
+    :mod:`bench.floor` instead of a worker: what the broker and the
     clients take without any of shopstream's work."""
-    from stream.bench_floor import running
+    from bench.floor import running
 
     settings = bench_settings(config.settings, new_tag())
     create_topics(settings)
@@ -485,11 +340,6 @@ def latency_floor(config: BenchConfig) -> Latency:
             return latency_at_rate(config, settings, "floor")
     except RuntimeError as exc:
         raise BenchError(str(exc)) from None
-
-
-def drop_keys(client: redis.Redis, prefix: str) -> None:
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        client.delete(key)
 
 
 def _bar(say: Callable[[str], None], total: int) -> Callable[[int], None]:

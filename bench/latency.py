@@ -24,7 +24,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream.config import Settings
-from stream.planted import PlantedShop
+from shop.planted import PlantedShop
 
 TICK_S = 0.005
 DRAIN_S = 5.0  # how long to wait for the last recommendations after sending

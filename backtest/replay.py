@@ -21,7 +21,7 @@ import orjson
 
 from models.cooccurrence import COMPILED
 from models.metrics import NextItemMetrics
-from stream.alert_metrics import (
+from backtest.alert_metrics import (
     Purchase,
     alert_counts,
     alert_timeline,
@@ -33,7 +33,7 @@ from stream.events import Event, InvalidEvent, Label, label_from_dict
 from stream.learner import FRAUD, Learner, UserModels
 from stream.outputs import Alert, Message
 from stream.processor import Prediction, Processor
-from stream.sources import Record, SourceError, merge_records
+from backtest.sources import Record, SourceError, merge_records
 from stream.state import MemoryState, State
 
 REPLAY_TOPIC = "replay"
@@ -405,29 +405,6 @@ def _progress(total: int, enabled: bool):  # type: ignore[no-untyped-def]
     from tqdm import tqdm
 
     return tqdm(total=total, unit="ev", unit_scale=True, desc="replay", mininterval=0.5)
-
-
-def write(result: ReplayResult, out_dir: Path, config: ReplayConfig) -> list[Path]:
-    """metrics.json, users.jsonl, alerts.jsonl, report.html (+ scores.jsonl, dead_letters.jsonl)."""
-    from stream.report import render
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-
-    def put(name: str, data: bytes) -> None:
-        path = out_dir / name
-        path.write_bytes(data)
-        written.append(path)
-
-    put("metrics.json", orjson.dumps(result.metrics, option=orjson.OPT_INDENT_2))
-    put("users.jsonl", b"".join(orjson.dumps(u) + b"\n" for u in result.users))
-    if config.scores:
-        put("scores.jsonl", b"".join(orjson.dumps(s) + b"\n" for s in result.scores))
-    put("alerts.jsonl", b"".join(orjson.dumps(a) + b"\n" for a in result.alerts))
-    if result.dead_letters:
-        put("dead_letters.jsonl", b"".join(orjson.dumps(d) + b"\n" for d in result.dead_letters))
-    put("report.html", render(result, [str(p) for p in config.inputs]).encode())
-    return written
 
 
 def replay(config: ReplayConfig) -> ReplayResult:

@@ -1,4 +1,5 @@
-"""The backtest report: one self-contained HTML page with figures and plots."""
+"""What a backtest leaves behind: metrics.json, users.jsonl, alerts.jsonl and
+report.html, one self-contained HTML page with figures and plots."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import html
 import io
 import math
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from pathlib import Path
 
-if TYPE_CHECKING:
-    from stream.replay import ReplayResult
+import orjson
+
+from backtest.replay import ReplayConfig, ReplayResult
 
 MIN_POINTS = 20
 
@@ -105,7 +107,7 @@ def _flatten(doc: dict, prefix: str = "") -> list[tuple[str, object]]:
     return rows
 
 
-def render(result: "ReplayResult", inputs: list[str]) -> str:
+def render(result: ReplayResult, inputs: list[str]) -> str:
     m = result.metrics
     ni = m["next_item"]
     headline = (
@@ -137,3 +139,24 @@ def render(result: "ReplayResult", inputs: list[str]) -> str:
         "<!doctype html><html><head><meta charset='utf-8'><title>shopstream backtest</title>"
         f"<style>{style}</style></head><body>{''.join(sections)}</body></html>"
     )
+
+
+def write(result: ReplayResult, out_dir: Path, config: ReplayConfig) -> list[Path]:
+    """metrics.json, users.jsonl, alerts.jsonl, report.html (+ scores.jsonl, dead_letters.jsonl)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def put(name: str, data: bytes) -> None:
+        path = out_dir / name
+        path.write_bytes(data)
+        written.append(path)
+
+    put("metrics.json", orjson.dumps(result.metrics, option=orjson.OPT_INDENT_2))
+    put("users.jsonl", b"".join(orjson.dumps(u) + b"\n" for u in result.users))
+    if config.scores:
+        put("scores.jsonl", b"".join(orjson.dumps(s) + b"\n" for s in result.scores))
+    put("alerts.jsonl", b"".join(orjson.dumps(a) + b"\n" for a in result.alerts))
+    if result.dead_letters:
+        put("dead_letters.jsonl", b"".join(orjson.dumps(d) + b"\n" for d in result.dead_letters))
+    put("report.html", render(result, [str(p) for p in config.inputs]).encode())
+    return written

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis
 
-from stream.bench import (
+from bench.workers import (
     bench_settings,
     drop_keys,
     new_tag,
@@ -23,8 +23,9 @@ from stream.bench import (
     wait_received,
 )
 from stream.config import Settings
-from stream.startup import create_topics
-from stream.state_compare import compare_with_reference, write_single_topic_events
+from stream.topics import create_topics
+from backtest.reference import compare_with_reference
+from shop.planted import write_single_topic_events
 
 IDENTITY_EVENTS = 6000
 # Trimming neighbour lists to their best MAX_NEIGHBOURS depends on how

@@ -19,14 +19,14 @@ from typing import Callable, Iterator
 import orjson
 import redis
 
-from stream.bench import (
+from bench.workers import (
     bench_settings, clean_workdir, drop_keys, new_tag, received, start_workers,
 )
 from stream.config import Settings, Topics
-from stream.planted import PlantedShop
-from stream.publish import KafkaSink, Message
-from stream.startup import create_topics
-from stream.synthetic import START_TS
+from shop.planted import PlantedShop
+from shop.publish import KafkaSink, Message
+from stream.topics import create_topics
+from shop.synthetic import START_TS
 
 DAY_S = 86400.0
 

@@ -9,7 +9,7 @@ shopstream's recommendations, a user's events are forwarded at most once per
 ``SHOPSTREAM_REC_THROTTLE_S``, so that the broker and the reader carry about
 as many messages as in shopstream's latency phase.
 
-    python -m stream.bench_floor OUTPUT_TOPIC
+    python -m bench.floor OUTPUT_TOPIC
 
 reads the ``SHOPSTREAM_*`` variables like the worker, starts at the end of
 the input topics, prints ``ready`` once it is there, and runs until stopped.
@@ -87,7 +87,7 @@ async def forward(settings: Settings, output: str) -> None:
 def running(env: dict[str, str], output: str, timeout: float = 60.0) -> Iterator[subprocess.Popen]:
     """The forwarder as a process of its own (so that it has a core as the
     worker has), from the moment it is at the end of its inputs."""
-    proc = subprocess.Popen([sys.executable, "-m", "stream.bench_floor", output], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "bench.floor", output], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
@@ -111,7 +111,7 @@ def running(env: dict[str, str], output: str, timeout: float = 60.0) -> Iterator
 
 def main() -> None:
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m stream.bench_floor OUTPUT_TOPIC")
+        sys.exit("usage: python -m bench.floor OUTPUT_TOPIC")
     try:
         settings = Settings.from_env()
     except ConfigError as exc:

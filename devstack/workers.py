@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from stream.config import Settings
-from stream.devstack import free_port
+from devstack.services import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

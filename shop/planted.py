@@ -1,6 +1,6 @@
 """The synthetic shop with planted churners and fraud, and the truth to judge alerts by.
 
-``PlantedShop`` is :class:`~stream.synthetic.Shop` plus two kinds of hidden
+``PlantedShop`` is :class:`~shop.synthetic.Shop` plus two kinds of hidden
 truth, drawn from random streams of their own so that everything else a seed
 produces stays as it is:
 
@@ -48,12 +48,13 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from dataclasses import dataclass
 
 import numpy as np
 
 from stream.events import Event
-from stream.synthetic import CATEGORIES, Item, Shop, User
+from shop.synthetic import CATEGORIES, Item, Shop, User
 
 FRAUD_KINDS = ("stolen_card_burst", "amount_spike", "account_takeover", "device_risk")
 CHURN_TYPES = ("frequent_big_spender", "bargain_hunter", "window_shopper")
@@ -183,3 +184,18 @@ class PlantedShop(Shop):
         """The outcome of every purchase among ``events``, in time order."""
         out = [self.label(e, delay_s) for e in events if e.type == "purchase"]
         return sorted(out, key=lambda label: label["ts"])
+
+
+def write_single_topic_events(path: Path, count: int, seed: int = 11) -> int:
+    """Synthetic clicks and carts only: they share one input topic, so each
+    user's events reach a worker in one partition's order (Kafka orders
+    nothing across topics), and a reference run can expect the same state."""
+    written = 0
+    with open(path, "wb") as f:
+        for event in PlantedShop(seed).events(count * 4):
+            if event.type in ("click", "cart"):
+                f.write(event.to_json() + b"\n")
+                written += 1
+                if written == count:
+                    break
+    return written

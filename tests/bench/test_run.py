@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from stream.bench_floor import running
-from stream.bench_latency import live_events, measure
-from stream.startup import create_topics
+from bench.floor import running
+from bench.latency import live_events, measure
+from stream.topics import create_topics
 from tests.support import ROOT, Services, isolated_settings, settings_env
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream.planted import CHURN_TYPES, FRAUD_KINDS, PlantedShop
-from stream.synthetic import Shop
+from shop.planted import CHURN_TYPES, FRAUD_KINDS, PlantedShop
+from shop.synthetic import Shop
 from tests.support import ROOT
 
 

@@ -13,7 +13,7 @@ import orjson
 import pytest
 import redis
 
-from stream.startup import create_topics
+from stream.topics import create_topics
 from tests.support import (
     ROOT,
     Services,
@@ -100,7 +100,7 @@ def test_a_worker_behind_its_input_catches_up_in_bigger_batches(
 def test_a_worker_started_before_its_broker_and_redis_waits_and_says_why(
     services: Services, tmp_path: Path
 ) -> None:
-    from stream.devstack import free_port, start_broker, start_redis, wait_ready
+    from devstack.services import free_port, start_broker, start_redis, wait_ready
 
     broker_port, redis_port = free_port(), free_port()
     settings = isolated_settings(
@@ -152,7 +152,7 @@ def test_state_that_outlived_its_broker_applies_the_new_topics_from_their_start(
     """The embedded broker keeps nothing across a restart; Redis does. The same
     topic names then start at offset 0 again, under offsets the state has
     applied already: without the check every new event was skipped."""
-    from stream.devstack import free_port, start_broker, wait_ready
+    from devstack.services import free_port, start_broker, wait_ready
 
     settings = isolated_settings(services)
     create_topics(settings)
@@ -188,7 +188,7 @@ def test_a_broker_restarted_under_a_running_worker_loses_none_of_the_new_events(
     """The worker's consumer starts the emptied topics from offset 0; its batches
     find those offsets applied already, notice the partitions' ends are below the
     state's offsets, restart them and apply the batch."""
-    from stream.devstack import free_port, start_broker, wait_ready
+    from devstack.services import free_port, start_broker, wait_ready
 
     port = free_port()
     broker = start_broker(tmp_path / "first", port)
