@@ -29,7 +29,7 @@ from backtest.alert_metrics import (
     fraud_metrics,
 )
 from stream.config import Settings
-from stream.events import Event, InvalidEvent, Label, label_from_dict
+from stream.events import HISTORY_MIN_TS, Event, InvalidEvent, Label, label_from_dict
 from stream.learner import FRAUD, Learner, UserModels
 from stream.outputs import Alert, Message
 from stream.processor import Prediction, Processor
@@ -164,7 +164,7 @@ def load_labels(path: Path) -> tuple[list[Label], list[dict]]:
         if not line.strip():
             continue
         try:
-            labels.append(label_from_dict(orjson.loads(line)))
+            labels.append(label_from_dict(orjson.loads(line), HISTORY_MIN_TS))
         except (orjson.JSONDecodeError, InvalidEvent) as exc:
             reason = exc.reason if isinstance(exc, InvalidEvent) else f"not valid JSON: {exc}"
             bad.append({"source": str(path), "line": number, "reason": reason[:300],

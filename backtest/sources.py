@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from stream.config import Topics
-from stream.events import MAX_TS, MIN_TS, Event, InvalidEvent, decode
+from stream.events import HISTORY_MIN_TS, MAX_TS, Event, InvalidEvent, decode, window
 from stream.gc_pause import gc_paused
 
 JSONL = "jsonl"
@@ -128,7 +128,7 @@ def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
 def _jsonl_records(data: bytes, source: int) -> Iterator[Record]:
     for line_no, line in _lines(data):
         try:
-            yield Record(source, line_no, line, decode(line, None))
+            yield Record(source, line_no, line, decode(line, None, earliest=HISTORY_MIN_TS))
         except InvalidEvent as exc:
             yield Record(source, line_no, line, None, exc.reason)
 
@@ -156,8 +156,8 @@ def _yoochoose_records(data: bytes, path: Path, source: int) -> Iterator[Record]
         if not session or not item:
             yield Record(source, line_no, line, None, "empty 'SessionId' or 'ItemId'")
             continue
-        if not MIN_TS <= ts <= MAX_TS:  # also false for NaN
-            yield Record(source, line_no, line, None, f"column 'Time' {ts!r} is outside 2000..2100")
+        if not HISTORY_MIN_TS <= ts <= MAX_TS:  # also false for NaN
+            yield Record(source, line_no, line, None, f"column 'Time' {ts!r} is outside {window(HISTORY_MIN_TS)}")
             continue
         user = f"s{session}"
         event = Event(f"{stem}:{line_no}", "click", user, sys.intern(item), ts, session_id=user)

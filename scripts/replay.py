@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.cli import Parser  # noqa: E402
 from stream.config import ConfigError, Settings  # noqa: E402
-from stream.events import InvalidEvent, parse_ts  # noqa: E402
+from stream.events import HISTORY_MIN_TS, InvalidEvent, parse_ts  # noqa: E402
 
 
 def parse_time_or_file(value: str) -> float | Path:
@@ -33,7 +33,7 @@ def parse_time_or_file(value: str) -> float | Path:
     except ValueError:
         pass
     try:
-        return parse_ts(value)
+        return parse_ts(value, HISTORY_MIN_TS)
     except InvalidEvent:
         raise argparse.ArgumentTypeError(
             f"{value!r} is neither a file nor a time (epoch seconds or ISO-8601)"

@@ -26,9 +26,11 @@ from datetime import datetime, timezone
 import orjson
 
 EVENT_TYPES = ("view", "click", "cart", "purchase")
-# Event time must fall in this window (2000-01-01 .. 2100-01-01 UTC): anything
-# outside is a producer bug (milliseconds sent as seconds, zero, garbage).
+# A live event's time must fall in this window (2000-01-01 .. 2100-01-01 UTC):
+# anything outside is a producer bug (milliseconds sent as seconds, zero,
+# garbage). A backtest takes any real history, from 1970 on (HISTORY_MIN_TS).
 MIN_TS = 946684800.0
+HISTORY_MIN_TS = 0.0
 MAX_TS = 4102444800.0
 MAX_ID_CHARS = 256
 MAX_ATTRS = 64
@@ -97,13 +99,16 @@ def _ident(obj: dict, name: str, required: bool = True) -> str | None:
     return value
 
 
-def parse_ts(value: object) -> float:
-    """Event time as epoch seconds, from epoch seconds or ISO-8601.
+def parse_ts(value: object, earliest: float = MIN_TS) -> float:
+    """Event time as epoch seconds, from epoch seconds or ISO-8601, between
+    ``earliest`` and 2100.
 
     >>> parse_ts("2014-04-01T00:00:00Z")
     1396310400.0
     >>> parse_ts(1396310400)
     1396310400.0
+    >>> parse_ts("1997-01-01T00:00:00Z", earliest=HISTORY_MIN_TS)
+    852076800.0
     """
     if isinstance(value, bool):
         raise InvalidEvent("field 'ts' must be epoch seconds or ISO-8601")
@@ -119,9 +124,18 @@ def parse_ts(value: object) -> float:
         ts = parsed.timestamp()
     else:
         raise InvalidEvent("field 'ts' must be epoch seconds or ISO-8601")
-    if not (MIN_TS <= ts <= MAX_TS):  # also false for NaN
-        raise InvalidEvent(f"field 'ts' {ts!r} is outside 2000..2100")
+    if not (earliest <= ts <= MAX_TS):  # also false for NaN
+        raise InvalidEvent(f"field 'ts' {ts!r} is outside {window(earliest)}")
     return ts
+
+
+def window(earliest: float) -> str:
+    """The years an event time may fall in, for error messages.
+
+    >>> window(MIN_TS), window(HISTORY_MIN_TS)
+    ('2000..2100', '1970..2100')
+    """
+    return f"{datetime.fromtimestamp(earliest, timezone.utc).year}..2100"
 
 
 def _number(obj: dict, name: str) -> float | None:
@@ -154,7 +168,7 @@ def _attrs(obj: dict) -> dict[str, float]:
     return out
 
 
-def from_dict(obj: object, role: str | None = None) -> Event:
+def from_dict(obj: object, role: str | None = None, earliest: float = MIN_TS) -> Event:
     """Validate a decoded JSON value; ``role`` is the input topic's role
     (``views``, ``clicks``, ``purchases``) or None when read from a file."""
     if not isinstance(obj, dict):
@@ -171,7 +185,7 @@ def from_dict(obj: object, role: str | None = None) -> Event:
     item_id = sys.intern(_ident(obj, "item_id"))  # type: ignore[arg-type]
     if "ts" not in obj:
         raise InvalidEvent("missing field 'ts'")
-    ts = parse_ts(obj["ts"])
+    ts = parse_ts(obj["ts"], earliest)
     price = _number(obj, "price")
     if event_type == "purchase" and price is None:
         raise InvalidEvent("a purchase needs 'price' >= 0")
@@ -212,7 +226,7 @@ class Label:
     order_id: str | None = None
 
 
-def label_from_dict(obj: object) -> Label:
+def label_from_dict(obj: object, earliest: float = MIN_TS) -> Label:
     if not isinstance(obj, dict):
         raise InvalidEvent(f"label must be a JSON object, got {type(obj).__name__}")
     event_id = _ident(obj, "event_id", required=False)
@@ -224,7 +238,7 @@ def label_from_dict(obj: object) -> Label:
         raise InvalidEvent("field 'fraud' must be true or false")
     if "ts" not in obj:
         raise InvalidEvent("missing field 'ts'")
-    return Label(fraud, parse_ts(obj["ts"]), event_id, order_id)
+    return Label(fraud, parse_ts(obj["ts"], earliest), event_id, order_id)
 
 
 def decode_label(raw: bytes | None, max_bytes: int = 65536) -> Label:
@@ -243,6 +257,8 @@ def _json(raw: bytes | None, max_bytes: int) -> object:
         raise InvalidEvent(f"not valid JSON: {str(exc)[:80]}") from None
 
 
-def decode(raw: bytes | None, role: str | None = None, max_bytes: int = 65536) -> Event:
-    """Bytes of one message to a valid :class:`Event`, or :class:`InvalidEvent`."""
-    return from_dict(_json(raw, max_bytes), role)
+def decode(raw: bytes | None, role: str | None = None, max_bytes: int = 65536,
+           earliest: float = MIN_TS) -> Event:
+    """Bytes of one message to a valid :class:`Event`, or :class:`InvalidEvent`;
+    ``earliest``: the first event time taken (a backtest's is 1970)."""
+    return from_dict(_json(raw, max_bytes), role, earliest)

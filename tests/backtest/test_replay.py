@@ -211,3 +211,24 @@ def test_alerts_find_what_the_synthetic_shop_planted(tmp_path: Path) -> None:
     assert {a["kind"] for a in alerts} >= {"fraud", "churn_risk", "retention_offer", "cart_nudge"}
     assert len({a["alert_id"] for a in alerts}) == len(alerts)
     assert all(a["reasons"] for a in alerts if a["kind"] == "fraud")
+
+
+def test_a_purchase_log_of_the_1990s_replays_like_a_recent_one(fixture: tuple[Path, Path],
+                                                               tmp_path: Path) -> None:
+    """A backtest takes any real history: the same sessions 18 years earlier
+    give the same figures (the live contract refuses times before 2000)."""
+    train, test = fixture
+    shift = 18 * 365 * 86400
+    for path in (train, test):
+        rows = path.read_text().splitlines()
+        path.with_suffix(".old.tsv").write_text("\n".join(
+            [rows[0]] + [f"{s}\t{i}\t{float(t) - shift:.0f}" for s, i, t in (r.split("\t") for r in rows[1:])]
+        ) + "\n")
+    recent = replay("--input", str(train), "--input", str(test), "--eval-from", str(test),
+                    "--out", str(tmp_path / "recent"))
+    old_test = test.with_suffix(".old.tsv")
+    old = replay("--input", str(train.with_suffix(".old.tsv")), "--input", str(old_test),
+                 "--eval-from", "1996-04-06T00:00:00Z", "--out", str(tmp_path / "old"))
+    assert recent.returncode == 0 and old.returncode == 0, old.stderr
+    figures = [orjson.loads((tmp_path / d / "metrics.json").read_bytes())["next_item"] for d in ("recent", "old")]
+    assert figures[0] == figures[1] and figures[0]["points"] == 2
