@@ -225,6 +225,72 @@ def test_segments_memory_is_a_bounded_order_free_sample_of_keys():
     assert key not in seg.sample and len(seg.sample) == 49
 
 
+# Issue 21: seed 11 of the planted shop spent a segment on one stolen-card user
+# (8 purchases per view) and left bargain hunters and window shoppers sharing one.
+BARGAIN = {"sessions_per_week": 9.0, "events_per_session": 22.0, "purchases_per_view": 0.04,
+           "carts_per_view": 0.07, "mean_price": 25.0, "mean_order_value": 11.0}
+STOLEN_CARD = {"sessions_per_week": 0.0, "events_per_session": 9.0, "purchases_per_view": 8.0,
+               "carts_per_view": 0.0, "mean_price": 140.0, "mean_order_value": 1100.0}
+
+
+def shop_with_a_thief(seg: UserSegments, points: list) -> None:
+    for i, (key, _, x) in enumerate(points):
+        seg.learn_one(x, key=key)
+        if i == 50:
+            seg.learn_one(STOLEN_CARD, key="thief")
+
+
+def four_blobs(n: int, seed: int = 0) -> list[tuple[str, str, dict]]:
+    rng = random.Random(seed)
+    blobs = {**BLOBS, "bargain": BARGAIN}
+    return [(f"u{i}", name, {k: v * rng.uniform(0.85, 1.15) for k, v in blobs[name].items()})
+            for i, name in ((i, rng.choice(sorted(blobs))) for i in range(n))]
+
+
+def test_a_segment_taken_by_one_outlier_is_reseeded_by_splitting_the_widest():
+    points = four_blobs(800)
+    truth = [name for _, name, _ in points]
+    old = UserSegments(k=4, seed=0, init_size=50, refit_every=100, min_share=0.0)  # as before issue 21
+    shop_with_a_thief(old, points)
+    assert min(old.sizes) == 1 and adjusted_rand_score(truth, [old.predict_one(x) for _, _, x in points]) < 0.8
+    seg = UserSegments(k=4, seed=0, init_size=50, refit_every=100)
+    shop_with_a_thief(seg, points)
+    assert min(seg.sizes) >= seg.min_share * len(seg.sample)
+    assert adjusted_rand_score(truth, [seg.predict_one(x) for _, _, x in points]) == 1.0
+    assert {p["name"] for p in seg.profiles()} >= {"bargain hunters", "window shoppers"}
+
+
+def test_a_degenerate_model_from_before_is_reseeded_online_at_its_next_refit():
+    points = four_blobs(800)
+    seg = UserSegments(k=4, seed=0, init_size=50, refit_every=100, min_share=0.0)
+    shop_with_a_thief(seg, points)
+    lone = seg.sizes.index(1)
+    kept = {c: seg.predict_one(BLOBS[c]) for c in ("big", "rare")}
+    state = dict(seg.__dict__)
+    del state["min_share"]  # a snapshot pickled before the field existed
+    restored = UserSegments.__new__(UserSegments)
+    restored.__dict__.update(state)
+    seg = pickle.loads(pickle.dumps(restored))
+    assert seg.min_share == UserSegments.min_share > 0.0
+    for key, _, x in four_blobs(100, seed=1):  # users seen before come back: the next refit
+        seg.learn_one(x, key=key)
+    assert min(seg.sizes) >= seg.min_share * len(seg.sample)
+    assert {c: seg.predict_one(BLOBS[c]) for c in kept} == kept  # the other segments keep their numbers
+    assert seg.predict_one(BARGAIN) != seg.predict_one(BLOBS["window"])
+    assert lone in {seg.predict_one(BARGAIN), seg.predict_one(BLOBS["window"])}
+
+
+def test_segment_names_are_distinct_when_two_segments_look_alike():
+    seg = UserSegments(k=5, seed=0, init_size=50, refit_every=100)  # 5 segments over 3 blobs
+    for key, _, x in blob_points(600):
+        seg.learn_one(x, key=key)
+    names = [p["name"] for p in seg.profiles()]
+    assert len(set(names)) == 5, names
+    for blob in ("big", "window"):
+        base = seg.profiles()[seg.predict_one(BLOBS[blob])]["name"].split(",")[0]
+        assert sum(n.startswith(base + ", ") for n in names) == 2, names
+
+
 # -- propensity and labels ----------------------------------------------------------
 
 
