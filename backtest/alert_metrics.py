@@ -83,7 +83,9 @@ def fraud_metrics(
 
 
 def churn_metrics(users: Sequence[dict], truth: Path | None, threshold: float) -> dict[str, Any]:
-    """Precision and recall of ``churn_risk >= threshold`` for planted churners."""
+    """Precision and recall of ``churn_risk >= threshold`` for planted churners,
+    among returning users (seen in two sessions or more: the churners are
+    regulars, and a user seen once is judged by ``no_second_visit_metrics``)."""
     if truth is None:
         return {}
     planted: dict[str, bool] = {}
@@ -91,7 +93,8 @@ def churn_metrics(users: Sequence[dict], truth: Path | None, threshold: float) -
         row = orjson.loads(line)
         if "churned_at" in row:
             planted[row["user_id"]] = row["churned_at"] is not None
-    rows = [(planted[u["user_id"]], u["churn_risk"]) for u in users if u["user_id"] in planted]
+    rows = [(planted[u["user_id"]], u["churn_risk"]) for u in users
+            if u["user_id"] in planted and u.get("sessions", 2) >= 2]
     if not rows:
         return {}
     flagged = sum(1 for _, risk in rows if risk >= threshold)

@@ -67,6 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="share of frequent shoppers who stop for good (default 0.1)")
     p.add_argument("--fraud-share", type=float, default=0.08,
                    help="share of returning users who suffer a fraud incident (default 0.08)")
+    p.add_argument("--new-customer-share", type=float, default=0.2,
+                   help="new customers added, as a share of --users: most shop once, some come "
+                        "back weeks later (default 0.2)")
     p.add_argument("--labels", type=Path, metavar="FILE.jsonl",
                    help="write every purchase's confirmed outcome (fraud or not)")
     p.add_argument("--label-delay-h", type=float, default=24.0,
@@ -85,6 +88,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("churn_share", "fraud_share"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             p.error(f"--{name.replace('_', '-')} must be between 0 and 1")
+    if args.new_customer_share < 0:
+        p.error("--new-customer-share must be >= 0")
     if args.label_delay_h < 0:
         p.error("--label-delay-h must be >= 0")
     if args.sources and (args.users is not None or args.truth or args.bad_fraction or args.labels):
@@ -100,7 +105,7 @@ def traffic(args: argparse.Namespace, settings: Settings) -> tuple[Iterator[Mess
         return to_messages(records[:total], settings.topics), total
     count = DEFAULT_COUNT if args.count is None else args.count
     shop = PlantedShop(args.seed, users=args.users, churn_share=args.churn_share,
-                       fraud_share=args.fraud_share)
+                       fraud_share=args.fraud_share, new_customer_share=args.new_customer_share)
     if args.truth:
         _write_lines(args.truth, (orjson.dumps(row) for row in shop.truth()))
     send_labels = not args.out and not args.no_labels

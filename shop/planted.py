@@ -1,6 +1,6 @@
 """The synthetic shop with planted churners and fraud, and the truth to judge alerts by.
 
-``PlantedShop`` is :class:`~shop.synthetic.Shop` plus two kinds of hidden
+``PlantedShop`` is :class:`~shop.synthetic.Shop` plus three kinds of hidden
 truth, drawn from random streams of their own so that everything else a seed
 produces stays as it is:
 
@@ -23,6 +23,17 @@ produces stays as it is:
 
   Every purchase carries ``attrs.device_risk`` (legitimate ones ~ Beta(2, 12),
   ``device_risk`` fraud ~ Beta(12, 2), the other kinds like legitimate ones).
+
+* **New customers**: ``new_customer_share`` times ``users`` customers more
+  (ids after the population's), who arrive uniformly over the first
+  ``new_window_days`` and shop one session as occasional buyers do (a few
+  views, usually a purchase). A ``new_return_share`` of them come back, after
+  a log-normal gap whose median is ``new_return_days`` (weeks, not the
+  regulars' hours), and then keep that gap as their rhythm; the rest never
+  come back. Their truth rows have ``new_customer: true`` and ``returns_at``
+  (their second session's start, None for one-off customers). Everything
+  else a seed produces is the same with or without them, but for where a
+  count-limited stream ends.
 
 ``labels`` turns purchases into the outcomes a risk team would confirm later
 (every purchase, ``delay_s`` after it). ``truth`` rows gain ``churned_at``.
@@ -66,9 +77,15 @@ DAY_S = 86400.0
 class PlantedUser(User):
     churned_at: float | None = None
     incident: tuple[str, float] | None = None  # (fraud kind, time)
+    new_customer: bool = False
+    returns_at: float | None = None  # a new customer's second session (None: never)
 
     def truth(self) -> dict:
-        return {**super().truth(), "churned_at": None if self.churned_at is None else round(self.churned_at, 3)}
+        row = {**super().truth(), "churned_at": None if self.churned_at is None else round(self.churned_at, 3)}
+        if self.new_customer:
+            row["new_customer"] = True
+            row["returns_at"] = None if self.returns_at is None else round(self.returns_at, 3)
+        return row
 
 
 class PlantedShop(Shop):
@@ -80,10 +97,20 @@ class PlantedShop(Shop):
         churn_window_days: float = 5.0,
         fraud_share: float = 0.08,
         fraud_window_days: float = 10.0,
+        new_customer_share: float = 0.2,
+        new_return_share: float = 0.25,
+        new_return_days: float = 14.0,
+        new_window_days: float = 10.0,
         **kwargs: object,
     ) -> None:
         if not (0.0 <= churn_share <= 1.0 and 0.0 <= fraud_share <= 1.0):
             raise ValueError("churn_share and fraud_share must be between 0 and 1")
+        if not (new_customer_share >= 0.0 and 0.0 <= new_return_share <= 1.0):
+            raise ValueError("new_customer_share must be >= 0 and new_return_share between 0 and 1")
+        if not (new_return_days > 0.0 and new_window_days > 0.0):
+            raise ValueError("new_return_days and new_window_days must be > 0")
+        self.new_customer_share, self.new_return_share = new_customer_share, new_return_share
+        self.new_return_days, self.new_window_days = new_return_days, new_window_days
         self.churn_share, self.churn_window_days = churn_share, churn_window_days
         self.fraud_share, self.fraud_window_days = fraud_share, fraud_window_days
         self.fraud_events: dict[str, str] = {}  # event id -> kind, for events generated so far
@@ -102,6 +129,23 @@ class PlantedShop(Shop):
                 when = self.start_ts + DAY_S * (1.0 + u_when * (self.fraud_window_days - 1.0))
                 planted.incident = (FRAUD_KINDS[int(u_kind * len(FRAUD_KINDS))], when)
             out.append(planted)
+        return out + self._new_customers(len(out))
+
+    def _new_customers(self, n: int) -> list[User]:
+        """Customers who arrive, shop once, and maybe come back weeks later."""
+        rng = np.random.default_rng([self.seed, 7])
+        count = int(round(self.new_customer_share * n))
+        out: list[User] = []
+        for index in range(n, n + count):
+            tastes = rng.dirichlet(np.full(len(CATEGORIES), 0.3))
+            first = self.start_ts + float(rng.uniform(0.0, self.new_window_days * DAY_S))
+            u_return, gap = float(rng.random()), float(rng.lognormal(0.0, 0.5))
+            returns_at = None
+            if u_return < self.new_return_share:
+                returns_at = first + self.new_return_days * DAY_S * gap
+            out.append(PlantedUser(index, f"u{index:05d}", "occasional_buyer", tastes,
+                                   None if returns_at is None else returns_at - first, first,
+                                   new_customer=True, returns_at=returns_at))
         return out
 
     def _user_events(self, user: User) -> Iterator[Event]:
@@ -116,7 +160,8 @@ class PlantedShop(Shop):
         carry a device risk score."""
         risk = np.random.default_rng([self.seed, 6, user.index])
         session = None
-        for event in super()._user_events(user):
+        base = self._new_customer_events(user) if user.new_customer else super()._user_events(user)
+        for event in base:
             if event.session_id != session:
                 session = event.session_id
                 if user.churned_at is not None and event.ts > user.churned_at:
@@ -124,6 +169,18 @@ class PlantedShop(Shop):
             if event.type == "purchase":
                 event.attrs = {"device_risk": round(float(risk.beta(2.0, 12.0)), 4)}
             yield event
+
+    def _new_customer_events(self, user: PlantedUser) -> Iterator[Event]:
+        """One session at ``first_ts``; for a returning customer a second at
+        ``returns_at``, then more at their rhythm."""
+        rng = np.random.default_rng([self.seed, 8, user.index])
+        yield from self._session(rng, user, 1, user.first_ts)
+        if user.returns_at is None or user.rhythm_s is None:
+            return
+        t = user.returns_at
+        for session_no in itertools.count(2):
+            t = yield from self._session(rng, user, session_no, t)
+            t += float(rng.gamma(2.0, user.rhythm_s / 2.0))
 
     def _incident(self, user: PlantedUser) -> Iterator[Event]:
         assert user.incident is not None

@@ -4,7 +4,10 @@
 reasons a person can read: fraud on a purchase (score at or above the
 alert-rate threshold, or a named rule broken), churn risk when a returning
 user's silence crosses the line (with a retention offer for a valuable user),
-the end of that episode when they come back, and a cart nudge when a likely
+``no_second_visit`` when a customer seen in one session only stays away
+longer than new customers who come back usually do (new customers are
+treated apart from lapsing regulars), the end of either episode when they
+come back, and a cart nudge when a likely
 buyer's session goes quiet with a cart and no purchase. It keeps no state of
 its own: episodes live in the user's profile (``churn_alerted_at``), so every
 worker and replay raise the same churn alerts.
@@ -15,6 +18,7 @@ from __future__ import annotations
 from models.churn import ChurnRisk
 from models.fraud import FraudRules
 from models.profile import SESSION_GAP_S, UserProfile
+from models.second_visit import SecondVisit
 from stream.config import Settings
 from stream.events import Event
 from stream.learner import UserModels
@@ -28,6 +32,10 @@ class Alerts:
         self.settings = settings
         self.churn_risk_model = ChurnRisk(
             prior_gap_days=settings.churn_prior_gap_days, threshold=settings.churn_threshold
+        )
+        self.second_visit_model = SecondVisit(
+            return_share=settings.new_return_share, gap_days=settings.new_return_gap_days,
+            threshold=settings.churn_threshold,
         )
         self.rules = FraudRules()
 
@@ -62,26 +70,38 @@ class Alerts:
     # -- churn ----------------------------------------------------------------
 
     def churn_check_at(self, profile: UserProfile) -> float | None:
-        """The event time at which the user's silence makes them a churn risk
-        (None: not a returning user, or already raised for this silence)."""
+        """The event time at which the user's silence makes them a churn risk,
+        or, seen in one session only, unlikely to come back (None: already
+        raised for this silence)."""
         last, first = profile.last_seen, profile.first_seen
         if profile.churn_alerted_at is not None or last is None or first is None:
             return None
+        if profile.sessions <= 1:
+            return last + self.second_visit_model.due_after()
         silence = self.churn_risk_model.due_after(profile.sessions - 1, last - first)
         return None if silence is None else last + silence
 
     def churn_risk(self, profile: UserProfile, now: float) -> float:
-        """P(the user has dropped out) as of event time ``now``."""
+        """P(the user has dropped out) as of event time ``now``: BG/NBD's for a
+        returning user, P(never coming back) for a user seen once."""
         last, first = profile.last_seen, profile.first_seen
         if last is None or first is None:
             return 0.0
+        if profile.sessions <= 1:
+            return self.second_visit_model.score_one(now - last)
         return self.churn_risk_model.score_one(profile.sessions - 1, last - first, now - last)
 
     def churn(self, profile: UserProfile, at: float, models: UserModels) -> list[Alert]:
         """Open a churn episode at event time ``at``: one alert per episode (and a
-        retention offer for a valuable user)."""
+        retention offer for a valuable user; ``no_second_visit`` instead for a
+        user seen once)."""
         last, first = profile.last_seen, profile.first_seen
         assert last is not None and first is not None
+        key = f"{profile.user_id}:{last!r}"
+        threshold = self.settings.churn_threshold
+        profile.churn_alerted_at = last
+        if profile.sessions <= 1:
+            return [self._no_second_visit(profile, at, models, key)]
         returns, span = profile.sessions - 1, last - first
         f = profile.features
         weeks = max((at - first) / (7 * DAY_S), 1.0)
@@ -93,15 +113,30 @@ class Alerts:
             Reason("sessions", float(f.sessions)),
         ]
         score = self.churn_risk_model.score_one(returns, span, at - last)
-        key = f"{profile.user_id}:{last!r}"
-        threshold = self.settings.churn_threshold
         out = [self._alert("churn_risk", profile, models, None, at, score, threshold, reasons, key)]
         if f.revenue >= self.settings.retention_min_revenue:
             offer = reasons + [Reason("min_revenue", self.settings.retention_min_revenue)]
             out.append(self._alert("retention_offer", profile, models, None, at, score, threshold,
                                    offer, key))
-        profile.churn_alerted_at = last
         return out
+
+    def _no_second_visit(self, profile: UserProfile, at: float, models: UserModels,
+                         key: str) -> Alert:
+        """A customer seen once, silent for longer than new customers who come
+        back usually take: the silence since their visit against the median
+        first-to-second gap, and the share of new customers who ever return."""
+        last = profile.last_seen
+        assert last is not None
+        model = self.second_visit_model
+        silence = at - last
+        reasons = [
+            Reason("days_since_first_visit", silence / DAY_S, model.gap_days),
+            Reason("new_customers_returned_by_now", model.returned_by(silence)),
+            Reason("share_of_new_customers_who_return", model.return_share),
+            Reason("revenue", profile.features.revenue),
+        ]
+        return self._alert("no_second_visit", profile, models, None, at, model.score_one(silence),
+                           self.settings.churn_threshold, reasons, key)
 
     def on_return(self, profile: UserProfile, event: Event, models: UserModels) -> list[Alert]:
         """A returning user ends their churn episode, raising it first if their

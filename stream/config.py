@@ -90,6 +90,10 @@ class Settings:
     # Alerts (see models/churn.py and models/fraud.py).
     churn_threshold: float = 0.8
     churn_prior_gap_days: float = 2.0
+    # Customers seen once (see models/second_visit.py): the share of new
+    # customers who ever come back, and the median gap until they do.
+    new_return_share: float = 0.3
+    new_return_gap_days: float = 7.0
     retention_min_revenue: float = 100.0
     fraud_alert_rate: float = 0.01
     nudge_min_propensity: float = 0.5
@@ -203,6 +207,9 @@ class Settings:
             raise ConfigError(f"SHOPSTREAM_KAFKA_SECURITY_PROTOCOL must be one of {', '.join(KAFKA_PROTOCOLS)}")
         if not settings.gc_full_every_s > 0:
             raise ConfigError("SHOPSTREAM_GC_FULL_EVERY_S must be a number of seconds > 0")
+        if not (0 < settings.new_return_share < 1 and settings.new_return_gap_days > 0):
+            raise ConfigError("SHOPSTREAM_NEW_RETURN_SHARE must be between 0 and 1 (exclusive) "
+                              "and SHOPSTREAM_NEW_RETURN_GAP_DAYS a number of days > 0")
         if settings.kafka_sasl_mechanism not in SASL_MECHANISMS:
             raise ConfigError(f"SHOPSTREAM_KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)}")
         return settings

@@ -172,7 +172,7 @@ class Reason:
 class Alert:
     """Something a person should act on (published on the ``alerts`` topic).
 
-    ``kind`` is ``fraud``, ``churn_risk``, ``retention_offer``,
+    ``kind`` is ``fraud``, ``churn_risk``, ``retention_offer``, ``no_second_visit``,
     ``churn_recovered`` or ``cart_nudge``; ``alert_id`` is derived from what
     triggered it, so a repeat after a crash carries the same id."""
 

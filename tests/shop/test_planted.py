@@ -23,7 +23,8 @@ def shop_and_events() -> tuple[PlantedShop, list]:
 
 def test_planting_nothing_leaves_the_shop_as_it_was() -> None:
     plain = [e.to_dict() for e in Shop(5, users=50).events(3000)]
-    planted = [e.to_dict() for e in PlantedShop(5, users=50, churn_share=0, fraud_share=0).events(3000)]
+    planted = [e.to_dict() for e in PlantedShop(5, users=50, churn_share=0, fraud_share=0,
+                                                      new_customer_share=0).events(3000)]
     for event in planted:  # every purchase gains a device risk score, nothing else changes
         assert ("attrs" in event) == (event["type"] == "purchase")
         event.pop("attrs", None)
