@@ -33,6 +33,7 @@ from stream.events import HISTORY_MIN_TS, Event, InvalidEvent, Label, label_from
 from stream.learner import FRAUD, Learner, UserModels
 from stream.outputs import Alert, Message
 from stream.processor import Prediction, Processor
+from backtest.repeat_ranking import repeat_ranking
 from backtest.sources import Record, SourceError, merge_records
 from stream.state import MemoryState, State
 
@@ -344,6 +345,11 @@ async def run(config: ReplayConfig) -> ReplayResult:
             "ranking": "compiled" if COMPILED else "python",
         },
     }
+    if users_as_of is not None and config.as_of is not None:
+        # Events carry the ids the state knows (pseudonymised, with a user key) by now.
+        buyers = {r.event.user_id for r in records
+                  if r.event is not None and r.event.type == "purchase" and r.event.ts >= config.as_of}
+        metrics_doc["repeat_ranking"] = repeat_ranking(users, buyers, config.as_of, span_end)
     alert_docs = [a.to_dict() for a in alerts]
     return ReplayResult(metrics_doc, users, _timeline(buckets, width, span_start), dead, scores,
                         learner.timeline, alert_docs, alert_timeline(alert_docs, purchases, labels))

@@ -161,6 +161,61 @@ def test_valuable_users_get_a_retention_offer() -> None:
     assert {a.user_id for a in alerts_of(results, "churn_risk")} == {"rich", "poor"}
 
 
+def test_a_customer_seen_once_gets_no_second_visit_not_churn_risk() -> None:
+    # "once" visits one day and never again; "regular" visits daily, then stops;
+    # "clock" keeps event time moving for 60 days.
+    settings = Settings(new_return_share=0.3, new_return_gap_days=7.0)
+    visits = [("once", T0 + 3600.0)] + daily_visits("regular", 10)
+    visits += [("clock", T0 + h * 3600.0) for h in range(2, 60 * 24, 12)]
+    messages = stream(visits)
+    processor = Processor(MemoryState(settings), settings)
+    results = run_batches(processor, [messages[i:i + 9] for i in range(0, len(messages), 9)])
+    new = alerts_of(results, "no_second_visit")
+    assert [a.user_id for a in new] == ["once"]
+    alert = new[0]
+    due = processor.alerts.second_visit_model.due_after()
+    assert alert.ts == pytest.approx(T0 + 3600.0 + due)
+    assert alert.alert_id == f"no_second_visit:once:{T0 + 3600.0!r}"
+    assert alert.score >= 0.8 and alert.threshold == 0.8
+    reasons = {r.name: (r.value, r.normal) for r in alert.reasons}
+    assert reasons["days_since_first_visit"] == (pytest.approx(due / DAY), 7.0)
+    assert reasons["share_of_new_customers_who_return"][0] == 0.3
+    assert 0.5 <= reasons["new_customers_returned_by_now"][0] < 1.0
+    # Regulars keep their kind; new customers get no retention offer of a regular's.
+    assert {a.user_id for a in alerts_of(results, "churn_risk")} == {"regular"}
+    assert not [a for r in results for a in r.alerts
+                if a.user_id == "once" and a.kind in ("churn_risk", "retention_offer")]
+    # users.jsonl's churn risk of a customer seen once grows with their silence.
+    profile = asyncio.run(processor.state.profile("once"))
+    risks = [processor.alerts.churn_risk(profile, T0 + d * DAY) for d in (1, 7, 30)]
+    assert risks == sorted(risks) and 0.7 <= risks[0] < 0.8 < risks[-1]
+
+
+def test_a_new_customer_who_comes_back_ends_the_episode_and_is_then_a_regular() -> None:
+    visits = [("new", T0)] + [("clock", T0 + h * 3600.0) for h in range(1, 40 * 24, 12)]
+    visits += [("new", T0 + 20 * DAY)] + [("new", T0 + 21 * DAY)]
+    messages = stream(visits)
+    results = run_batches(Processor(MemoryState()), [messages[i:i + 5] for i in range(0, len(messages), 5)])
+    kinds = [(a.kind, a.ts) for r in results for a in r.alerts if a.user_id == "new"]
+    assert [k for k, _ in kinds][:2] == ["no_second_visit", "churn_recovered"]
+    assert kinds[1][1] == T0 + 20 * DAY
+    assert all(k != "no_second_visit" for k, _ in kinds[2:])
+
+
+@pytest.mark.parametrize("size", [1, 17, 10_000])
+def test_no_second_visit_alerts_do_not_depend_on_batching(size: int) -> None:
+    rng = random.Random(9)
+    visits = [(f"n{u}", T0 + rng.uniform(0, 10) * DAY) for u in range(15)]
+    visits += [(f"n{u}", T0 + rng.uniform(12, 30) * DAY) for u in range(0, 15, 3)]
+    visits.append(("clock", T0 + 60 * DAY))
+    messages = stream(visits)
+    reference = run_batches(Processor(MemoryState()), [messages])
+    results = run_batches(Processor(MemoryState()), [messages[i:i + size] for i in range(0, len(messages), size)])
+    ids = sorted(a.alert_id for r in results for a in r.alerts)
+    assert ids == sorted(a.alert_id for r in reference for a in r.alerts)
+    assert len([i for i in ids if i.startswith("no_second_visit:")]) >= 10
+
+
 # -- fraud: labels, thresholds, rules -------------------------------------------------
 
 
