@@ -67,9 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="share of frequent shoppers who stop for good (default 0.1)")
     p.add_argument("--fraud-share", type=float, default=0.08,
                    help="share of returning users who suffer a fraud incident (default 0.08)")
-    p.add_argument("--new-customer-share", type=float, default=0.2,
-                   help="new customers added, as a share of --users: most shop once, some come "
-                        "back weeks later (default 0.2)")
+    p.add_argument("--new-customer-share", type=float, default=0.0,
+                   help="new customers added, as a share of --users: most shop once, a quarter "
+                        "come back weeks later (default 0: none, e.g. 0.2)")
     p.add_argument("--labels", type=Path, metavar="FILE.jsonl",
                    help="write every purchase's confirmed outcome (fraud or not)")
     p.add_argument("--label-delay-h", type=float, default=24.0,

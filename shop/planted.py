@@ -33,7 +33,8 @@ produces stays as it is:
   come back. Their truth rows have ``new_customer: true`` and ``returns_at``
   (their second session's start, None for one-off customers). Everything
   else a seed produces is the same with or without them, but for where a
-  count-limited stream ends.
+  count-limited stream ends. None are planted unless asked for
+  (``produce.py --new-customer-share 0.2``).
 
 ``labels`` turns purchases into the outcomes a risk team would confirm later
 (every purchase, ``delay_s`` after it). ``truth`` rows gain ``churned_at``.
@@ -97,7 +98,7 @@ class PlantedShop(Shop):
         churn_window_days: float = 5.0,
         fraud_share: float = 0.08,
         fraud_window_days: float = 10.0,
-        new_customer_share: float = 0.2,
+        new_customer_share: float = 0.0,
         new_return_share: float = 0.25,
         new_return_days: float = 14.0,
         new_window_days: float = 10.0,

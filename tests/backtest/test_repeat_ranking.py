@@ -25,7 +25,7 @@ def test_bgnbd_gives_the_papers_expected_purchases() -> None:
 def purchase_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PlantedShop]:
     """40 days of the planted shop (300 users and 60 new customers), purchases only:
     as a shop's order history would give it."""
-    shop = PlantedShop(42, users=300)
+    shop = PlantedShop(42, users=300, new_customer_share=0.2)
     path = tmp_path_factory.mktemp("log") / "purchases.jsonl"
     with open(path, "wb") as f:
         for event in shop.events(until=shop.start_ts + 40 * DAY_S):
