@@ -1,6 +1,6 @@
 """The latency floor the benchmark measures shopstream against: a process that
 forwards input events to an output topic through the same broker, fetch wait
-and acks as the worker, with no work in between.
+and size and acks as the worker, with no work in between.
 
 Whatever it takes from an event's send to the forwarded message's arrival is
 what the broker and its clients take (a fetch's wait, producing with acks, the
@@ -57,14 +57,17 @@ class Throttle:
 async def forward(settings: Settings, output: str) -> None:
     options = settings.aiokafka_options()
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
-                                fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms, **options)
+                                fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+                                fetch_min_bytes=settings.kafka_fetch_min_bytes, **options)
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", **options)
     await consumer.start()
     await producer.start()
     throttle = Throttle(settings.rec_throttle_s)
     try:
+        # The producer asks the broker for a topic's metadata; Kafka's answer
+        # to the consumer's start names no topic.
         partitions = [TopicPartition(t, p) for t in settings.topics.inputs
-                      for p in sorted(consumer.partitions_for_topic(t) or [])]
+                      for p in sorted(await producer.partitions_for(t))]
         consumer.assign(partitions)
         await consumer.seek_to_end(*partitions)
         for tp in partitions:

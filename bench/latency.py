@@ -77,7 +77,7 @@ async def measure(settings: Settings, events: list[dict], rate: float,
 
     async def read() -> None:
         topic = settings.topics.recommendations
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        partitions = [TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))]
         consumer.assign(partitions)
         await consumer.seek_to_end(*partitions)
         quiet_since = None

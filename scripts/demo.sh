@@ -16,11 +16,12 @@ export SHOPSTREAM_WEB_PORT="${SHOPSTREAM_WEB_PORT:-6066}"
 export SHOPSTREAM_REC_THROTTLE_S="${SHOPSTREAM_REC_THROTTLE_S:-30}"
 TOPIC="${SHOPSTREAM_TOPIC_RECOMMENDATIONS:-recommendations}"
 
+echo "demo: starting the local broker and Redis (Apache Kafka where Java 17+ is installed; the first start fetches its jars)"
 "$PY" scripts/dev_stack.py up
 
-# The demo starts from a clean slate under its own key prefix: the local
-# broker keeps topics in memory only, and offsets remembered in Redis from an
-# earlier broker would make the worker skip the new topics' events.
+# The demo starts from a clean slate under its own key prefix: its state in
+# Redis must not count offsets of topics an earlier broker had (Tansu keeps
+# nothing across a restart; Kafka's log in .dev/ can be deleted).
 export SHOPSTREAM_PREFIX="${SHOPSTREAM_PREFIX:-demo:}"
 "$PY" - <<PYEOF
 import redis

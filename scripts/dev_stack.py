@@ -1,9 +1,11 @@
-"""Run the local dev stack: a Tansu broker and Redis on loopback.
+"""Run the local dev stack: a broker (Apache Kafka, or Tansu) and Redis on loopback.
 
     python scripts/dev_stack.py up|down|status [--broker-port N] [--redis-url URL]
 
 Defaults come from ``SHOPSTREAM_BROKER`` (its port; the host must be local)
-and ``SHOPSTREAM_REDIS_URL``. Pid files and logs go to ``<repo>/.dev/``.
+and ``SHOPSTREAM_REDIS_URL``. The broker is Apache Kafka where Java 17+ and
+Maven are installed, else Tansu; ``SHOPSTREAM_LOCAL_BROKER=kafka|tansu``
+forces one. Pid files and logs go to ``<repo>/.dev/``.
 Processes started by ``up`` keep running after this script exits.
 """
 
@@ -36,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=os.environ.get("SHOPSTREAM_REDIS_URL", stack.DEFAULT_REDIS_URL),
         help="default: $SHOPSTREAM_REDIS_URL or %(default)s",
     )
-    p.add_argument("--timeout", type=float, default=20.0, help="seconds to wait in `up`")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait in `up`")
     return p.parse_args(argv)
 
 
@@ -47,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     port = args.broker_port if args.broker_port is not None else broker_port_from_env()
     if args.command == "up":
-        st = stack.up(RUN_DIR, port, args.redis_url, timeout=args.timeout)
+        st = stack.up(RUN_DIR, port, args.redis_url, timeout=args.timeout,
+                      say=lambda line: print(f"dev_stack: {line}", flush=True))
     else:
         st = stack.status(RUN_DIR, port, args.redis_url)
     print("\n".join(st.lines()))

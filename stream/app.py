@@ -40,12 +40,13 @@ from stream.lost_topics import restart_partitions_past_their_end
 from stream.outputs import DeadLetter, Message, UserView
 from stream.processor import BatchResult, Processor
 from stream.redis_state import RedisState
-from stream.snapshots import SnapshotStore
+from stream.snapshots import NEWER_THERE, SAVED, BackgroundSave, SnapshotStore
 from stream.startup import wait_for_broker
 from stream.topics import create_topics
 
 log = logging.getLogger("shopstream")
 FETCHES_BUFFERED = 4  # fetches read ahead of the batch in work
+LEARN_SLICE_S, LEARN_STEP = 0.005, 16  # learning between two looks at the event loop
 
 settings = Settings.from_env()
 
@@ -76,6 +77,7 @@ app.topics.add(inputs)  # subscribed and acked as Faust does; read through `fetc
 fetched = app.channel(maxsize=FETCHES_BUFFERED)
 app.transport = KafkaTransport(app.conf.broker_consumer, app,
                                fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+                               fetch_min_bytes=settings.kafka_fetch_min_bytes,
                                batches={topic: fetched for topic in settings.topics.inputs})
 dead_letters_topic = app.topic(
     settings.topics.dead_letters,
@@ -255,41 +257,55 @@ async def sweep_when_idle() -> None:
 
 @dataclass
 class Publisher:
-    """The learn agent's models and when they were last published."""
+    """The learn agent's models, when they were last published, and the save
+    under way in the background."""
 
     learner: Learner | None = None
     at: float = 0.0
     updates: int = 0
+    saving: BackgroundSave | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def publish_if_due(self) -> None:
         """A snapshot every N updates (at most one per ``snapshot_min_interval_s``)
-        or T seconds, if anything was learnt."""
+        or T seconds, if anything was learnt; one save at a time."""
         learner = self.learner
-        if learner is None:
-            return
-        since, fresh = time.monotonic() - self.at, learner.updates - self.updates
-        due = fresh > 0 and (since >= settings.snapshot_interval_s or (
-            fresh >= settings.snapshot_every and since >= settings.snapshot_min_interval_s))
-        if not due or self.lock.locked():
+        if learner is None or self.lock.locked():
             return
         async with self.lock:
-            models = learner.snapshot(shared=True)  # save() pickles it before it awaits
-            try:
-                if not await snapshots.save(models.version, models):
-                    # A newer version is there (a learner that held this
-                    # partition before a rebalance, or a save of ours whose
-                    # learner state was lost): number ours after it.
-                    learner.version = await snapshots.version()
-                    log.warning("user models v%d were already published; next as v%d",
-                                models.version, learner.version + 1)
+            if self.saving is not None:
+                outcome = self.saving.outcome()
+                if outcome is None:
                     return
-                await snapshots.save_learner(learner)
-            except (RedisError, OSError) as exc:  # keep learning; publish next time
-                log.warning("could not publish user models v%d (%s)", models.version, exc)
+                await self._saved(learner, self.saving.version, outcome)
+                self.saving = None
+            since, fresh = time.monotonic() - self.at, learner.updates - self.updates
+            due = fresh > 0 and (since >= settings.snapshot_interval_s or (
+                fresh >= settings.snapshot_every and since >= settings.snapshot_min_interval_s))
+            if not due:
                 return
+            models = learner.snapshot(shared=True)
+            self.saving = snapshots.save_in_background(models.version, models, learner)
             self.at, self.updates = time.monotonic(), learner.updates
-            log.info("published user models v%d (%d updates)", models.version, learner.updates)
+            # This worker scores with what it learns, as replay does, instead
+            # of loading its own snapshot back.
+            processor.models = models
+
+    async def _saved(self, learner: Learner, version: int, outcome: int) -> None:
+        if outcome == SAVED:
+            log.info("published user models v%d", version)
+        elif outcome == NEWER_THERE:
+            # A learner that held this partition before a rebalance, or a save
+            # of ours whose learner state was lost: number ours after it.
+            try:
+                learner.version = max(learner.version, await snapshots.version())
+            except (RedisError, OSError):
+                pass
+            log.warning("user models v%d were already published; next as v%d",
+                        version, learner.version + 1)
+        else:  # keep learning; everything is published with the next save
+            self.updates = 0
+            log.warning("could not publish user models v%d (see Redis on /health)", version)
 
 
 publisher = Publisher()
@@ -301,13 +317,26 @@ async def learn(stream: faust.StreamT) -> None:
     learner = publisher.learner = await _resume_learner()
     publisher.at, publisher.updates = time.monotonic(), learner.updates
     async for events in stream.take_events(100, within=1.0):
-        with gc_paused():
-            for event in events:
-                if event.message.topic == settings.topics.labels:
-                    await _learn_label(learner, event)
-                else:
-                    learner.learn(ModelRow.from_dict(d) for d in orjson.loads(event.value))
+        for event in events:
+            if event.message.topic == settings.topics.labels:
+                await _learn_label(learner, event)
+            else:
+                await _learn_rows(learner, [ModelRow.from_dict(d) for d in orjson.loads(event.value)])
         await publisher.publish_if_due()
+
+
+async def _learn_rows(learner: Learner, rows: list[ModelRow]) -> None:
+    """Learn in slices of ``LEARN_SLICE_S``, letting the ingest agent run in
+    between: a catch-up batch's message holds thousands of rows (seconds of
+    learning), and events must not wait for models, which may lag."""
+    done = 0
+    while done < len(rows):
+        deadline = time.perf_counter() + LEARN_SLICE_S
+        with gc_paused():
+            while done < len(rows) and time.perf_counter() < deadline:
+                learner.learn(rows[done:done + LEARN_STEP])
+                done += LEARN_STEP
+        await asyncio.sleep(0)
 
 
 @app.timer(interval=settings.gc_full_every_s)

@@ -112,10 +112,14 @@ class Settings:
     kafka_username: str = ""
     kafka_password: str = field(default="", repr=False)
     kafka_ssl_cafile: str = ""
-    # How long the broker may hold a fetch that found nothing (Faust fixes
-    # 1500 ms; Apache Kafka answers early when records arrive, the embedded
-    # broker does not, so this bounds latency there).
-    kafka_fetch_max_wait_ms: int = 20
+    # A worker's fetch is answered once this many bytes are there or the wait
+    # ends (Faust fixes 1500 ms and 1 byte). Near real time every fetch costs
+    # the worker's one Python core as much as the events it brings: one fetch
+    # per 40 ms instead of one per few records cut p99 at 2,000 events/s on
+    # Kafka from 127 to 83 ms; when behind, 64 KiB come at once, no wait.
+    # Tansu answers only when the wait ends, whatever is there.
+    kafka_fetch_max_wait_ms: int = 40
+    kafka_fetch_min_bytes: int = 65536
     group_session_timeout: float = 6.0
     group_heartbeat_interval: float = 2.0
     group_rebalance_timeout: float = 6.0
@@ -205,6 +209,9 @@ class Settings:
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.kafka_security_protocol not in KAFKA_PROTOCOLS:
             raise ConfigError(f"SHOPSTREAM_KAFKA_SECURITY_PROTOCOL must be one of {', '.join(KAFKA_PROTOCOLS)}")
+        if settings.kafka_fetch_max_wait_ms < 0 or settings.kafka_fetch_min_bytes < 1:
+            raise ConfigError("SHOPSTREAM_KAFKA_FETCH_MAX_WAIT_MS must be >= 0 and "
+                              "SHOPSTREAM_KAFKA_FETCH_MIN_BYTES >= 1")
         if not settings.gc_full_every_s > 0:
             raise ConfigError("SHOPSTREAM_GC_FULL_EVERY_S must be a number of seconds > 0")
         if not (0 < settings.new_return_share < 1 and settings.new_return_gap_days > 0):

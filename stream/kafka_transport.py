@@ -1,11 +1,14 @@
 """Faust's Kafka transport, with two changes for throughput and latency.
 
-**Fetch wait as a setting.** Faust builds its aiokafka consumer with
-``fetch_max_wait_ms=1500`` and no way to change it. Apache Kafka answers a
-waiting fetch as soon as records arrive, so there the wait only paces polls of
-an idle partition; the embedded broker (Tansu) holds every fetch that found
-nothing for the whole wait, which added about 400 ms (p50) to each event's
-latency at low rates.
+**Fetch wait and size as settings.** Faust builds its aiokafka consumer with
+``fetch_max_wait_ms=1500``, ``fetch_min_bytes=1`` and no way to change them.
+Apache Kafka then answers a fetch as soon as one record arrives: near real
+time the consumer thread fetches every few records, and its requests take the
+GIL from the agent's batches (a quarter of a worker's samples at 2,000
+events/s). Asking for 64 KiB or 40 ms, whichever comes first, cut p99 from
+127 to 83 ms there. The embedded broker (Tansu) holds every fetch for the
+whole wait; Faust's 1500 ms added about 400 ms (p50) to each event's latency
+at low rates.
 
 **Whole fetches for batch topics.** Faust hands every fetched message to its
 conductor on its own: an ``asyncio.wait`` over four tasks per message, then a
@@ -36,6 +39,7 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         # aiokafka hands this to its fetcher in start(), which comes later.
         consumer._fetch_max_wait_ms = getattr(transport, "fetch_max_wait_ms", FAUST_FETCH_MAX_WAIT_MS)
+        consumer._fetch_min_bytes = getattr(transport, "fetch_min_bytes", 1)
         return consumer
 
 
@@ -103,7 +107,7 @@ class Consumer(faust_aiokafka.Consumer):
 
 class Transport(faust_aiokafka.Transport):
     """Use as ``app.transport = Transport(app.conf.broker_consumer, app, fetch_max_wait_ms=...,
-    batches={topic name: channel})``."""
+    fetch_min_bytes=..., batches={topic name: channel})``."""
 
     Consumer = Consumer
 
@@ -111,9 +115,11 @@ class Transport(faust_aiokafka.Transport):
         self,
         *args: Any,
         fetch_max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS,
+        fetch_min_bytes: int = 1,
         batches: Mapping[str, ChannelT] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.fetch_min_bytes = fetch_min_bytes
         self.batches = dict(batches or {})

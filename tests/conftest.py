@@ -1,8 +1,10 @@
-"""Test services: a real Kafka-protocol broker and a real Redis.
+"""Test services: a real broker and a real Redis.
 
-By default the session starts its own Tansu broker and redis-server on free
-loopback ports and stops them at the end. Set ``SHOPSTREAM_TEST_BROKER`` /
-``SHOPSTREAM_TEST_REDIS_URL`` to run against ones already running instead.
+By default the session starts its own broker (Apache Kafka where Java 17+ and
+Maven are there, else Tansu; ``SHOPSTREAM_LOCAL_BROKER=kafka|tansu`` forces
+one) and redis-server on free loopback ports, and stops them at the end. Set
+``SHOPSTREAM_TEST_BROKER`` / ``SHOPSTREAM_TEST_REDIS_URL`` to run against ones
+already running instead.
 """
 
 from __future__ import annotations
@@ -13,8 +15,26 @@ from typing import Iterator
 
 import pytest
 
-from devstack.services import free_port, start_broker, start_redis, wait_ready
+from devstack.services import (
+    BROKERS,
+    DevStackError,
+    broker_kind,
+    free_port,
+    start_broker,
+    start_redis,
+    wait_ready,
+)
 from tests.support import Services
+
+
+def pytest_report_header() -> str:
+    if os.environ.get("SHOPSTREAM_TEST_BROKER"):
+        return f"broker: {os.environ['SHOPSTREAM_TEST_BROKER']} (SHOPSTREAM_TEST_BROKER)"
+    try:
+        kind, why = broker_kind()
+    except DevStackError as exc:
+        return f"broker: none ({exc})"
+    return f"broker: {BROKERS[kind]}, started by the session ({why})"
 
 
 @pytest.fixture(scope="session")
