@@ -52,9 +52,13 @@ def first_difference(live: dict, expected: dict) -> str:
     return ""
 
 
+CHURN_KINDS = ("churn_risk", "no_second_visit")
+
+
 @dataclass
 class Reference:
-    """The reference run's state and the churn alerts it raised."""
+    """The reference run's state and the churn alerts it raised (for regulars
+    and for customers seen once)."""
 
     state: dict
     churn_alert_ids: set[str]
@@ -71,7 +75,7 @@ async def reference_run(settings: Settings, events: Path, client: redis.Redis) -
     reference = replace(settings, prefix="reference-" + settings.prefix)
     result = await run(ReplayConfig(inputs=[events], redis_url=settings.redis_url,
                                     progress=False, settings=reference))
-    ids = {a["alert_id"] for a in result.alerts if a["kind"] == "churn_risk"}
+    ids = {a["alert_id"] for a in result.alerts if a["kind"] in CHURN_KINDS}
     return Reference(redis_state_snapshot(client, reference.prefix), ids)
 
 
