@@ -27,12 +27,21 @@ DAY_S = 86400.0
 Purchase = tuple[str, "str | None", float, float, float]
 
 
+def roc_auc(ys: Sequence[bool], scores: Sequence[float]) -> float | None:
+    """ROC AUC of ``scores`` for ``ys``, to 4 places; None unless both classes occur."""
+    if not 0 < sum(ys) < len(ys):
+        return None
+    from sklearn.metrics import roc_auc_score
+
+    return round(float(roc_auc_score(ys, scores)), 4)
+
+
 def _ranking(ys: Sequence[bool], scores: Sequence[float]) -> dict[str, Any]:
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    from sklearn.metrics import average_precision_score
 
     out: dict[str, Any] = {"purchases": len(ys), "fraud": int(sum(ys))}
     if 0 < sum(ys) < len(ys):
-        out["roc_auc"] = round(float(roc_auc_score(ys, scores)), 4)
+        out["roc_auc"] = roc_auc(ys, scores)
         out["average_precision"] = round(float(average_precision_score(ys, scores)), 4)
     return out
 
@@ -106,10 +115,9 @@ def churn_metrics(users: Sequence[dict], truth: Path | None, threshold: float) -
         "recall": round(hits / churners, 4) if churners else None,
         "threshold": threshold,
     }
-    if 0 < churners < len(rows):
-        from sklearn.metrics import roc_auc_score
-
-        out["roc_auc"] = round(float(roc_auc_score([c for c, _ in rows], [r for _, r in rows])), 4)
+    auc = roc_auc([c for c, _ in rows], [r for _, r in rows])
+    if auc is not None:
+        out["roc_auc"] = auc
     return out
 
 

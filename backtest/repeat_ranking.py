@@ -22,17 +22,10 @@ from __future__ import annotations
 
 from typing import Any, Collection, Sequence
 
+from backtest.alert_metrics import roc_auc
 from backtest.bgnbd import BgNbd
 
 DAY_S = 86400.0
-
-
-def _auc(ys: Sequence[bool], scores: Sequence[float]) -> float | None:
-    if not 0 < sum(ys) < len(ys):
-        return None
-    from sklearn.metrics import roc_auc_score
-
-    return round(float(roc_auc_score(ys, scores)), 4)
 
 
 def repeat_ranking(
@@ -53,13 +46,13 @@ def repeat_ranking(
     risk = [-u["churn_risk"] for u in customers]
     out: dict[str, Any] = {
         "as_of": as_of, "customers": len(customers), "buy_again": sum(ys),
-        "churn_risk_auc": _auc(ys, risk), "bgnbd_expected_auc": _auc(ys, expected),
+        "churn_risk_auc": roc_auc(ys, risk), "bgnbd_expected_auc": roc_auc(ys, expected),
         "bgnbd": {k: round(v, 6) for k, v in vars(model).items()},
     }
     for name, keep in (("seen_once", lambda x: x == 0), ("repeat", lambda x: x > 0)):
         idx = [i for i, h in enumerate(histories) if keep(h[0])]
         sub = [ys[i] for i in idx]
         out[name] = {"customers": len(idx), "buy_again": sum(sub),
-                     "churn_risk_auc": _auc(sub, [risk[i] for i in idx]),
-                     "bgnbd_expected_auc": _auc(sub, [expected[i] for i in idx])}
+                     "churn_risk_auc": roc_auc(sub, [risk[i] for i in idx]),
+                     "bgnbd_expected_auc": roc_auc(sub, [expected[i] for i in idx])}
     return out

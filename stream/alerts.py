@@ -98,10 +98,10 @@ class Alerts:
         last, first = profile.last_seen, profile.first_seen
         assert last is not None and first is not None
         key = f"{profile.user_id}:{last!r}"
-        threshold = self.settings.churn_threshold
         profile.churn_alerted_at = last
         if profile.sessions <= 1:
             return [self._no_second_visit(profile, at, models, key)]
+        threshold = self.settings.churn_threshold
         returns, span = profile.sessions - 1, last - first
         f = profile.features
         weeks = max((at - first) / (7 * DAY_S), 1.0)

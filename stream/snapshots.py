@@ -37,6 +37,10 @@ return 1
 SAVED, NEWER_THERE, FAILED = 0, 3, 1  # a background save's exit status
 
 
+def _pickled(obj: Any) -> bytes:
+    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 @dataclass
 class BackgroundSave:
     """A save running in a child process."""
@@ -67,7 +71,7 @@ class SnapshotStore:
         least as new is there already (a learn agent that lost its partition in a
         rebalance may finish a save after its successor's); False then."""
         # Before the first await: ``models`` may share objects a learner goes on learning into.
-        raw = pickle.dumps((version, models), protocol=pickle.HIGHEST_PROTOCOL)
+        raw = _pickled((version, models))
         saved = await self._save(keys=[self.version_key, self.snapshot_key], args=[version, raw])
         return bool(saved)
 
@@ -80,10 +84,10 @@ class SnapshotStore:
         code = FAILED
         try:  # the child: its own connection, no event loop, no logging (locks)
             client = redis.Redis.from_url(self.url)
-            raw = pickle.dumps((version, models), protocol=pickle.HIGHEST_PROTOCOL)
             code = NEWER_THERE
-            if client.eval(SAVE_IF_NEWER, 2, self.version_key, self.snapshot_key, version, raw):
-                client.set(self.learner_key, pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL))
+            if client.eval(SAVE_IF_NEWER, 2, self.version_key, self.snapshot_key, version,
+                           _pickled((version, models))):
+                client.set(self.learner_key, _pickled(learner))
                 code = SAVED
         except BaseException:
             code = FAILED
@@ -107,7 +111,7 @@ class SnapshotStore:
 
     async def save_learner(self, learner: Any) -> None:
         """The learn agent's whole state (pending labels, metrics), for its restart."""
-        await self.client.set(self.learner_key, pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL))
+        await self.client.set(self.learner_key, _pickled(learner))
 
     async def load_learner(self) -> Any | None:
         raw = await self.client.get(self.learner_key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -128,8 +129,7 @@ def test_a_returning_user_ends_the_episode_and_can_start_another() -> None:
     assert kinds[1][1] == T0 + 20 * DAY
 
 
-@pytest.mark.parametrize("size", [1, 13, 10_000])
-def test_churn_alerts_do_not_depend_on_batching(size: int) -> None:
+def regulars_who_stop() -> list[tuple[str, float]]:
     rng = random.Random(5)
     visits = []
     for u in range(12):
@@ -139,13 +139,27 @@ def test_churn_alerts_do_not_depend_on_batching(size: int) -> None:
         while t < T0 + stop:
             visits.append((f"u{u}", t))
             t += rng.expovariate(1 / gap)
-    visits.append(("clock", T0 + 60 * DAY))
-    messages = stream(visits)
+    return visits
+
+
+def new_customers_some_back() -> list[tuple[str, float]]:
+    rng = random.Random(9)
+    visits = [(f"n{u}", T0 + rng.uniform(0, 10) * DAY) for u in range(15)]
+    return visits + [(f"n{u}", T0 + rng.uniform(12, 30) * DAY) for u in range(0, 15, 3)]
+
+
+@pytest.mark.parametrize("size", [1, 13, 10_000])
+@pytest.mark.parametrize("visits, kind, at_least", [
+    (regulars_who_stop, "churn_risk", 5), (new_customers_some_back, "no_second_visit", 10),
+])
+def test_churn_alerts_do_not_depend_on_batching(size: int, visits: Callable[[], list[tuple[str, float]]],
+                                                kind: str, at_least: int) -> None:
+    messages = stream(visits() + [("clock", T0 + 60 * DAY)])
     reference = run_batches(Processor(MemoryState()), [messages])
     results = run_batches(Processor(MemoryState()), [messages[i:i + size] for i in range(0, len(messages), size)])
     ids = sorted(a.alert_id for r in results for a in r.alerts)
     assert ids == sorted(a.alert_id for r in reference for a in r.alerts)
-    assert len([i for i in ids if i.startswith("churn_risk:")]) >= 5
+    assert len([i for i in ids if i.startswith(f"{kind}:")]) >= at_least
 
 
 def test_valuable_users_get_a_retention_offer() -> None:
@@ -200,20 +214,6 @@ def test_a_new_customer_who_comes_back_ends_the_episode_and_is_then_a_regular() 
     assert [k for k, _ in kinds][:2] == ["no_second_visit", "churn_recovered"]
     assert kinds[1][1] == T0 + 20 * DAY
     assert all(k != "no_second_visit" for k, _ in kinds[2:])
-
-
-@pytest.mark.parametrize("size", [1, 17, 10_000])
-def test_no_second_visit_alerts_do_not_depend_on_batching(size: int) -> None:
-    rng = random.Random(9)
-    visits = [(f"n{u}", T0 + rng.uniform(0, 10) * DAY) for u in range(15)]
-    visits += [(f"n{u}", T0 + rng.uniform(12, 30) * DAY) for u in range(0, 15, 3)]
-    visits.append(("clock", T0 + 60 * DAY))
-    messages = stream(visits)
-    reference = run_batches(Processor(MemoryState()), [messages])
-    results = run_batches(Processor(MemoryState()), [messages[i:i + size] for i in range(0, len(messages), size)])
-    ids = sorted(a.alert_id for r in results for a in r.alerts)
-    assert ids == sorted(a.alert_id for r in reference for a in r.alerts)
-    assert len([i for i in ids if i.startswith("no_second_visit:")]) >= 10
 
 
 # -- fraud: labels, thresholds, rules -------------------------------------------------

@@ -314,3 +314,37 @@ def test_an_older_model_version_never_replaces_a_newer_one(services: Services) -
         await state.close()
 
     asyncio.run(go())
+
+
+@pytest.mark.services
+def test_a_save_in_the_background_keeps_versions_and_the_learner(services: Services) -> None:
+    """The worker's own path: a forked child saves, under the same rule."""
+    import time
+
+    from stream.learner import Learner
+    from stream.snapshots import FAILED, NEWER_THERE, SAVED, SnapshotStore
+
+    settings = isolated_settings(services)
+
+    def saved(store: SnapshotStore, version: int, learner: Learner) -> int:
+        pending = store.save_in_background(version, learner.snapshot(), learner)
+        deadline = time.monotonic() + 30
+        while (outcome := pending.outcome()) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return FAILED if outcome is None else outcome
+
+    async def go() -> None:
+        state = RedisState(settings)
+        store = SnapshotStore(settings, state.client)
+        learner = Learner()
+        learner.updates = 7
+        assert saved(store, 2, learner) == SAVED and await store.version() == 2
+        assert (await store.load_learner()).updates == 7
+        learner.updates = 8
+        assert saved(store, 2, learner) == NEWER_THERE  # a late save of the same number
+        assert saved(store, 1, learner) == NEWER_THERE
+        assert (await store.load_learner()).updates == 7  # not the late save's learner
+        assert saved(store, 3, learner) == SAVED and (await store.load_newer(2))[0] == 3
+        await state.close()
+
+    asyncio.run(go())
