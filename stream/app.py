@@ -263,6 +263,7 @@ class Publisher:
     learner: Learner | None = None
     at: float = 0.0
     updates: int = 0
+    learner_at: float = float("-inf")  # when a save last took the learner's own state along
     saving: BackgroundSave | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -278,6 +279,8 @@ class Publisher:
                 if outcome is None:
                     return
                 await self._saved(learner, self.saving.version, outcome)
+                if outcome != SAVED and self.saving.with_learner:
+                    self.learner_at = float("-inf")  # the next save takes it along
                 self.saving = None
             since, fresh = time.monotonic() - self.at, learner.updates - self.updates
             due = fresh > 0 and (since >= settings.snapshot_interval_s or (
@@ -285,8 +288,13 @@ class Publisher:
             if not due:
                 return
             models = learner.snapshot(shared=True)
-            self.saving = snapshots.save_in_background(models.version, models, learner)
-            self.at, self.updates = time.monotonic(), learner.updates
+            now = time.monotonic()
+            with_learner = now - self.learner_at >= settings.learner_save_interval_s
+            self.saving = snapshots.save_in_background(models.version, models,
+                                                       learner if with_learner else None)
+            self.at, self.updates = now, learner.updates
+            if with_learner:
+                self.learner_at = now
             # This worker scores with what it learns, as replay does, instead
             # of loading its own snapshot back.
             processor.models = models

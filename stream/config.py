@@ -84,6 +84,11 @@ class Settings:
     # Not more often than this, however many updates: a save pickles the whole
     # learner and every worker then unpickles the models (the fraud trees, ~40 ms).
     snapshot_min_interval_s: float = 2.0
+    # The learner's own state (pending labels, fraud outcomes: several MB) goes
+    # with a snapshot at most this often; a restarted learn agent resumes from
+    # it. Pickling it keeps the forked save alive ~4x longer, and every page the
+    # worker touches meanwhile is copied: the worst stalls of a live worker.
+    learner_save_interval_s: float = 30.0
     # A worker's full garbage-collection passes (see stream/gc_pause.py).
     gc_full_every_s: float = 60.0
     max_message_bytes: int = 65536

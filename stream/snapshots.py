@@ -8,7 +8,10 @@ ever waits on a model round trip.
 Pickling the models and the learner takes ~100 ms of CPU (the fraud model's
 trees), long enough to hold every event of a live worker back: a save runs
 in a forked child (``save_in_background``), as Redis's own BGSAVE does, and
-the worker goes on at once with the cost of the fork (~7 ms for 260 MB).
+the worker goes on at once with the cost of the fork (~7 ms for 260 MB, ~15
+for 500 MB). While the child lives, each page the worker writes is copied
+first, so the child is kept short: the learner's own state (several MB, three
+quarters of the pickling) goes with only some of the saves.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class BackgroundSave:
 
     pid: int
     version: int
+    with_learner: bool = True
 
     def outcome(self) -> int | None:
         """SAVED, NEWER_THERE or FAILED once the child has exited; None while it runs."""
@@ -75,19 +79,21 @@ class SnapshotStore:
         saved = await self._save(keys=[self.version_key, self.snapshot_key], args=[version, raw])
         return bool(saved)
 
-    def save_in_background(self, version: int, models: Any, learner: Any) -> BackgroundSave:
-        """``save`` then ``save_learner``, in a forked child that has the
-        objects as they are now; the parent returns at once."""
+    def save_in_background(self, version: int, models: Any, learner: Any | None) -> BackgroundSave:
+        """``save`` then, unless ``learner`` is None, ``save_learner``, in a
+        forked child that has the objects as they are now; the parent returns
+        at once."""
         pid = os.fork()
         if pid:
-            return BackgroundSave(pid, version)
+            return BackgroundSave(pid, version, learner is not None)
         code = FAILED
         try:  # the child: its own connection, no event loop, no logging (locks)
             client = redis.Redis.from_url(self.url)
             code = NEWER_THERE
             if client.eval(SAVE_IF_NEWER, 2, self.version_key, self.snapshot_key, version,
                            _pickled((version, models))):
-                client.set(self.learner_key, _pickled(learner))
+                if learner is not None:
+                    client.set(self.learner_key, _pickled(learner))
                 code = SAVED
         except BaseException:
             code = FAILED

@@ -326,8 +326,9 @@ def test_a_save_in_the_background_keeps_versions_and_the_learner(services: Servi
 
     settings = isolated_settings(services)
 
-    def saved(store: SnapshotStore, version: int, learner: Learner) -> int:
-        pending = store.save_in_background(version, learner.snapshot(), learner)
+    def saved(store: SnapshotStore, version: int, learner: Learner, with_learner: bool = True) -> int:
+        pending = store.save_in_background(version, learner.snapshot(),
+                                           learner if with_learner else None)
         deadline = time.monotonic() + 30
         while (outcome := pending.outcome()) is None and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -345,6 +346,9 @@ def test_a_save_in_the_background_keeps_versions_and_the_learner(services: Servi
         assert saved(store, 1, learner) == NEWER_THERE
         assert (await store.load_learner()).updates == 7  # not the late save's learner
         assert saved(store, 3, learner) == SAVED and (await store.load_newer(2))[0] == 3
+        learner.updates = 9  # models alone: the learner's state stays as last saved
+        assert saved(store, 4, learner, with_learner=False) == SAVED
+        assert (await store.load_newer(3))[0] == 4 and (await store.load_learner()).updates == 8
         await state.close()
 
     asyncio.run(go())
