@@ -1,9 +1,12 @@
 """How good the alerts of a backtest were, against known outcomes.
 
 Fraud scores are judged against the outcomes of the labels file (per
-purchase, or per order), split at the time the first outcome arrived: before
-it only the unsupervised detector was at work; ``without_labels`` judges that
-detector's own score over the whole stream. Churn risk is judged against
+purchase, or per order) over the whole stream (``all``), split at the time
+the first outcome arrived (before it only the unsupervised detector was at
+work), and over the stream's first ``FIRST_HOURS`` hours (``first_hours``);
+``without_labels`` judges that detector's own score over the whole stream,
+and ``hst_baseline`` river's HalfSpaceTrees scored in the same run
+(``backtest/fraud_baseline.py``) over the same purchases. Churn risk is judged against
 what a synthetic shop planted (``churned_at`` in its truth file).
 """
 
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import orjson
 
+from backtest.fraud_baseline import DESCRIPTION as BASELINE
 from stream.events import Label
 
 if TYPE_CHECKING:
@@ -23,8 +27,10 @@ if TYPE_CHECKING:
     from stream.outputs import Alert
 
 DAY_S = 86400.0
-# (event_id, order_id, ts, fraud score and anomaly score given at purchase time)
-Purchase = tuple[str, "str | None", float, float, float]
+FIRST_HOURS = 6.0
+# (event_id, order_id, ts, fraud score and anomaly score given at purchase
+# time, river HalfSpaceTrees' score of the baseline)
+Purchase = tuple[str, "str | None", float, float, float, float]
 
 
 def roc_auc(ys: Sequence[bool], scores: Sequence[float]) -> float | None:
@@ -71,11 +77,16 @@ def fraud_metrics(
     by_event, by_order = outcomes(labels)
     first_label = labels[0].ts
     rows = []
-    for event_id, order_id, ts, score, anomaly in purchases:
+    for event_id, order_id, ts, score, anomaly, baseline in purchases:
         y = by_event.get(event_id, by_order.get(order_id or "", None))
         if y is not None:
-            rows.append((ts, y, score, event_id in alerted, anomaly))
+            rows.append((ts, y, score, event_id in alerted, anomaly, baseline))
+    if not rows:
+        return out
     out["all"] = _ranking([r[1] for r in rows], [r[2] for r in rows])
+    start = min(p[2] for p in purchases)
+    early = [r for r in rows if r[0] < start + FIRST_HOURS * 3600.0]
+    out["first_hours"] = {"hours": FIRST_HOURS, **_ranking([r[1] for r in early], [r[2] for r in early])}
     out["before_labels"] = _ranking([r[1] for r in rows if r[0] < first_label],
                                     [r[2] for r in rows if r[0] < first_label])
     out["after_labels"] = _ranking([r[1] for r in rows if r[0] >= first_label],
@@ -83,6 +94,12 @@ def fraud_metrics(
     # The unsupervised detector alone, over every purchase: the score as it
     # would have been had no outcome ever arrived.
     out["without_labels"] = _ranking([r[1] for r in rows], [r[4] for r in rows])
+    out["hst_baseline"] = {
+        "model": BASELINE,
+        "all": _ranking([r[1] for r in rows], [r[5] for r in rows]),
+        "first_hours": {"hours": FIRST_HOURS, **_ranking([r[1] for r in early], [r[5] for r in early])},
+    }
+    out["blend"] = learner.fraud.blend.weights()
     hits = sum(1 for r in rows if r[3] and r[1])
     flagged = sum(1 for r in rows if r[3])
     frauds = sum(1 for r in rows if r[1])

@@ -33,6 +33,7 @@ from stream.events import HISTORY_MIN_TS, Event, InvalidEvent, Label, label_from
 from stream.learner import FRAUD, Learner, UserModels
 from stream.outputs import Alert, Message
 from stream.processor import Prediction, Processor
+from backtest.fraud_baseline import HstBaseline
 from backtest.repeat_ranking import repeat_ranking
 from backtest.sources import Record, SourceError, merge_records
 from stream.state import MemoryState, State
@@ -226,6 +227,7 @@ async def run(config: ReplayConfig) -> ReplayResult:
     scores: list[dict] = []
     alerts: list[Alert] = []
     purchases: list[Purchase] = []
+    baseline = HstBaseline()
     next_label = 0
     users_as_of: list[dict] | None = None
     predict_seconds = 0.0
@@ -261,7 +263,8 @@ async def run(config: ReplayConfig) -> ReplayResult:
             learner.learn_labels(labels[start:next_label])
             processor.models.fraud_threshold = learner.alert_rate.threshold
             alerts.extend(result.alerts)
-            purchases.extend((r.event_id, r.order_id, r.ts, r.p or 0.0, r.anomaly or 0.0)
+            purchases.extend((r.event_id, r.order_id, r.ts, r.p or 0.0, r.anomaly or 0.0,
+                              baseline.score_then_learn(r.x or {}))
                              for r in result.model_rows if r.kind == FRAUD)
             if batch_no % TIMELINE_EVERY == 0:
                 learner.record()

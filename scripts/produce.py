@@ -4,6 +4,7 @@
     python scripts/produce.py --count 100000 --rate 2000 --bad-fraction 0.01
     python scripts/produce.py --from events.jsonl --from more.tsv
     python scripts/produce.py --count 5000 --out events.jsonl --truth truth.jsonl --labels labels.jsonl
+    python scripts/produce.py --scenario cards --count 100000 --out cards.jsonl --labels cards-labels.jsonl
 
 Messages are keyed by user id and go to the input topic of their event type
 (``SHOPSTREAM_TOPIC_*``); missing input topics are created with
@@ -11,10 +12,13 @@ Messages are keyed by user id and go to the input topic of their event type
 original bytes; lines that do not decode go to the clicks topic unchanged,
 for the worker to dead-letter.
 
-Synthetic traffic plants churners and fraud (``shop.planted``); the
-confirmed outcome of every purchase follows it ``--label-delay-h`` hours
-later on the ``labels`` topic (unless ``--no-labels``), and ``--labels FILE``
-writes the outcomes too (the truth to judge fraud alerts by).
+Synthetic traffic is the planted shop (``--scenario shop``, ``shop.planted``:
+churners and fraud among returning users) or card transactions
+(``--scenario cards``, ``shop.cards``: every card seen once, 0.2 % fraud
+visible only in numeric ``attrs``). The confirmed outcome of every purchase
+follows it ``--label-delay-h`` hours later (24 for the shop, 6 for cards) on
+the ``labels`` topic (unless ``--no-labels``), and ``--labels FILE`` writes
+the outcomes too (the truth to judge fraud alerts by).
 """
 
 from __future__ import annotations
@@ -41,11 +45,14 @@ from stream.config import ConfigError, Settings  # noqa: E402
 from shop.publish import Failure, FileSink, KafkaSink, pump  # noqa: E402
 from backtest.sources import Message, SourceError, merge_records, to_messages  # noqa: E402
 from stream.events import Event  # noqa: E402
+from shop.cards import CardShop  # noqa: E402
 from shop.planted import PlantedShop  # noqa: E402
 from shop.synthetic import DEFAULT_USERS, messages  # noqa: E402
 
 DEFAULT_COUNT = 10_000
-
+# Per scenario: fraud share (of returning users / of purchases), outcome delay (hours).
+FRAUD_SHARE = {"shop": 0.08, "cards": 0.002}
+LABEL_DELAY_H = {"shop": 24.0, "cards": 6.0}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -54,6 +61,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"messages to send (default {DEFAULT_COUNT}; with --from: every line)")
     p.add_argument("--rate", type=float, default=0.0,
                    help="messages per second (default 0: as fast as possible)")
+    p.add_argument("--scenario", choices=("shop", "cards"), default="shop",
+                   help="synthetic traffic: the planted shop (default) or card transactions, "
+                        "each card seen once, fraud only in numeric attrs")
     p.add_argument("--seed", type=int, default=42, help="seed of the synthetic shop (default 42)")
     p.add_argument("--users", type=int, help=f"users in the synthetic shop (default {DEFAULT_USERS})")
     p.add_argument("--bad-fraction", type=float, default=0.0,
@@ -63,20 +73,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, metavar="FILE.jsonl",
                    help="write the messages to a file ('-': stdout) instead of Kafka")
     p.add_argument("--truth", type=Path, metavar="FILE.jsonl", help="write the synthetic users' hidden truth")
-    p.add_argument("--churn-share", type=float, default=0.1,
+    p.add_argument("--churn-share", type=float,
                    help="share of frequent shoppers who stop for good (default 0.1)")
-    p.add_argument("--fraud-share", type=float, default=0.08,
-                   help="share of returning users who suffer a fraud incident (default 0.08)")
+    p.add_argument("--fraud-share", type=float,
+                   help="shop: share of returning users who suffer a fraud incident (default 0.08); "
+                        "cards: share of purchases that are fraud (default 0.002)")
     p.add_argument("--new-customer-share", type=float, default=0.0,
                    help="new customers added, as a share of --users: most shop once, a quarter "
                         "come back weeks later (default 0: none, e.g. 0.2)")
     p.add_argument("--labels", type=Path, metavar="FILE.jsonl",
                    help="write every purchase's confirmed outcome (fraud or not)")
-    p.add_argument("--label-delay-h", type=float, default=24.0,
-                   help="hours of event time between a purchase and its outcome (default 24)")
+    p.add_argument("--label-delay-h", type=float,
+                   help="hours of event time between a purchase and its outcome (default 24; cards: 6)")
     p.add_argument("--no-labels", action="store_true", help="do not send outcomes to the labels topic")
     p.add_argument("--broker", help="broker URL (default: SHOPSTREAM_BROKER)")
     args = p.parse_args(argv)
+    if args.fraud_share is None:
+        args.fraud_share = FRAUD_SHARE[args.scenario]
+    if args.label_delay_h is None:
+        args.label_delay_h = LABEL_DELAY_H[args.scenario]
+    if args.churn_share is None and args.scenario == "shop":
+        args.churn_share = 0.1
     if args.count is not None and args.count < 0:
         p.error("--count must be >= 0")
     if args.rate < 0:
@@ -86,7 +103,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.users is not None and args.users < 1:
         p.error("--users must be >= 1")
     for name in ("churn_share", "fraud_share"):
-        if not 0.0 <= getattr(args, name) <= 1.0:
+        if getattr(args, name) is not None and not 0.0 <= getattr(args, name) <= 1.0:
             p.error(f"--{name.replace('_', '-')} must be between 0 and 1")
     if args.new_customer_share < 0:
         p.error("--new-customer-share must be >= 0")
@@ -94,6 +111,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--label-delay-h must be >= 0")
     if args.sources and (args.users is not None or args.truth or args.bad_fraction or args.labels):
         p.error("--users, --truth, --labels and --bad-fraction apply to synthetic traffic, not --from")
+    if args.scenario == "cards" and (args.users is not None or args.truth or args.new_customer_share
+                                     or args.churn_share is not None):
+        p.error("--users, --truth, --churn-share and --new-customer-share apply to --scenario shop "
+                "(every card is seen once)")
     return args
 
 
@@ -104,8 +125,12 @@ def traffic(args: argparse.Namespace, settings: Settings) -> tuple[Iterator[Mess
         total = len(records) if args.count is None else min(args.count, len(records))
         return to_messages(records[:total], settings.topics), total
     count = DEFAULT_COUNT if args.count is None else args.count
-    shop = PlantedShop(args.seed, users=args.users, churn_share=args.churn_share,
-                       fraud_share=args.fraud_share, new_customer_share=args.new_customer_share)
+    shop: PlantedShop | CardShop
+    if args.scenario == "cards":
+        shop = CardShop(args.seed, fraud_share=args.fraud_share)
+    else:
+        shop = PlantedShop(args.seed, users=args.users, churn_share=args.churn_share,
+                           fraud_share=args.fraud_share, new_customer_share=args.new_customer_share)
     if args.truth:
         _write_lines(args.truth, (orjson.dumps(row) for row in shop.truth()))
     send_labels = not args.out and not args.no_labels
@@ -114,7 +139,7 @@ def traffic(args: argparse.Namespace, settings: Settings) -> tuple[Iterator[Mess
     return with_labels(shop, count, args, settings, send_labels), count
 
 
-def with_labels(shop: PlantedShop, count: int, args: argparse.Namespace, settings: Settings,
+def with_labels(shop: PlantedShop | CardShop, count: int, args: argparse.Namespace, settings: Settings,
                 send: bool) -> Iterator[Message]:
     """The events, with each purchase's outcome on the labels topic once the
     stream reaches its time (written to ``--labels`` as well, if asked)."""

@@ -133,11 +133,17 @@ def main(argv: list[str] | None = None) -> int:
     if m["alerts"]:
         print("alerts: " + ", ".join(f"{k} {v:,}" for k, v in m["alerts"].items()))
     fraud, churn = m["fraud"], m["churn"]
-    for part in ("without_labels", "before_labels", "after_labels"):
-        if "roc_auc" in fraud.get(part, {}):
-            print(f"fraud {part.replace('_', ' ')}: ROC AUC {fraud[part]['roc_auc']:.4f}, "
-                  f"average precision {fraud[part]['average_precision']:.4f} "
-                  f"({fraud[part]['purchases']:,} purchases, {fraud[part]['fraud']:,} fraud)")
+    baseline = fraud.get("hst_baseline", {})
+    for name, part in (("all", fraud.get("all")), ("first 6 hours", fraud.get("first_hours")),
+                       ("without labels", fraud.get("without_labels")),
+                       ("before labels", fraud.get("before_labels")),
+                       ("after labels", fraud.get("after_labels")),
+                       ("HalfSpaceTrees baseline, all", baseline.get("all")),
+                       ("HalfSpaceTrees baseline, first 6 hours", baseline.get("first_hours"))):
+        if part and "roc_auc" in part:
+            print(f"fraud {name}: ROC AUC {part['roc_auc']:.4f}, "
+                  f"average precision {part['average_precision']:.4f} "
+                  f"({part['purchases']:,} purchases, {part['fraud']:,} fraud)")
     if churn.get("precision") is not None:
         print(f"churn: precision {churn['precision']:.4f}, recall {churn['recall']:.4f} "
               f"({churn['flagged']} flagged, {churn['planted_churners']} planted churners)")

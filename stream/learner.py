@@ -143,7 +143,7 @@ class Learner:
                 self.pending.forget(row.user_id)
                 self.segments.forget(row.user_id)
             elif row.kind == FRAUD and row.x is not None:
-                self.fraud.learn_one(row.x)
+                self.fraud.learn_one(row.x, row.anomaly)
                 score = row.p if row.p is not None else 0.0
                 self.alert_rate.update(score)
                 anomaly = row.anomaly or 0.0
