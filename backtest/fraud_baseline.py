@@ -7,8 +7,9 @@ snapshot, which shopstream's detector does (a worker scores a batch with the
 model it had before it). ``metrics.json`` has it as ``fraud.hst_baseline``.
 
 >>> baseline = HstBaseline(seed=1)
+>>> first = baseline.score_then_learn({"amount": 100.0, "v1": 1.0})  # 0 until a window is full
 >>> scores = [baseline.score_then_learn({"amount": 20.0 + i % 5, "v1": 0.1 * (i % 3)}) for i in range(600)]
->>> baseline.score_then_learn({"amount": 900.0, "v1": 5.0}) > max(scores[-100:])
+>>> baseline.score_then_learn({"amount": 90.0, "v1": 0.9}) > max(scores[-100:])
 True
 """
 
