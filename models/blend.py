@@ -85,6 +85,7 @@ class FraudBlend:
     coef: tuple[float, float, float] | None = None  # (intercept, detector, classifier) once fitted
     since_fit: int = 0
     frauds_seen: int = 0
+    fits: int = 0  # how many times the weights changed (scores before and after differ in scale)
 
     def __post_init__(self) -> None:
         self.positives = deque(self.positives, maxlen=self.max_positives)
@@ -113,6 +114,7 @@ class FraudBlend:
         from sklearn.linear_model import LogisticRegression
 
         self.since_fit = 0
+        self.fits += 1
         xs = np.array(list(self.positives) + list(self.negatives))
         ys = np.r_[np.ones(len(self.positives)), np.zeros(len(self.negatives))]
         mean, std = xs.mean(axis=0), xs.std(axis=0) + 1e-9

@@ -226,6 +226,15 @@ class FraudDetector:
             out["probability"] = p
         return out
 
+    def rescore(self, anomaly_score: float, probability: float | None) -> float:
+        """The score a purchase with these parts gets from the blend as it is now."""
+        if anomaly_score <= 0.0:  # scored before the trees had learnt a window
+            return 0.5
+        parts = {DETECTOR: self.detector_z(anomaly_score)}
+        if probability is not None:
+            parts[CLASSIFIER] = logit(probability)
+        return self.blend.predict_proba_one(parts)
+
     def learn_one(self, x: dict[str, float], anomaly_score: float | None = None) -> None:
         """Learn what purchases look like (unsupervised); ``anomaly_score``: the
         one given at purchase time, if known (saves scoring the trees again)."""

@@ -24,8 +24,9 @@ The scales were set, on seeds 42, 7 and 1 (100k purchases), to give what
 issue 21 reports of a public card data set: the best single field ranks
 frauds at average precision .49-.57 (public: .59) and river's
 HalfSpaceTrees (``MinMaxScaler`` in front, on ``attrs`` and log amount) at
-ROC AUC .90-.92, AP .07-.11 (public: .92 / .08), while a logistic regression
-fitted offline reaches .97-.98 / .88-.90 (five-fold cross-validation).
+ROC AUC .91-.92, AP .08-.10 (public: .92 / .08), while a logistic regression
+fitted offline reaches .966-.979 / .88-.90 (five-fold cross-validation);
+``scripts/cards_difficulty.py`` prints these.
 
 ``label`` / ``labels`` give outcomes as :class:`shop.planted.PlantedShop`
 does (``kind`` ``card_fraud`` or None); ``fraud_events`` maps each fraud

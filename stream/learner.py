@@ -17,6 +17,7 @@ hold examples for users that a rebalance moves away from it.
 from __future__ import annotations
 
 import pickle
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -118,6 +119,16 @@ class Learner:
     alert_rate: AlertRate = field(default_factory=AlertRate)
     fraud_labels: FraudLabels = field(default_factory=FraudLabels)
     fraud_metrics: ProbabilityMetrics = field(default_factory=ProbabilityMetrics)
+    # The latest purchases' (anomaly, classifier probability): when the blend's
+    # weights change, the alert threshold is taken again over them as the new
+    # blend scores them, instead of over scores on the old scale.
+    fraud_parts: deque = field(default_factory=deque)
+    rated_fits: int = 0
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A learner pickled before a field existed loads with its default."""
+        self.__dict__.update(fraud_parts=deque(), rated_fits=0)
+        self.__dict__.update(state)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> "Learner":
@@ -145,8 +156,10 @@ class Learner:
             elif row.kind == FRAUD and row.x is not None:
                 self.fraud.learn_one(row.x, row.anomaly)
                 score = row.p if row.p is not None else 0.0
-                self.alert_rate.update(score)
                 anomaly = row.anomaly or 0.0
+                if anomaly > 0.0:  # 0: scored 0.5, undecided, before the detector learnt anything
+                    self.alert_rate.update(score)
+                    self._keep_parts(anomaly, self.fraud.fraud_probability(row.x))
                 outcome = self.fraud_labels.add(
                     PendingPurchase(row.event_id, row.order_id, row.ts, row.x, anomaly, score)
                 )
@@ -155,6 +168,7 @@ class Learner:
                     self.fraud.learn_label(row.x, anomaly, outcome)
                 self.updates += 1
         self.fraud_labels.expire(self.watermark)
+        self._rate_again()
         resolved += self.pending.resolve(self.watermark)
         for label in resolved:
             if label.p is not None:
@@ -173,7 +187,25 @@ class Learner:
                 self.fraud.learn_label(purchase.x, purchase.anomaly, label.fraud)
                 joined += 1
                 self.updates += 1
+        self._rate_again()
         return joined
+
+    def _keep_parts(self, anomaly: float, probability: float | None) -> None:
+        self.fraud_parts.append((anomaly, probability))
+        while len(self.fraud_parts) > self.alert_rate.window:
+            self.fraud_parts.popleft()
+
+    def _rate_again(self) -> None:
+        """After the blend's weights changed: the threshold over the latest
+        purchases as the blend now scores them."""
+        fits = self.fraud.blend.fits
+        if fits == self.rated_fits:
+            return
+        self.rated_fits = fits
+        rate = self.alert_rate
+        self.alert_rate = AlertRate(rate=rate.rate, window=rate.window, min_scores=rate.min_scores)
+        for anomaly, probability in self.fraud_parts:
+            self.alert_rate.update(self.fraud.rescore(anomaly, probability))
 
     def record(self) -> None:
         """Add the current metrics to the timeline (for the report's plots)."""
