@@ -264,13 +264,15 @@ class FraudDetector:
         self.classifier.learn_one(_log_amounts(x), bool(fraud), w=max(weight, 1.0))
 
     def unusual(self, x: dict[str, float], top: int = 3) -> list[tuple[str, float, float]]:
-        """The features furthest above the population's mean: (name, value, mean)."""
+        """The features furthest from the population's mean, above or below
+        (more than a standard deviation; at least the furthest one, so that a
+        score alert always says something): (name, value, mean)."""
         scaled = self._scaled(x)
         means = self.scaler.means
-        ranked = sorted(scaled.items(), key=lambda kv: kv[1], reverse=True)
+        ranked = sorted(scaled.items(), key=lambda kv: abs(kv[1]), reverse=True)
         out = []
-        for name, z in ranked[:top]:
-            if z <= 1.0:
+        for index, (name, z) in enumerate(ranked[:top]):
+            if index and abs(z) <= 1.0:
                 break
             mean = means.get(name, 0.0)
             if name in ("amount", "amount_vs_usual", "cart_minutes", "session_minutes"):

@@ -46,7 +46,7 @@ def test_cards_the_classifier_takes_over_and_the_first_hours_beat_halfspacetrees
     # Once outcomes flow the blend is fitted and the classifier carries weight;
     # the alert threshold still alerts on about 1 % of purchases.
     assert fraud["blend"]["fitted"] and fraud["blend"]["classifier"] > 0.3, fraud["blend"]
-    assert fraud["after_labels"]["average_precision"] > fraud["without_labels"]["average_precision"] + 0.3
+    assert fraud["after_labels"]["average_precision"] > fraud["without_labels"]["average_precision"] + 0.15
     assert 0.007 <= fraud["alert_share"] <= 0.015, fraud
 
 
@@ -57,3 +57,4 @@ def test_planted_shop_keeps_its_fraud_figures_with_the_blend(tmp_path: Path) -> 
     assert fraud["after_labels"]["roc_auc"] >= 0.97, fraud
     assert fraud["blend"]["fitted"] and fraud["blend"]["classifier"] > 0.3, fraud["blend"]
     assert fraud["all"]["roc_auc"] > fraud["hst_baseline"]["all"]["roc_auc"], fraud
+    assert fraud["all"]["average_precision"] > fraud["hst_baseline"]["all"]["average_precision"], fraud
