@@ -27,7 +27,8 @@ MODEL_OUTPUTS = ("segment", "propensity", "closed_at")
 
 
 def redis_state_snapshot(client: redis.Redis, prefix: str) -> dict:
-    """The state that must be identical between runs: profiles and co-occurrence."""
+    """The state that must be identical between runs: profiles, co-occurrence
+    and session neighbours (each item's sessions, each session's items)."""
     out = {}
     for key in client.scan_iter(match=f"{prefix}*", count=1000):
         name = key.decode()[len(prefix):]
@@ -38,6 +39,10 @@ def redis_state_snapshot(client: redis.Redis, prefix: str) -> dict:
             out[name] = dict(client.zrange(key, 0, -1, withscores=True))
         elif name == "item-occurrences":
             out[name] = client.hgetall(key)
+        elif name.endswith(":sessions"):
+            out[name] = dict(client.zrange(key, 0, -1, withscores=True))
+        elif name.startswith("session:"):
+            out[name] = client.get(key)
     return out
 
 

@@ -107,6 +107,7 @@ class Recommendation(NamedTuple):
     item_id: str
     score: float
     because: tuple[str, ...]  # the session items that led to it, latest first
+    similar_sessions: int = 0  # how many of the nearest sessions hold it (session neighbours)
 
 
 class ItemCooccurrence:
@@ -227,9 +228,12 @@ class ItemCooccurrence:
             if row is not None and len(row) > m:
                 self.neighbours[item_id] = row.best(m)
 
-    def _votes(self, session_items: Sequence[str]) -> tuple[list[Neighbours], list[float], float]:
+    def _votes(
+        self, session_items: Sequence[str], extra: Neighbours | None = None, extra_weight: float = 0.0,
+    ) -> tuple[list[Neighbours], list[float], float]:
         """The rows that vote, each one's weight relative to the first, and
-        the first one's weight (ranking needs only the relative ones)."""
+        the first one's weight (ranking needs only the relative ones);
+        ``extra`` votes last, with weight ``extra_weight``."""
         rows: list[Neighbours] = []
         relatives: list[float] = []
         base = 1.0
@@ -246,15 +250,21 @@ class ItemCooccurrence:
                 rows.append(row)
                 relatives.append(scale / base)
             vote *= self.position_decay
+        if extra and extra_weight > 0:
+            if rows:
+                rows.append(extra)
+                relatives.append(extra_weight / base)
+            else:
+                rows, relatives, base = [extra], [1.0], extra_weight
         return rows, relatives, base
 
     def rank_python(
         self, session_items: Sequence[str], k: int, excluded: Collection[str],
-        popularity: Mapping[str, float],
+        popularity: Mapping[str, float], extra: Neighbours | None = None, extra_weight: float = 0.0,
     ) -> Ranked:
         """The neighbours' best ``k`` (no fallback), in Python: the reference
         for :func:`models.cooccurrence_rank.rank_session`."""
-        rows, relatives, base = self._votes(session_items)
+        rows, relatives, base = self._votes(session_items, extra, extra_weight)
         return rank_votes(rows, relatives, k, excluded, popularity, base)
 
     def rank(
@@ -264,17 +274,21 @@ class ItemCooccurrence:
         exclude: Iterable[str] = (),
         fallback: Callable[[int], Sequence[str]] | Sequence[str] = (),
         popularity: Mapping[str, float] | None = None,
+        extra: Neighbours | None = None,
+        extra_weight: float = 0.0,
     ) -> Ranked:
         """The top ``k`` items for a session, and their scores.
 
         Ties are broken by ``popularity`` (higher first), then item id. When
         the session's neighbours give fewer than ``k`` items, ``fallback``
         items (e.g. the most popular; a list, or a function of how many are
-        wanted) fill the list with score 0.
+        wanted) fill the list with score 0. ``extra`` votes (another
+        scorer's, e.g. :class:`models.session_neighbours.SessionNeighbours`)
+        are added to the co-occurrence scores times ``extra_weight``.
         """
         excluded = exclude if isinstance(exclude, (set, frozenset)) else set(exclude)
         rank = compiled_rank_session if self.compiled else ItemCooccurrence.rank_python
-        items, scores = rank(self, session_items, k, excluded, popularity or {})
+        items, scores = rank(self, session_items, k, excluded, popularity or {}, extra, extra_weight)
         if len(items) < k:
             # Every candidate the neighbours had is in the list already.
             taken = set(items)

@@ -163,7 +163,8 @@ cdef int _settle_ties(Candidate* best, Py_ssize_t m, Py_ssize_t k, dict populari
     return 0
 
 
-def rank_session(model, session_items, Py_ssize_t k, excluded, popularity) -> tuple:
+def rank_session(model, session_items, Py_ssize_t k, excluded, popularity, extra=None,
+                 double extra_weight=0.0) -> tuple:
     """See :meth:`models.cooccurrence.ItemCooccurrence.rank_python`: the
     session's votes (``ItemCooccurrence._votes``) and their ranking, in one call."""
     cdef dict neighbours = model.neighbours, occurrences = model.occurrences
@@ -185,6 +186,12 @@ def rank_session(model, session_items, Py_ssize_t k, excluded, popularity) -> tu
             rows.append(<object>found)
             relatives.append(scale / base)
         vote *= decay
+    if extra is not None and len(extra.item_ids) > 0 and extra_weight > 0:
+        if rows:
+            rows.append(extra)
+            relatives.append(extra_weight / base)
+        else:
+            rows, relatives, base = [extra], [1.0], extra_weight
     return _rank(rows, relatives, k, excluded, popularity, base)
 
 

@@ -77,6 +77,12 @@ class Settings:
     # Co-occurrence rows a worker keeps between batches (see stream/row_cache.py).
     row_cache_rows: int = 20000
     recent_items: int = 20
+    # Session neighbours (see models/session_neighbours.py): sessions kept per
+    # item, how many similar sessions vote, and their votes' weight against
+    # co-occurrence scores (0 turns the scorer off).
+    sessions_per_item: int = 100
+    session_neighbours: int = 100
+    neighbour_weight: float = 2.0
     top_k: int = 20
     rec_throttle_s: float = 30.0
     snapshot_every: int = 500

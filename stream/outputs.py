@@ -87,7 +87,8 @@ class UserRecommendations:
             "ts": self.ts,
             "fallback": self.fallback,
             "items": [
-                {"item_id": r.item_id, "score": round(r.score, 6), "because": list(r.because)}
+                {"item_id": r.item_id, "score": round(r.score, 6), "because": list(r.because),
+                 "similar_sessions": r.similar_sessions}
                 for r in self.items
             ],
         }
@@ -97,7 +98,8 @@ class UserRecommendations:
 
     @classmethod
     def from_dict(cls, d: dict) -> "UserRecommendations":
-        items = [Recommendation(i["item_id"], i["score"], tuple(i["because"])) for i in d["items"]]
+        items = [Recommendation(i["item_id"], i["score"], tuple(i["because"]), i.get("similar_sessions", 0))
+                 for i in d["items"]]
         return cls(d["user_id"], d["event_id"], d["ts"], items, d.get("fallback", False))
 
 

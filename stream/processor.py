@@ -26,7 +26,7 @@ from stream.learner import EXAMPLE, FORGET, FRAUD, PURCHASE, USER, ModelRow, Use
 from stream.alerts import Alerts
 from stream.outputs import Alert, DeadLetter, Message, SegmentChange, UserRecommendations
 from stream.privacy import pseudonymiser
-from stream.state import BatchView, State, TopicPartition, new_profile
+from stream.state import BatchView, State, TopicPartition, new_profile, session_id
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +284,19 @@ class Processor:
             if view.journal:
                 view.occurrences.append((event.item_id, occurrence))
                 view.popular.append((event.item_id, increment))
+            if self.settings.neighbour_weight > 0:
+                self._learn_session(view, profile, session)
         return True
+
+    @staticmethod
+    def _learn_session(view: BatchView, profile: UserProfile, before: list[str]) -> None:
+        """The user's session as it now is, for session neighbours."""
+        sid = session_id(profile)
+        ts = profile.last_seen or 0.0
+        items = profile.session_items()
+        if view.session_neighbours.learn_one(sid, items, ts, before) and view.journal:
+            view.session_docs[sid] = (view.session_neighbours.sessions[sid], ts)
+            view.session_touches.append((items[-1], sid, ts))
 
     @staticmethod
     def _sweep_candidates(
@@ -389,17 +401,45 @@ class Processor:
             view.churn_checks[partition, user_id] = check
 
     def recommend(self, view: BatchView, profile: UserProfile) -> list[Recommendation]:
-        """What the user is shown: the ranking with the reasons behind it."""
-        return view.cooccurrence.explain(profile.recent, self.rank(view, profile))
+        """What the user is shown: the ranking with the reasons behind it, from
+        either scorer: the user's items whose co-occurrence rows hold an item,
+        and those shared with the similar sessions that hold it (how many do:
+        ``similar_sessions``)."""
+        ranked = self.rank(view, profile)
+        recs = view.cooccurrence.explain(profile.recent, ranked)
+        if self.settings.neighbour_weight <= 0:
+            return recs
+        drivers = view.session_neighbours.explain(
+            profile.recent, ranked[0], session_id(profile), view.cooccurrence.occurrences
+        )
+        out = []
+        for r in recs:
+            found = drivers.get(r.item_id)
+            if found is None or not r.score:
+                out.append(r)
+                continue
+            shared, count = found
+            because = tuple(dict.fromkeys(r.because + shared))[:3]
+            out.append(Recommendation(r.item_id, r.score, because, count))
+        return out
 
     def rank(self, view: BatchView, profile: UserProfile) -> Ranked:
-        """The bare ranking, items and scores: what a prediction is scored on."""
+        """The bare ranking, items and scores: what a prediction is scored on.
+        Co-occurrence, with similar sessions' votes blended in."""
+        weight = self.settings.neighbour_weight
+        votes = None
+        if weight > 0:
+            votes = view.session_neighbours.votes(
+                profile.recent, session_id(profile), view.cooccurrence.occurrences
+            )
         return view.cooccurrence.rank(
             profile.recent,
             k=self.settings.top_k,
             exclude=profile.purchased,
             fallback=view.popularity.top,
             popularity=view.popularity.scores,
+            extra=votes,
+            extra_weight=weight,
         )
 
     def _refresh_propensity(self, view: BatchView, last_event: dict[str, Event]) -> None:

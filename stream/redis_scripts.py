@@ -5,8 +5,10 @@ LOAD_ROWS = """\
 -- (parsing one string in Python is far cheaper than thousands of replies).
 -- ARGV[1]: JSON {"rows": [neighbour keys], "occ": hash key, "pop": zset key,
 --                "ver": hash key, "items": [item ids], "known": [version the
---                worker holds, or ""], "top": n}
--- A row still at the version the worker holds comes back as false.
+--                worker holds, or ""], "top": n, "sess": [item session-list
+--                keys], "sess_prefix": prefix of session keys}
+-- A row still at the version the worker holds comes back as false. Session
+-- documents come back in the order of "sids" (false: expired or erased).
 local req = cjson.decode(ARGV[1])
 local occ, pop, ver = {}, {}, {}
 -- In chunks: unpack() of thousands of arguments would overflow Lua's stack.
@@ -31,7 +33,23 @@ for i, key in ipairs(req.rows) do
     end
 end
 local top = redis.call('ZREVRANGE', req.pop, 0, req.top - 1, 'WITHSCORES')
-return cjson.encode({rows = rows, occ = occ, pop = pop, ver = ver, top = top})
+-- Session neighbours: each item's sessions, and the items of every session listed.
+local srows, sids, seen, sdocs = {}, {}, {}, {}
+for i, key in ipairs(req.sess) do
+    local r = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+    srows[i] = r
+    for j = 1, #r, 2 do
+        if not seen[r[j]] then seen[r[j]] = true; sids[#sids + 1] = r[j] end
+    end
+end
+for start = 1, #sids, 500 do
+    local chunk = {}
+    for i = start, math.min(start + 499, #sids) do chunk[#chunk + 1] = req.sess_prefix .. sids[i] end
+    local d = redis.call('MGET', unpack(chunk))
+    for i = 1, #chunk do sdocs[#sdocs + 1] = d[i] end
+end
+return cjson.encode({rows = rows, occ = occ, pop = pop, ver = ver, top = top,
+                     srows = srows, sids = sids, sdocs = sdocs})
 """
 
 COMMIT_BATCH = """\
@@ -45,7 +63,9 @@ COMMIT_BATCH = """\
 --   "ver_key": k, "token": this commit's version, "touched": [item of each trim key],
 --   "checked": [[item, version read]],
 --   "opened": [[key, member, score]], "closed": [[key, member]],
---   "checks": [[key, member, score or "" to remove]]}
+--   "checks": [[key, member, score or "" to remove]],
+--   "sess_docs": [[key, doc]], "sess_gone": [[key, member]],
+--   "sess_touches": [[key, member, score]], "sess_keep": m}
 -- Numbers travel as strings: Lua would print them with 14 digits only.
 local b = cjson.decode(ARGV[1])
 for _, o in ipairs(b.offsets) do
@@ -68,6 +88,15 @@ for _, c in ipairs(b.checks) do
     if c[3] == '' then redis.call('ZREM', c[1], c[2]) else redis.call('ZADD', c[1], c[3], c[2]) end
 end
 for _, r in ipairs(b.recs) do redis.call('SET', r[1], ARGV[r[2]], 'EX', b.ttl) end
+-- Session neighbours: a session's time in an item's list never goes back, and
+-- each list keeps its newest sessions (trimmed as the worker's view trimmed,
+-- after every addition; the result does not depend on the order).
+for _, g in ipairs(b.sess_gone) do redis.call('ZREM', g[1], g[2]) end
+for _, t in ipairs(b.sess_touches) do
+    redis.call('ZADD', t[1], 'GT', t[3], t[2])
+    redis.call('ZREMRANGEBYRANK', t[1], 0, -(b.sess_keep + 1))
+end
+for _, d in ipairs(b.sess_docs) do redis.call('SET', d[1], d[2], 'EX', b.ttl) end
 for _, o in ipairs(b.offsets) do redis.call('SET', o[1], o[3]) end
 return {1, flags}
 """

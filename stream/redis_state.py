@@ -10,6 +10,12 @@ Keys (all under ``SHOPSTREAM_PREFIX``, ``ss:`` by default):
                                  to ``SHOPSTREAM_MAX_NEIGHBOURS``
 ``item-occurrences``             hash: item -> weighted occurrences
 ``popular``                      sorted set: item -> decayed popularity
+``item:{item_id}:sessions``      sorted set: session -> latest event time it
+                                 touched the item, the newest
+                                 ``SHOPSTREAM_SESSIONS_PER_ITEM`` kept
+``session:{user_id}#{n}``        the user's n-th session: its time and
+                                 distinct items (tab-separated), same expiry
+                                 as the profile
 ``row-versions``                 hash: item -> version of its neighbour row
                                  (the commit that last changed it; see
                                  :mod:`stream.row_cache`)
@@ -23,7 +29,8 @@ Keys (all under ``SHOPSTREAM_PREFIX``, ``ss:`` by default):
 A batch is read with two round trips (users, offsets and the users whose
 session has gone quiet, then a Lua script returning the rows of the items
 they touch as one JSON document, except those still at the version this
-worker holds; a third fetches the quiet users' profiles when there are any)
+worker holds, with the sessions that share those items; a third fetches the
+quiet users' profiles when there are any)
 and written
 with one Lua script that applies every change and stores the batch's offsets
 atomically, but only if the offsets are still those read at the start of the
@@ -34,6 +41,7 @@ rebalance), nothing is written and the batch is processed again.
 from __future__ import annotations
 
 import itertools
+import sys
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -45,12 +53,13 @@ import redis.asyncio as aioredis
 from models.neighbours import Neighbours
 from models.popularity import Popularity
 from models.profile import UserProfile
+from models.session_neighbours import SessionNeighbours
 from stream.config import Settings
 from stream.events import Event
 from stream.outputs import UserRecommendations
 from stream.redis_scripts import COMMIT_BATCH, LOAD_ROWS
 from stream.row_cache import RowCache
-from stream.state import BatchView, TopicPartition, new_cooccurrence
+from stream.state import BatchView, TopicPartition, new_cooccurrence, new_session_neighbours
 
 
 class RedisKeys:
@@ -69,6 +78,12 @@ class RedisKeys:
     def neighbours(self, item_id: str) -> str:
         return f"{self.prefix}item:{item_id}:next"
 
+    def item_sessions(self, item_id: str) -> str:
+        return f"{self.prefix}item:{item_id}:sessions"
+
+    def session(self, session_id: str) -> str:
+        return f"{self.prefix}session:{session_id}"
+
     def open_sessions(self, partition: int) -> str:
         return f"{self.prefix}open-sessions:{partition}"
 
@@ -82,6 +97,11 @@ class RedisKeys:
 # Quiet sessions closed, and churn checks made, per partition and batch at most
 # (the rest wait for the next batch).
 CLOSE_PER_BATCH = 500
+
+
+def _glob(text: str) -> str:
+    """``text`` matched literally in a SCAN pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _pairs(flat: list | dict) -> Iterator[tuple[str, float]]:
@@ -112,7 +132,8 @@ class RedisState:
         self.settings = settings
         self.client = client or connect(settings.redis_url)
         self.keys = RedisKeys(settings.prefix)
-        self.horizon = new_cooccurrence(settings).horizon
+        # Rows are read for the items recommendations start from.
+        self.horizon = max(new_cooccurrence(settings).horizon, new_session_neighbours(settings).horizon)
         self._load_rows = self.client.register_script(LOAD_ROWS)
         self._commit_batch = self.client.register_script(COMMIT_BATCH)
         self.rows = RowCache(settings.row_cache_rows)
@@ -180,6 +201,8 @@ class RedisState:
             "items": items,
             "known": [entry[0] if entry else "" for entry in cached],
             "top": Popularity.keep,
+            "sess": [keys.item_sessions(i) for i in items] if self.settings.neighbour_weight > 0 else [],
+            "sess_prefix": f"{keys.prefix}session:",
         }
         reply = orjson.loads(await self._load_rows(args=[orjson.dumps(request)]))
         cooccurrence = new_cooccurrence(self.settings)
@@ -205,10 +228,13 @@ class RedisState:
                 cooccurrence.occurrences[item_id] = float(occ)
             if pop and item_id not in popularity.scores:
                 popularity.add(item_id, float(pop))
+        session_neighbours, sessions_gone = self._sessions(items, reply)
         return BatchView(
             profiles=profiles,
             cooccurrence=cooccurrence,
             popularity=popularity,
+            session_neighbours=session_neighbours,
+            sessions_gone=sessions_gone,
             offsets={tp: int(raw) for tp, raw in zip(partitions, offsets_raw) if raw is not None},
             last_published=last_published,
             due=due,
@@ -216,6 +242,27 @@ class RedisState:
             churn_checks=dict.fromkeys(gone),
             token=BatchRead({tp: raw for tp, raw in zip(partitions, offsets_raw)}, row_versions),
         )
+
+    def _sessions(self, items: list[str], reply: dict) -> tuple[SessionNeighbours, list[tuple[str, str]]]:
+        """The session-neighbour state of the batch's items; the listed
+        sessions whose items are gone (expired or erased), to unlist."""
+        model = new_session_neighbours(self.settings)
+        docs: dict[str, str | None] = dict(zip(reply["sids"] or (), reply["sdocs"] or ()))
+        for sid, doc in docs.items():
+            if doc:
+                ts, *session_items = doc.split("\t")
+                model.load(sid, list(map(sys.intern, session_items)), float(ts))
+        gone = []
+        for item_id, flat in zip(items, reply["srows"] or ()):
+            row = {}
+            for sid, ts in _pairs(flat):
+                if docs.get(sid):
+                    row[sys.intern(sid)] = ts
+                else:
+                    gone.append((self.keys.item_sessions(item_id), sid))
+            if row:
+                model.item_sessions[item_id] = row
+        return model, gone
 
     async def commit(self, view: BatchView) -> bool:
         keys = self.keys
@@ -267,6 +314,12 @@ class RedisState:
             "token": token,
             "touched": touched,
             "checked": [(i, read.row_versions[i]) for i in checked],
+            "sess_docs": [(keys.session(sid), "\t".join([repr(ts), *items]))
+                          for sid, (items, ts) in view.session_docs.items()],
+            "sess_gone": view.sessions_gone,
+            "sess_touches": [(keys.item_sessions(item), sid, repr(ts))
+                             for item, sid, ts in view.session_touches],
+            "sess_keep": self.settings.sessions_per_item,
         }
         reply = await self._commit_batch(args=[orjson.dumps(batch), *docs])
         if not reply:
@@ -290,13 +343,25 @@ class RedisState:
         indexes = []
         for pattern in ("open-sessions:*", "churn-checks:*"):
             indexes += [key async for key in self.client.scan_iter(match=f"{keys.prefix}{pattern}")]
+        # The user's sessions, and the item lists that name them.
+        head = keys.session(f"{user_id}#")
+        mine = [key async for key in self.client.scan_iter(match=f"{_glob(head)}[0-9]*")
+                if key.decode()[len(head):].isdigit()]  # not another user's, named "{user_id}#..."
+        docs = await self.client.mget(mine) if mine else []
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(keys.user(user_id))
         pipe.delete(keys.recs(user_id))
         for index in indexes:
             pipe.zrem(index, user_id)
+        prefix = len(keys.session(""))
+        for key, doc in zip(mine, docs):
+            sid = key.decode()[prefix:]
+            for item_id in (doc.decode().split("\t")[1:] if doc else ()):
+                pipe.zrem(keys.item_sessions(item_id), sid)
+            pipe.delete(key)
         profile, recs, *removed = await pipe.execute()
-        return {"profile": profile, "recommendations": recs, "index_entries": sum(removed)}
+        return {"profile": profile, "recommendations": recs,
+                "index_entries": sum(removed[: len(indexes)]), "sessions": len(mine)}
 
     async def profile(self, user_id: str) -> UserProfile | None:
         raw = await self.client.get(self.keys.user(user_id))

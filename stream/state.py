@@ -16,6 +16,7 @@ from typing import Any, AsyncIterator, Protocol, Sequence
 from models.cooccurrence import ItemCooccurrence
 from models.popularity import Popularity
 from models.profile import UserProfile
+from models.session_neighbours import SessionNeighbours
 from stream.config import Settings
 from stream.events import Event
 from stream.outputs import UserRecommendations
@@ -28,6 +29,7 @@ class BatchView:
     profiles: dict[str, UserProfile]
     cooccurrence: ItemCooccurrence
     popularity: Popularity
+    session_neighbours: SessionNeighbours
     offsets: dict[TopicPartition, int]
     last_published: dict[str, float]
     journal: bool = True
@@ -37,6 +39,12 @@ class BatchView:
     occurrences: list[tuple[str, float]] = field(default_factory=list)
     popular: list[tuple[str, float]] = field(default_factory=list)
     touched_items: set[str] = field(default_factory=set)  # sources of the pairs: rows to trim
+    # Sessions learned (session id -> its items and time), and the items they
+    # touched: (item, session, time).
+    session_docs: dict[str, tuple[list[str], float]] = field(default_factory=dict)
+    session_touches: list[tuple[str, str, float]] = field(default_factory=list)
+    # Sessions listed by an item whose items are gone (expired, erased): to unlist.
+    sessions_gone: list[tuple[str, str]] = field(default_factory=list)
     latest: dict[str, UserRecommendations] = field(default_factory=dict)
     published: dict[str, float] = field(default_factory=dict)
     new_offsets: dict[TopicPartition, int] = field(default_factory=dict)
@@ -77,6 +85,19 @@ class UserTimes:
 
 def new_cooccurrence(settings: Settings) -> ItemCooccurrence:
     return ItemCooccurrence(max_neighbours=settings.max_neighbours)
+
+
+def new_session_neighbours(settings: Settings) -> SessionNeighbours:
+    return SessionNeighbours(
+        sessions_per_item=settings.sessions_per_item,
+        neighbours=settings.session_neighbours,
+        max_session_items=settings.recent_items,
+    )
+
+
+def session_id(profile: UserProfile) -> str:
+    """The id of the user's current session in the session-neighbour state."""
+    return f"{profile.user_id}#{profile.sessions}"
 
 
 def new_profile(settings: Settings, user_id: str) -> UserProfile:
@@ -124,6 +145,7 @@ class MemoryState:
         self.profiles: dict[str, UserProfile] = {}
         self.cooccurrence = new_cooccurrence(self.settings)
         self.popularity = Popularity()
+        self.session_neighbours = new_session_neighbours(self.settings)
         self.offsets: dict[TopicPartition, int] = {}
         self.latest: dict[str, UserRecommendations] = {}
         self.last_published: dict[str, float] = {}
@@ -144,6 +166,7 @@ class MemoryState:
             profiles=self.profiles,
             cooccurrence=self.cooccurrence,
             popularity=self.popularity,
+            session_neighbours=self.session_neighbours,
             offsets=self.offsets,
             last_published=self.last_published,
             journal=False,
@@ -170,6 +193,10 @@ class MemoryState:
         return self.profiles.get(user_id)
 
     async def forget(self, user_id: str) -> dict[str, int]:
+        profile = self.profiles.get(user_id)
+        mine = [f"{user_id}#{n}" for n in range(1, profile.sessions + 1)] if profile else []
+        sessions = sum(sid in self.session_neighbours.sessions for sid in mine)
+        self.session_neighbours.forget(mine)
         entries = 0
         for times in (*self.sessions.values(), *self.churn_checks.values()):
             entries += user_id in times.times
@@ -177,7 +204,7 @@ class MemoryState:
         self.last_published.pop(user_id, None)
         return {"profile": int(self.profiles.pop(user_id, None) is not None),
                 "recommendations": int(self.latest.pop(user_id, None) is not None),
-                "index_entries": entries}
+                "index_entries": entries, "sessions": sessions}
 
     async def recommendations(self, user_id: str) -> UserRecommendations | None:
         return self.latest.get(user_id)
