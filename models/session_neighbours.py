@@ -24,7 +24,7 @@ as the user's profile holds them (:meth:`models.profile.UserProfile.session_item
 >>> visit("u1#1", ["tent", "stove", "mat"], 10.0)
 >>> visit("u2#1", ["tent", "lamp"], 20.0)
 >>> visit("u3#1", ["chair", "table"], 30.0)
->>> model.item_sessions["tent"], model.sessions["u1#1"]
+>>> model.item_sessions["tent"], model.items("u1#1")
 ({'u1#1': 10.0, 'u2#1': 20.0}, ['tent', 'stove', 'mat'])
 >>> model.learn_one("u1#1", ["tent", "stove", "mat", "lamp"], 40.0, ["tent", "stove", "mat"])
 True
@@ -43,6 +43,8 @@ import heapq
 import math
 import sys
 from typing import Iterable, Mapping, Sequence
+
+from array import array
 
 from models.neighbours import Neighbours
 
@@ -102,8 +104,9 @@ class SessionNeighbours:
         self.max_session_items = max_session_items
         # item -> {session: the latest event time it touched the item}
         self.item_sessions: dict[str, dict[str, float]] = {}
-        self.sessions: dict[str, list[str]] = {}  # session -> its items, latest last
-        self.session_ts: dict[str, float] = {}  # session -> its latest event time
+        # session -> its items, latest last, and their hashes: voting reads a
+        # few hundred items and would otherwise visit each one's string.
+        self.sessions: dict[str, tuple[list[str], array]] = {}
         self.compiled = compiled and compiled_votes is not None
 
     def learn_one(
@@ -121,10 +124,14 @@ class SessionNeighbours:
         if len(before) >= self.max_session_items and item_id not in before:
             return False
         session_id = sys.intern(session_id)
-        self.sessions[session_id] = list(session_items)
-        self.session_ts[session_id] = ts
+        self.load(session_id, list(session_items))
         self.touch(item_id, session_id, ts)
         return True
+
+    def items(self, session_id: str) -> list[str]:
+        """A session's items, latest last (empty if unknown)."""
+        found = self.sessions.get(session_id)
+        return found[0] if found else []
 
     def touch(self, item_id: str, session_id: str, ts: float) -> str | None:
         """The session touched the item at ``ts`` (a time never goes back);
@@ -133,6 +140,7 @@ class SessionNeighbours:
         row = self.item_sessions.get(item_id)
         if row is None:
             row = self.item_sessions[item_id] = {}
+        session_id = sys.intern(session_id)  # one object per session: compiled voting relies on it
         old = row.get(session_id)
         if old is None or ts > old:
             row[session_id] = ts
@@ -142,11 +150,9 @@ class SessionNeighbours:
         del row[oldest]
         return oldest
 
-    def load(self, session_id: str, items: list[str], ts: float) -> None:
+    def load(self, session_id: str, items: list[str]) -> None:
         """A session as a store keeps it."""
-        session_id = sys.intern(session_id)
-        self.sessions[session_id] = items
-        self.session_ts[session_id] = ts
+        self.sessions[sys.intern(session_id)] = (items, array("q", map(hash, items)))
 
     def weights(self, session_items: Sequence[str], occurrences: Mapping[str, float]) -> dict[str, float]:
         """The current session's items that look for neighbours, and their weights."""
@@ -163,21 +169,23 @@ class SessionNeighbours:
         self, session_items: Sequence[str], own: str | None = None,
         occurrences: Mapping[str, float] | None = None,
     ) -> list[tuple[str, float]]:
-        """The most similar sessions, most similar first (ties: the newer,
-        then the larger id), and their similarity; ``own`` (the current
-        session) is never its own neighbour."""
+        """The most similar sessions, most similar first (ties: the one that
+        touched a shared item last, then the larger id), and their
+        similarity; ``own`` (the current session) is never its own neighbour."""
         weights = self.weights(session_items, occurrences or {})
         dots: dict[str, float] = {}
+        latest: dict[str, float] = {}
         for item, w in weights.items():
-            for session_id in self.item_sessions.get(item, ()):
+            for session_id, ts in self.item_sessions.get(item, {}).items():
                 dots[session_id] = dots.get(session_id, 0.0) + w
+                latest[session_id] = max(ts, latest.get(session_id, ts))
         dots.pop(own, None)  # type: ignore[arg-type]
         norm = self.length_norm
         scored = []
         for session_id, dot in dots.items():
-            items = self.sessions.get(session_id)
+            items = self.items(session_id)
             if items:
-                scored.append((dot / math.pow(len(items), norm), self.session_ts[session_id], session_id))
+                scored.append((dot / math.pow(len(items), norm), latest[session_id], session_id))
         return [(session_id, sim) for sim, _, session_id in heapq.nlargest(self.neighbours, scored)]
 
     def votes_python(
@@ -191,7 +199,7 @@ class SessionNeighbours:
         decay = self.item_decay
         for session_id, sim in self.similar(session_items, own, occurrences):
             total += sim
-            items = self.sessions[session_id]
+            items = self.items(session_id)
             anchor = len(items) - 1
             while anchor > 0 and items[anchor] not in weights:
                 anchor -= 1
@@ -225,7 +233,7 @@ class SessionNeighbours:
         shared: dict[str, set[str]] = {}
         counts: dict[str, int] = {}
         for session_id, _ in self.similar(session_items, own, occurrences):
-            items = self.sessions[session_id]
+            items = self.items(session_id)
             common = [i for i in items if i in weights]
             for item in wanted.intersection(items):
                 shared.setdefault(item, set()).update(common)
@@ -234,14 +242,26 @@ class SessionNeighbours:
         return {item: (tuple([i for i in order if i in shared[item]][:most]), counts[item])
                 for item in shared}
 
+    def __getstate__(self) -> dict:
+        # String hashes differ between processes: a copy computes its own.
+        state = dict(self.__dict__)
+        state["sessions"] = {sid: items for sid, (items, _) in self.sessions.items()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        sessions = state.pop("sessions")
+        self.__dict__.update(state)
+        self.sessions = {}
+        for session_id, items in sessions.items():
+            self.load(session_id, items)
+
     def forget(self, session_ids: Iterable[str]) -> None:
         """Erase sessions (a user's) from the model."""
         for session_id in session_ids:
-            for item in self.sessions.pop(session_id, ()):
+            for item in self.sessions.pop(session_id, ([], None))[0]:
                 row = self.item_sessions.get(item)
                 if row is not None:
                     row.pop(session_id, None)
-            self.session_ts.pop(session_id, None)
 
 
 try:

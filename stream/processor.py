@@ -295,7 +295,7 @@ class Processor:
         ts = profile.last_seen or 0.0
         items = profile.session_items()
         if view.session_neighbours.learn_one(sid, items, ts, before) and view.journal:
-            view.session_docs[sid] = (view.session_neighbours.sessions[sid], ts)
+            view.session_docs[sid] = view.session_neighbours.items(sid)
             view.session_touches.append((items[-1], sid, ts))
 
     @staticmethod

@@ -13,9 +13,9 @@ Keys (all under ``SHOPSTREAM_PREFIX``, ``ss:`` by default):
 ``item:{item_id}:sessions``      sorted set: session -> latest event time it
                                  touched the item, the newest
                                  ``SHOPSTREAM_SESSIONS_PER_ITEM`` kept
-``session:{user_id}#{n}``        the user's n-th session: its time and
-                                 distinct items (tab-separated), same expiry
-                                 as the profile
+``session:{user_id}#{n}``        the user's n-th session: its distinct items,
+                                 latest last, tab-separated; expires as a
+                                 profile does, after the session's last event
 ``row-versions``                 hash: item -> version of its neighbour row
                                  (the commit that last changed it; see
                                  :mod:`stream.row_cache`)
@@ -250,8 +250,7 @@ class RedisState:
         docs: dict[str, str | None] = dict(zip(reply["sids"] or (), reply["sdocs"] or ()))
         for sid, doc in docs.items():
             if doc:
-                ts, *session_items = doc.split("\t")
-                model.load(sid, list(map(sys.intern, session_items)), float(ts))
+                model.load(sid, list(map(sys.intern, doc.split("\t"))))
         gone = []
         for item_id, flat in zip(items, reply["srows"] or ()):
             row = {}
@@ -314,8 +313,7 @@ class RedisState:
             "token": token,
             "touched": touched,
             "checked": [(i, read.row_versions[i]) for i in checked],
-            "sess_docs": [(keys.session(sid), "\t".join([repr(ts), *items]))
-                          for sid, (items, ts) in view.session_docs.items()],
+            "sess_docs": [(keys.session(sid), "\t".join(items)) for sid, items in view.session_docs.items()],
             "sess_gone": view.sessions_gone,
             "sess_touches": [(keys.item_sessions(item), sid, repr(ts))
                              for item, sid, ts in view.session_touches],
@@ -356,7 +354,7 @@ class RedisState:
         prefix = len(keys.session(""))
         for key, doc in zip(mine, docs):
             sid = key.decode()[prefix:]
-            for item_id in (doc.decode().split("\t")[1:] if doc else ()):
+            for item_id in (doc.decode().split("\t") if doc else ()):
                 pipe.zrem(keys.item_sessions(item_id), sid)
             pipe.delete(key)
         profile, recs, *removed = await pipe.execute()

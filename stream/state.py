@@ -39,9 +39,9 @@ class BatchView:
     occurrences: list[tuple[str, float]] = field(default_factory=list)
     popular: list[tuple[str, float]] = field(default_factory=list)
     touched_items: set[str] = field(default_factory=set)  # sources of the pairs: rows to trim
-    # Sessions learned (session id -> its items and time), and the items they
-    # touched: (item, session, time).
-    session_docs: dict[str, tuple[list[str], float]] = field(default_factory=dict)
+    # Sessions learned (session id -> its items), and the items they touched:
+    # (item, session, time).
+    session_docs: dict[str, list[str]] = field(default_factory=dict)
     session_touches: list[tuple[str, str, float]] = field(default_factory=list)
     # Sessions listed by an item whose items are gone (expired, erased): to unlist.
     sessions_gone: list[tuple[str, str]] = field(default_factory=list)

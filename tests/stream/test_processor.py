@@ -112,6 +112,33 @@ def test_redis_and_memory_states_agree_and_batching_does_not_matter(
 
 
 @pytest.mark.services
+def test_session_neighbours_round_trip_through_redis(services: Services, redis_client: redis.Redis) -> None:
+    """Each item's sessions and each session's items in Redis are the memory
+    model's, whatever the batch size (lists trimmed to 3 sessions, so that
+    trimming happens), and so are the recommendations, reasons included."""
+    messages = shop_messages(500, seed=11)
+    memory_settings = Settings(sessions_per_item=3, rec_throttle_s=0)
+    memory = MemoryState(memory_settings)
+    expected = [(r.user_id, r.items) for res in run(Processor(memory, memory_settings), chunks(messages, 50))
+                for r in res.recommendations]
+    model = memory.session_neighbours
+    assert model.sessions and all(len(row) <= 3 for row in model.item_sessions.values())
+    assert any(r.similar_sessions for _, items in expected for r in items)
+    for size in (1, 50):
+        settings = isolated_settings(services, sessions_per_item=3, rec_throttle_s=0)
+        results = run(Processor(RedisState(settings), settings), chunks(messages, size))
+        snapshot = redis_state_snapshot(redis_client, settings.prefix)
+        lists = {key[len("item:"):-len(":sessions")]: {m.decode(): ts for m, ts in row.items()}
+                 for key, row in snapshot.items() if key.endswith(":sessions")}
+        assert lists == {item: row for item, row in model.item_sessions.items() if row}
+        docs = {key[len("session:"):]: doc.decode().split("\t")
+                for key, doc in snapshot.items() if key.startswith("session:")}
+        assert docs == {sid: items for sid, (items, _) in model.sessions.items()}
+        if size == 50:  # the same batches: the same recommendations
+            assert [(r.user_id, r.items) for res in results for r in res.recommendations] == expected
+
+
+@pytest.mark.services
 def test_workers_keep_rows_between_batches_and_read_again_what_another_changed(
     services: Services, redis_client: redis.Redis
 ) -> None:
@@ -229,8 +256,13 @@ def test_forget_erases_a_user_everywhere_and_expired_users_leave_the_indexes(
             await processor.handle(batch)
         assert redis_client.exists(f"{prefix}user:u3")
         assert any(redis_client.zscore(k, "u3") is not None for k in zsets())
+        sessions = list(redis_client.scan_iter(match=f"{prefix}session:u3#*"))
+        assert sessions and any(redis_client.zscore(k, "u3#1") is not None for k in zsets())
         erased, row = await processor.forget("u3")
         assert erased["profile"] == 1 and erased["index_entries"] >= 1
+        assert erased["sessions"] == len(sessions)
+        assert not any(redis_client.exists(k) for k in sessions)
+        assert all(m.decode().split("#")[0] != "u3" for k in zsets() for m in redis_client.zrange(k, 0, -1))
         assert row.kind == "forget" and row.user_id == "u3"
         assert not redis_client.exists(f"{prefix}user:u3") and not redis_client.exists(f"{prefix}recs:u3")
         assert all(redis_client.zscore(k, "u3") is None for k in zsets())
