@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 
 from backtest.replay import ReplayConfig, ReplayResult
+from backtest.uplift_eval import UpliftRun
 
 MIN_POINTS = 20
 
@@ -90,6 +91,64 @@ def _plots(timeline: list[dict], models: list[dict]) -> list[tuple[str, str]]:
     return plots
 
 
+def _qini_plot(uplift: dict) -> tuple[str, str]:
+    """The Qini curves of the scorers of a campaign backtest."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    labels = {"uplift_model": "uplift model", "response_model": "response model (P(outcome))",
+              "random": "random order"}
+    for name, curve in uplift["qini"].items():
+        ax.plot([100 * c["share"] for c in curve], [c["incremental_per_100"] for c in curve],
+                marker=".", label=labels.get(name, name))
+    end = uplift["qini"]["random"][-1]["incremental_per_100"]
+    ax.plot([0, 100], [0, end], color="grey", linestyle=":", label="treating at random")
+    ax.axvline(100 * uplift["top_share"], color="grey", alpha=0.4)
+    ax.set_xlabel("customers targeted, best first (%)")
+    ax.set_ylabel(f"incremental {uplift['outcome']} per 100 customers")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    title = f"Qini curve: {', '.join(uplift['campaigns'])}, outcome {uplift['outcome']}, seed {uplift['seed']}"
+    return title, base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _uplift_section(uplift: dict) -> str:
+    o = uplift["overall"]
+    rows: list[tuple[str, object]] = [
+        ("customers", f"{uplift['customers']:,} ({o['treated']:,} treated, {o['held_out']:,} held out)"),
+        ("order", f"{uplift['order']} (seed {uplift['seed']})"),
+        ("overall uplift", f"{o['points']:.2f} points (95 % {o['low']:.2f} to {o['high']:.2f})"),
+    ]
+    for name, sc in uplift["scorers"].items():
+        top = sc["top_30_uplift"]
+        rows.append((f"{name}: uplift in the top 30 %",
+                     f"{top['points']:.2f} points (95 % {top['low']:.2f} to {top['high']:.2f}); "
+                     f"second half of the order {sc['top_30_uplift_second_half']['points']:.2f}; "
+                     f"Qini area {sc['qini_area']:.3f}"))
+    title, png = _qini_plot(uplift)
+    return ("<h2>Uplift (prequential: each customer scored before their outcome is learnt)</h2>"
+            + _table(rows)
+            + f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
+
+
+def _page(title: str, sections: list[str]) -> str:
+    style = (
+        "body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.2em .6em;text-align:left}"
+        "th{background:#f4f4f4;font-weight:normal}.lead{font-size:1.3em}img{max-width:100%}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>{''.join(sections)}</body></html>"
+    )
+
+
 def _table(rows: list[tuple[str, object]]) -> str:
     body = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows
@@ -117,8 +176,10 @@ def render(result: ReplayResult, inputs: list[str]) -> str:
     sections = [
         f"<h1>shopstream backtest</h1><p class='lead'>{html.escape(headline)}</p>",
         "<h2>Inputs</h2><ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in inputs) + "</ul>",
-        "<h2>Figures</h2>" + _table(_flatten({k: v for k, v in m.items() if k != "segments"})),
+        "<h2>Figures</h2>" + _table(_flatten({k: v for k, v in m.items() if k not in ("segments", "uplift")})),
     ]
+    if m.get("uplift"):
+        sections.append(_uplift_section(m["uplift"]))
     for title, png in _plots(result.timeline, result.models_timeline) + _alert_plots(result.alerts_timeline):
         sections.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
     if m.get("segments"):
@@ -130,15 +191,7 @@ def render(result: ReplayResult, inputs: list[str]) -> str:
         for d in result.dead_letters:
             reasons[d["reason"]] = reasons.get(d["reason"], 0) + 1
         sections.append("<h2>Dead letters</h2>" + _table(sorted(reasons.items(), key=lambda kv: -kv[1])))
-    style = (
-        "body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.2em .6em;text-align:left}"
-        "th{background:#f4f4f4;font-weight:normal}.lead{font-size:1.3em}img{max-width:100%}"
-    )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>shopstream backtest</title>"
-        f"<style>{style}</style></head><body>{''.join(sections)}</body></html>"
-    )
+    return _page("shopstream backtest", sections)
 
 
 def write(result: ReplayResult, out_dir: Path, config: ReplayConfig) -> list[Path]:
@@ -160,3 +213,23 @@ def write(result: ReplayResult, out_dir: Path, config: ReplayConfig) -> list[Pat
         put("dead_letters.jsonl", b"".join(orjson.dumps(d) + b"\n" for d in result.dead_letters))
     put("report.html", render(result, [str(p) for p in config.inputs]).encode())
     return written
+
+
+def render_campaign(uplift: dict, source: str) -> str:
+    top = uplift["scorers"]["uplift_model"]["top_30_uplift"]
+    headline = (f"uplift in the top 30 % {top['points']:.2f} points (overall "
+                f"{uplift['overall']['points']:.2f}) over {uplift['customers']:,} customers")
+    return _page("shopstream campaign backtest", [
+        f"<h1>shopstream campaign backtest</h1><p class='lead'>{html.escape(headline)}</p>",
+        f"<h2>Campaign log</h2><ul><li>{html.escape(source)}</li></ul>",
+        _uplift_section(uplift),
+    ])
+
+
+def write_campaign(run: UpliftRun, out_dir: Path, source: Path) -> list[Path]:
+    """metrics.json (``uplift``) and report.html of a campaign backtest."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics, report = out_dir / "metrics.json", out_dir / "report.html"
+    metrics.write_bytes(orjson.dumps({"uplift": run.metrics}, option=orjson.OPT_INDENT_2))
+    report.write_text(render_campaign(run.metrics, str(source)))
+    return [metrics, report]

@@ -47,11 +47,36 @@ def parse_time(value: str) -> float:
     return result
 
 
+def _campaign(path: Path, seed: int, outcome: str):  # type: ignore[no-untyped-def]
+    """Prequential uplift on a campaign log; prints its table."""
+    from backtest import campaign_log
+    from backtest.uplift_eval import evaluate
+
+    run = evaluate(campaign_log.read(path), outcome=outcome, seed=seed)
+    m = run.metrics
+    o = m["overall"]
+    print(f"campaign {', '.join(m['campaigns'])}: {m['customers']:,} customers "
+          f"({o['treated']:,} treated, {o['held_out']:,} held out), outcome {outcome!r}, "
+          f"order {m['order']} (seed {seed}); overall uplift {o['points']:.2f} points")
+    for name, s in m["scorers"].items():
+        top, late = s["top_30_uplift"], s["top_30_uplift_second_half"]
+        print(f"  {name:15s} top 30 %: {top['points']:5.2f} points "
+              f"(95 % {top['low']:.2f} to {top['high']:.2f}); second half {late['points']:5.2f}; "
+              f"Qini area {s['qini_area']:.3f}")
+    return run
+
 
 def main(argv: list[str] | None = None) -> int:
     p = Parser(prog="replay", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input", action="append", type=Path, required=True,
+    p.add_argument("--input", action="append", type=Path, default=[],
                    help="JSONL events or a SessionId/ItemId/Time TSV; repeat to merge by event time")
+    p.add_argument("--campaign", type=Path, metavar="FILE",
+                   help="a campaign log (JSONL of decisions, features, outcomes, or the Hillstrom CSV): "
+                        "prequential uplift, in metrics.json as 'uplift'")
+    p.add_argument("--seed", type=int, default=1,
+                   help="with --campaign: draws the order of a log without times (default 1)")
+    p.add_argument("--outcome", default="visit",
+                   help="with --campaign: the outcome the uplift is of (default visit)")
     p.add_argument("--eval-from", type=parse_time_or_file,
                    help="score only events at/after this time, or the events of this input file")
     p.add_argument("--freeze-at-eval", action="store_true",
@@ -74,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.batch_size < 1:
         p.error("--batch-size must be >= 1")
+    if not args.input and not args.campaign:
+        p.error("give --input (events) or --campaign (a campaign log), or both")
+    if args.to_kafka and not args.input:
+        p.error("--to-kafka needs --input")
     if args.speed < 0:
         p.error("--speed must be >= 0")
     try:
@@ -87,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     from backtest.replay import ReplayConfig, ReplayError, replay
     from backtest.report import write
     from backtest.sources import SourceError
+    from backtest.campaign_log import CampaignLogError
 
     try:
         if args.to_kafka:
@@ -94,6 +124,15 @@ def main(argv: list[str] | None = None) -> int:
 
             summary = push_files(args.input, settings, speed=args.speed, progress=not args.quiet)
             print(summary)
+            return 0
+        uplift = _campaign(args.campaign, args.seed, args.outcome) if args.campaign else None
+        if not args.input:
+            assert uplift is not None
+            if args.out:
+                from backtest.report import write_campaign
+
+                for path in write_campaign(uplift, args.out, args.campaign):
+                    print(f"wrote {path}")
             return 0
         config = ReplayConfig(
             inputs=args.input,
@@ -109,13 +148,15 @@ def main(argv: list[str] | None = None) -> int:
             settings=settings,
         )
         result = replay(config)
-    except (ReplayError, SourceError, Failure, KafkaError, ConnectionError, OSError) as exc:
+    except (ReplayError, SourceError, CampaignLogError, Failure, KafkaError, ConnectionError, OSError) as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("replay: interrupted", file=sys.stderr)
         return 130
     m = result.metrics
+    if uplift is not None:
+        m["uplift"] = uplift.metrics
     ni = m["next_item"]
     print(
         f"next item ({m['mode']}): "
