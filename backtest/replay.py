@@ -31,6 +31,7 @@ from backtest.alert_metrics import (
 from stream.config import Settings
 from stream.events import HISTORY_MIN_TS, Event, InvalidEvent, Label, label_from_dict
 from stream.learner import FRAUD, Learner, UserModels
+from stream.actions import Action
 from stream.outputs import Alert, Message
 from stream.processor import Prediction, Processor
 from backtest.fraud_baseline import HstBaseline
@@ -84,6 +85,7 @@ class ReplayResult:
     scores: list[dict]
     models_timeline: list[dict] = field(default_factory=list)
     alerts: list[dict] = field(default_factory=list)
+    actions: list[dict] = field(default_factory=list)
     alerts_timeline: list[dict] = field(default_factory=list)
 
 
@@ -226,6 +228,7 @@ async def run(config: ReplayConfig) -> ReplayResult:
     dead: list[dict] = list(bad_labels)
     scores: list[dict] = []
     alerts: list[Alert] = []
+    actions: list[Action] = []
     purchases: list[Purchase] = []
     baseline = HstBaseline()
     next_label = 0
@@ -263,6 +266,7 @@ async def run(config: ReplayConfig) -> ReplayResult:
             learner.learn_labels(labels[start:next_label])
             processor.models.fraud_threshold = learner.alert_rate.threshold
             alerts.extend(result.alerts)
+            actions.extend(result.actions)
             purchases.extend((r.event_id, r.order_id, r.ts, r.p or 0.0, r.anomaly or 0.0,
                               baseline.score_then_learn(r.x or {}))
                              for r in result.model_rows if r.kind == FRAUD)
@@ -337,6 +341,7 @@ async def run(config: ReplayConfig) -> ReplayResult:
         "segments": learner.segments.profiles(),
         "segment_quality": quality,
         "alerts": alert_counts(alerts),
+        "actions": action_counts(actions),
         "fraud": fraud_metrics(purchases, labels, alerts, learner),
         "churn": churn_metrics(users, config.truth, config.settings.churn_threshold),
         "throughput": {
@@ -355,7 +360,19 @@ async def run(config: ReplayConfig) -> ReplayResult:
         metrics_doc["repeat_ranking"] = repeat_ranking(users, buyers, config.as_of, span_end)
     alert_docs = [a.to_dict() for a in alerts]
     return ReplayResult(metrics_doc, users, _timeline(buckets, width, span_start), dead, scores,
-                        learner.timeline, alert_docs, alert_timeline(alert_docs, purchases, labels))
+                        learner.timeline, alert_docs, [a.to_dict() for a in actions],
+                        alert_timeline(alert_docs, purchases, labels))
+
+
+def action_counts(actions: list[Action]) -> dict:
+    """Decisions per campaign: treated, held out, and the held-out share."""
+    out: dict[str, dict] = {}
+    for a in actions:
+        c = out.setdefault(a.campaign, {"kind": a.kind, "treated": 0, "held_out": 0})
+        c["held_out" if a.held_out else "treated"] += 1
+    for c in out.values():
+        c["held_out_share"] = round(c["held_out"] / max(c["treated"] + c["held_out"], 1), 4)
+    return dict(sorted(out.items()))
 
 
 def _segment_quality(users: list[dict], learner: Learner, truth: Path | None) -> dict:

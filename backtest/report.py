@@ -195,7 +195,7 @@ def render(result: ReplayResult, inputs: list[str]) -> str:
 
 
 def write(result: ReplayResult, out_dir: Path, config: ReplayConfig) -> list[Path]:
-    """metrics.json, users.jsonl, alerts.jsonl, report.html (+ scores.jsonl, dead_letters.jsonl)."""
+    """metrics.json, users.jsonl, alerts.jsonl, actions.jsonl, report.html (+ scores.jsonl, dead_letters.jsonl)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
 
@@ -209,6 +209,7 @@ def write(result: ReplayResult, out_dir: Path, config: ReplayConfig) -> list[Pat
     if config.scores:
         put("scores.jsonl", b"".join(orjson.dumps(s) + b"\n" for s in result.scores))
     put("alerts.jsonl", b"".join(orjson.dumps(a) + b"\n" for a in result.alerts))
+    put("actions.jsonl", b"".join(orjson.dumps(a) + b"\n" for a in result.actions))
     if result.dead_letters:
         put("dead_letters.jsonl", b"".join(orjson.dumps(d) + b"\n" for d in result.dead_letters))
     put("report.html", render(result, [str(p) for p in config.inputs]).encode())

@@ -52,6 +52,7 @@ class UserProfile:
     recent_purchases: list[list] = field(default_factory=list)
     carts: list[list] = field(default_factory=list)
     churn_alerted_at: float | None = None  # last_seen when a churn episode was raised
+    offers: dict[str, float] = field(default_factory=dict)  # declared campaign -> when decided
     max_recent: int = 20
     max_purchased: int = 50
     max_seen_event_ids: int = 32

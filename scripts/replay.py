@@ -173,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if m["alerts"]:
         print("alerts: " + ", ".join(f"{k} {v:,}" for k, v in m["alerts"].items()))
+    if m["actions"]:
+        print("actions: " + ", ".join(f"{k} {v['treated']:,} treated / {v['held_out']:,} held out"
+                                      for k, v in m["actions"].items()))
     fraud, churn = m["fraud"], m["churn"]
     baseline = fraud.get("hst_baseline", {})
     for name, part in (("all", fraud.get("all")), ("first 6 hours", fraud.get("first_hours")),

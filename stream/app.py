@@ -134,6 +134,7 @@ async def publish(result: BatchResult) -> None:
     outputs += [(topics.dead_letters, d.message.key, d.to_json()) for d in result.dead_letters]
     outputs += [(topics.segments, c.user_id.encode(), c.to_json()) for c in result.segment_changes]
     outputs += [(topics.alerts, a.user_id.encode(), a.to_json()) for a in result.alerts]
+    outputs += [(topics.actions, a.user_id.encode(), a.to_json()) for a in result.actions]
     if result.model_rows:
         # One fixed key: every row reaches the same partition, hence one learner,
         # even if the topic was created with more partitions than asked for.

@@ -43,6 +43,7 @@ class Topics:
     segments: str = "segments"
     alerts: str = "alerts"
     labels: str = "labels"
+    actions: str = "actions"
 
     @property
     def inputs(self) -> tuple[str, str, str]:
@@ -109,6 +110,12 @@ class Settings:
     fraud_alert_rate: float = 0.01
     nudge_min_propensity: float = 0.5
     label_ttl_days: float = 30.0
+    # Marketing actions (see stream/actions.py): the share of users held out of
+    # each campaign, the key of the hash that decides it, and the shop's
+    # declared offer campaigns (a JSON file; empty: none).
+    holdout_share: float = 0.1
+    holdout_key: str = field(default="", repr=False)
+    campaigns: str = ""
     # An input partition silent this long (wall time) no longer holds back
     # the event-time watermark; an idle worker sweeps this often.
     idle_after_s: float = 30.0
@@ -202,6 +209,7 @@ class Settings:
             segments=_env("TOPIC_SEGMENTS", d.topics.segments),
             alerts=_env("TOPIC_ALERTS", d.topics.alerts),
             labels=_env("TOPIC_LABELS", d.topics.labels),
+            actions=_env("TOPIC_ACTIONS", d.topics.actions),
         )
         values: dict[str, object] = {"topics": topics}
         for f in fields(cls):
@@ -228,6 +236,15 @@ class Settings:
         if not (0 < settings.new_return_share < 1 and settings.new_return_gap_days > 0):
             raise ConfigError("SHOPSTREAM_NEW_RETURN_SHARE must be between 0 and 1 (exclusive) "
                               "and SHOPSTREAM_NEW_RETURN_GAP_DAYS a number of days > 0")
+        if not 0 <= settings.holdout_share < 1:
+            raise ConfigError("SHOPSTREAM_HOLDOUT_SHARE must be a share between 0 and 1 (e.g. 0.1)")
+        if settings.campaigns:
+            from stream.actions import CampaignError, load_campaigns
+
+            try:
+                load_campaigns(settings.campaigns)
+            except CampaignError as exc:
+                raise ConfigError(f"SHOPSTREAM_CAMPAIGNS: {exc}") from None
         if settings.kafka_sasl_mechanism not in SASL_MECHANISMS:
             raise ConfigError(f"SHOPSTREAM_KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)}")
         return settings

@@ -188,6 +188,7 @@ class Alert:
     segment: int | None = None
     segment_name: str | None = None
     key: str | None = None  # what makes the id unique when there is no event
+    held_out: bool | None = None  # offers and nudges: the holdout decision (stream/actions.py)
 
     @property
     def alert_id(self) -> str:
@@ -205,6 +206,7 @@ class Alert:
             "reasons": [r.to_dict() for r in self.reasons],
             "segment": self.segment,
             "segment_name": self.segment_name,
+            **({} if self.held_out is None else {"held_out": self.held_out}),
         }
 
     def to_json(self) -> bytes:

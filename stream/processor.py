@@ -23,6 +23,7 @@ from stream.clock import EventClock
 from stream.config import Settings
 from stream.events import Event, InvalidEvent, decode
 from stream.learner import EXAMPLE, FORGET, FRAUD, PURCHASE, USER, ModelRow, UserModels
+from stream.actions import Action, Actions, load_campaigns
 from stream.alerts import Alerts
 from stream.outputs import Alert, DeadLetter, Message, SegmentChange, UserRecommendations
 from stream.privacy import pseudonymiser
@@ -59,6 +60,7 @@ class BatchResult:
     model_rows: list[ModelRow] = field(default_factory=list)
     segment_changes: list[SegmentChange] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
     # (event, {score name: value}) per event, when collect_scores is on
     scores: list[tuple[Event, dict[str, float]]] = field(default_factory=list)
     view: BatchView | None = None
@@ -100,6 +102,9 @@ class Processor:
         # read-modify-write of the same users.
         self._lock = asyncio.Lock()
         self.alerts = Alerts(self.settings)
+        s = self.settings
+        self.actions = Actions(s.holdout_share, s.holdout_key,
+                               load_campaigns(s.campaigns) if s.campaigns else [])
         self.pseudonym = pseudonymiser(self.settings.user_key)
         topics = self.settings.topics
         self._roles = {topics.views: "views", topics.clicks: "clicks", topics.purchases: "purchases"}
@@ -222,6 +227,7 @@ class Processor:
                 result.duplicates += 1
         self._close_quiet_sessions(view, last_event, watermark, result)
         self._check_churn(view, last_event, watermark, result)
+        result.actions[:0] = self.actions.from_alerts(result.alerts, view.profiles)
         if self.publish_recommendations:  # a live consumer reads these; replay exports its own
             self._refresh_propensity(view, last_event)
             self._recommend_after(view, last_event, result)
@@ -353,6 +359,8 @@ class Processor:
                               models.segment_name(segment))
             )
             profile.segment = segment
+        if self.actions.campaigns:
+            result.actions += self.actions.offers(profile, ts)
 
     def _score_event(
         self, event: Event, profile: UserProfile, learning: bool, result: BatchResult,

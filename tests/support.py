@@ -51,6 +51,7 @@ def isolated_settings(services: Services, partitions: int = 4, **overrides: obje
         segments=f"segments-{tag}",
         alerts=f"alerts-{tag}",
         labels=f"labels-{tag}",
+        actions=f"actions-{tag}",
     )
     values: dict = dict(
         broker=services.broker,
