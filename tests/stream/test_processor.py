@@ -117,7 +117,7 @@ def test_session_neighbours_round_trip_through_redis(services: Services, redis_c
     model's, whatever the batch size (lists trimmed to 3 sessions, so that
     trimming happens), and so are the recommendations, reasons included."""
     messages = shop_messages(500, seed=11)
-    memory_settings = Settings(sessions_per_item=3, rec_throttle_s=0)
+    memory_settings = Settings(sessions_per_item=3, neighbour_weight=2.0, rec_throttle_s=0)
     memory = MemoryState(memory_settings)
     expected = [(r.user_id, r.items) for res in run(Processor(memory, memory_settings), chunks(messages, 50))
                 for r in res.recommendations]
@@ -125,7 +125,7 @@ def test_session_neighbours_round_trip_through_redis(services: Services, redis_c
     assert model.sessions and all(len(row) <= 3 for row in model.item_sessions.values())
     assert any(r.similar_sessions for _, items in expected for r in items)
     for size in (1, 50):
-        settings = isolated_settings(services, sessions_per_item=3, rec_throttle_s=0)
+        settings = isolated_settings(services, sessions_per_item=3, neighbour_weight=2.0, rec_throttle_s=0)
         results = run(Processor(RedisState(settings), settings), chunks(messages, size))
         snapshot = redis_state_snapshot(redis_client, settings.prefix)
         lists = {key[len("item:"):-len(":sessions")]: {m.decode(): ts for m, ts in row.items()}
@@ -239,7 +239,7 @@ def test_forget_erases_a_user_everywhere_and_expired_users_leave_the_indexes(
 
     from tests.support import ROOT, settings_env
 
-    settings = isolated_settings(services)
+    settings = isolated_settings(services, neighbour_weight=2.0)  # their sessions are erased too
     prefix = settings.prefix
     messages = shop_messages(200, partitions=2)
     later = [Message(orjson.dumps({"event_id": f"late{p}", "type": "view", "user_id": f"z{p}",
