@@ -6,7 +6,8 @@ after the other (so that no phase steals the other's cores):
 
 1. the raw client ceiling: aiokafka ``getmany`` over the preloaded input;
 2. bare Faust: ``bench.bare_faust``, an agent that only iterates and acks;
-3. the offline replay of the same events (all models on, in memory);
+3. the offline replay of the same events (all models on, in memory, in a
+   process of its own);
 4. shopstream's real worker;
 5. two worker processes;
 6. the real worker again, then the latency of recommendations at a fixed
