@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Callable
 
 import redis
 
+from bench.redis_cpu import Cost, CostMeter
 from bench.workers import (
     BenchError,
     Busy,
@@ -70,6 +71,7 @@ class BenchConfig:
     settings: Settings = field(default_factory=Settings.from_env)
     say: Callable[[str], None] = print
     broker: str = "the broker at SHOPSTREAM_BROKER"  # what it is, for the table
+    broker_pid: int | None = None  # a broker on this machine: its CPU per event is measured
 
 
 @dataclass
@@ -231,7 +233,7 @@ def run_bench(config: BenchConfig) -> BenchResult:
 
     say("4/7 shopstream, 1 worker (first of two runs)")
     with running_workers(phase_settings(settings, "one"), work, 1) as one:
-        one_a = drain_rate(config, one)
+        one_a, cost_a = drain_with_cost(config, one, client)
         result.add("peak RSS, 1 worker", one[0].memory_mb(peak=True), "MB")
 
     say("5/7 shopstream, 2 workers")
@@ -248,8 +250,10 @@ def run_bench(config: BenchConfig) -> BenchResult:
     say("6/7 shopstream, 1 worker again, then latency at a fixed rate and its floor; bare Faust again")
     one_settings = phase_settings(settings, "one-again")
     with running_workers(one_settings, work, 1) as one:
-        one_b = drain_rate(config, one)
+        one_b, cost_b = drain_with_cost(config, one, client)
+        meter = CostMeter(client, one[0].proc.pid if one[0].proc else None, config.broker_pid).start()
         latency = latency_at_rate(config, one_settings, "lat")
+        cost_live = meter.stop(int(config.rate * config.latency_s) + int(config.rate * config.latency_warmup_s))
         result.add("peak RSS, 1 worker after latency", one[0].memory_mb(peak=True), "MB")
     note = f"{latency.matched:,} of {latency.sent:,} events caused a recommendation"
     result.add("latency p50", latency.p50_ms, "ms", note)
@@ -276,6 +280,7 @@ def run_bench(config: BenchConfig) -> BenchResult:
     result.add("shopstream, 1 worker", (one_a.rate + one_b.rate) / 2, "events/s",
                f"mean of {one_a.rate:,.0f} (before 2 workers) and {one_b.rate:,.0f} (after)")
     result.add("shopstream, 2 workers", two_rate, "events/s", two_note)
+    add_costs(result, cost_a, cost_b, cost_live, config.rate)
 
     say("7/7 identical results: 2 workers against the reference replay")
     from bench.identity import identity_check
@@ -299,7 +304,46 @@ def run_bench(config: BenchConfig) -> BenchResult:
 
 
 ROW_ORDER = ("preload", "raw client", "bare Faust", "offline replay", "shopstream, 1 worker",
-             "shopstream, 2 workers", "latency p", "latency floor", "peak RSS", "Redis memory")
+             "shopstream, 2 workers", "latency p", "latency floor", "Redis CPU", "one Redis core",
+             "worker CPU", "broker CPU", "peak RSS", "Redis memory")
+
+
+def add_costs(result: BenchResult, drain_a: Cost, drain_b: Cost, live: Cost, rate: float) -> None:
+    """Redis, worker and broker CPU per event, while one worker catches up (the
+    two drains together) and at the latency phase's rate (live-sized batches),
+    and the rate at which one Redis core would be saturated at each."""
+    drains = Cost(drain_a.events + drain_b.events,
+                  [a + b for a, b in zip(drain_a.redis_s, drain_b.redis_s)],
+                  _sum(drain_a.worker_s, drain_b.worker_s), _sum(drain_a.broker_s, drain_b.broker_s))
+    for what, cost in (("catch-up", drains), (f"at {rate:,.0f} events/s", live)):
+        result.add(f"Redis CPU per event, {what}", cost.redis_us, "µs",
+                   f"INFO cpu over {cost.events:,} events")
+        result.add(f"one Redis core saturates at, {what}", cost.one_core_saturates_at, "events/s")
+        result.add(f"worker CPU per event, {what}", cost.per_event_us(cost.worker_s), "µs")
+        if cost.broker_s is not None:
+            result.add(f"broker CPU per event, {what}", cost.per_event_us(cost.broker_s), "µs")
+
+
+def _sum(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a + b
+
+
+def drain_with_cost(config: BenchConfig, workers: list[Worker], client: redis.Redis) -> tuple[Busy, Cost]:
+    """``drain_rate``, and what the events received meanwhile cost Redis, the
+    (single) worker and the broker, from the worker's first answer on: its
+    start-up is not an event's cost."""
+    from bench.workers import received
+
+    deadline = time.monotonic() + 60
+    while min(received(w, "/metrics") for w in workers) < 0 and time.monotonic() < deadline:
+        for w in workers:
+            w.check_alive()
+        time.sleep(0.05)
+    first = sum(max(received(w, "/metrics"), 0) for w in workers)
+    pid = workers[0].proc.pid if len(workers) == 1 and workers[0].proc else None
+    meter = CostMeter(client, pid, config.broker_pid).start()
+    busy = drain_rate(config, workers)
+    return busy, meter.stop(sum(max(received(w, "/metrics"), 0) for w in workers) - first)
 
 
 def _row_rank(m: Measure) -> int:

@@ -86,13 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         what = f"the broker already running at {broker.url} (not started by the bench)"
     print(f"bench.py: measuring {what}", file=sys.stderr, flush=True)
     try:
-        return bench(args, settings, what)
+        return bench(args, settings, what, broker.pid if broker.owned else None)
     finally:
         for line in stack.down(run_dir, started):
             print(f"bench.py: {line}", file=sys.stderr)
 
 
-def bench(args: argparse.Namespace, settings: Settings, broker: str) -> int:
+def bench(args: argparse.Namespace, settings: Settings, broker: str, broker_pid: int | None = None) -> int:
     from aiokafka.errors import KafkaError as AIOKafkaError
     from kafka.errors import KafkaError
     from redis.exceptions import RedisError
@@ -113,7 +113,8 @@ def bench(args: argparse.Namespace, settings: Settings, broker: str) -> int:
             return 0
         result = run_bench(BenchConfig(events=args.events, rate=args.rate, latency_s=args.latency_s,
                                        latency_warmup_s=args.latency_warmup_s, seed=args.seed,
-                                       settings=settings, say=say, broker=broker))
+                                       settings=settings, say=say, broker=broker,
+                                       broker_pid=broker_pid))
     except BenchError as exc:
         print(f"bench.py: {exc}", file=sys.stderr)
         return 1
