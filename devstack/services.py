@@ -346,3 +346,135 @@ def wait_ready(proc: ServiceProcess, timeout: float = 60.0) -> None:
     raise DevStackError(
         f"{proc.name} at {proc.url} not ready after {timeout:.0f}s (log {proc.log})"
     )
+
+
+# --------------------------------------------------------------------------
+# Redis Cluster
+
+CLUSTER_NODE_TIMEOUT_MS = 5000
+
+
+@dataclass
+class RedisClusterProcesses:
+    """The masters of a local Redis Cluster we started (no replicas)."""
+
+    masters: list[ServiceProcess]
+
+    @property
+    def url(self) -> str:
+        """A seed node's URL: redis-py's cluster client finds the others."""
+        return self.masters[0].url
+
+    @property
+    def ports(self) -> list[int]:
+        return [parse_redis_url(m.url)[1] for m in self.masters]
+
+    def alive(self) -> bool:
+        return all(m.alive() for m in self.masters)
+
+    def stop(self) -> bool:
+        return any([m.stop() for m in self.masters])
+
+    def __enter__(self) -> "RedisClusterProcesses":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def free_cluster_port(host: str = LOOPBACK) -> int:
+    """A free port whose cluster bus port (port + 10000) is free as well."""
+    for _ in range(100):
+        port = free_port(host)
+        if port + 10000 < 65536 and not port_open(host, port + 10000, timeout=0.1):
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind((host, port + 10000))
+                return port
+            except OSError:
+                continue
+    raise DevStackError("no free port pair (port, port + 10000) for a Redis Cluster node")
+
+
+def start_redis_cluster_node(run_dir: Path, port: int, *, host: str = LOOPBACK,
+                             detach: bool = False) -> ServiceProcess:
+    """One ``redis-server`` in cluster mode, with a fresh cluster config file
+    (a node that remembers an old cluster would not join a new one)."""
+    exe = shutil.which("redis-server")
+    url = f"redis://{host}:{port}/0"
+    if exe is None:
+        raise DevStackError(REDIS_INSTALL_HINT.format(url=url))
+    _check_port_free(host, port)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = run_dir / f"nodes-{port}.conf"
+    config.unlink(missing_ok=True)
+    argv = [
+        exe, "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no",
+        "--daemonize", "no", "--logfile", "",
+        "--cluster-enabled", "yes", "--cluster-config-file", config.name,
+        "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+    ]
+    return _spawn("redis", argv, url, run_dir / f"redis-cluster-{port}.log", dict(os.environ), detach)
+
+
+def create_cluster(nodes: list[ServiceProcess], timeout: float = 60.0) -> None:
+    """Join started nodes into one cluster of masters (``redis-cli --cluster
+    create``) and wait until every node says ``cluster_state:ok``."""
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        raise DevStackError("redis-cli is not on PATH: install it with `apt-get install redis-tools`")
+    for node in nodes:
+        wait_ready(node, timeout)
+    addresses = [node.address for node in nodes]
+    done = subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-replicas", "0",
+                           "--cluster-yes"], capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-3:])
+        raise DevStackError(f"redis-cli --cluster create failed: {tail}")
+    wait_cluster_ok([node.url for node in nodes], timeout)
+
+
+def cluster_ok(url: str, timeout: float = 1.0) -> bool:
+    """Whether the node at ``url`` answers and sees its cluster as ok."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return client.cluster("info").get("cluster_state") == "ok"
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+def wait_cluster_ok(urls: list[str], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(cluster_ok(u) for u in urls):
+        if time.monotonic() > deadline:
+            raise DevStackError(f"Redis Cluster at {urls[0]} not ok after {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+def start_redis_cluster(run_dir: Path, ports: list[int] | None = None, *, masters: int = 3,
+                        detach: bool = False, timeout: float = 60.0) -> RedisClusterProcesses:
+    """A Redis Cluster of ``masters`` masters on loopback (free ports unless
+    given), joined and ok; stopped again if it cannot be made."""
+    if ports is None:
+        ports = []
+        while len(ports) < masters:
+            port = free_cluster_port()
+            if port not in ports:
+                ports.append(port)
+    if len(ports) < 3:
+        raise DevStackError("a Redis Cluster needs at least 3 masters")
+    nodes: list[ServiceProcess] = []
+    try:
+        for port in ports:
+            nodes.append(start_redis_cluster_node(run_dir, port, detach=detach))
+        create_cluster(nodes, timeout)
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+    return RedisClusterProcesses(nodes)

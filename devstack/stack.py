@@ -25,8 +25,11 @@ from devstack.services import (
     is_loopback,
     parse_redis_url,
     broker_kind,
+    cluster_ok,
+    create_cluster,
     start_broker,
     start_redis,
+    start_redis_cluster_node,
     wait_ready,
 )
 from stream.probes import LOOPBACK, broker_ready, port_open, redis_ready
@@ -116,10 +119,61 @@ def _owned(run_dir: Path, name: str) -> ServiceProcess | None:
     return proc if proc is not None and proc.alive() else None
 
 
+CLUSTER_PORTS = (7000, 7001, 7002)
+
+
+def cluster_url(ports: Sequence[int]) -> str:
+    return f"redis://{LOOPBACK}:{ports[0]}/0"
+
+
+def _cluster_name(port: int) -> str:
+    return f"redis-cluster-{port}"
+
+
+def _cluster_status(run_dir: Path, ports: Sequence[int]) -> ServiceStatus:
+    """The cluster as one service: running when its first node sees it ok;
+    ours when every node is a process we recorded."""
+    url = cluster_url(ports)
+    ours = [_owned(run_dir, _cluster_name(p)) for p in ports]
+    running = cluster_ok(url)
+    owned = running and all(p is not None for p in ours)
+    first = ours[0]
+    return ServiceStatus("redis", running, f"{url} (Redis Cluster, {len(ports)} masters)", owned,
+                         first.pid if owned and first else None,
+                         first.log if owned and first else None)
+
+
+def _up_redis_cluster(run_dir: Path, ports: Sequence[int], timeout: float,
+                      say: Callable[[str], None]) -> None:
+    """Ensure a Redis Cluster answers on ``ports`` (ours or someone else's)."""
+    if cluster_ok(cluster_url(ports)):
+        return
+    for port in ports:
+        if port_open(LOOPBACK, port) or port_open(LOOPBACK, port + 10000):
+            raise DevStackError(f"port {port} or its cluster bus port {port + 10000} is taken "
+                                "by something that is not an ok Redis Cluster")
+    say(f"starting a Redis Cluster of {len(ports)} masters on ports {', '.join(map(str, ports))}")
+    nodes = []
+    try:
+        for port in ports:
+            node = start_redis_cluster_node(run_dir, port, detach=True)
+            node.name = _cluster_name(port)
+            nodes.append(node)
+            _write_record(run_dir, node)
+        create_cluster(nodes, timeout)
+    except BaseException:
+        for node in nodes:
+            node.stop()
+            _pid_file(run_dir, node.name).unlink(missing_ok=True)
+        raise
+
+
 def status(
-    run_dir: Path, broker_port: int = 9092, redis_url: str = DEFAULT_REDIS_URL
+    run_dir: Path, broker_port: int = 9092, redis_url: str = DEFAULT_REDIS_URL,
+    redis_cluster: Sequence[int] = (),
 ) -> StackStatus:
-    """What runs now: our processes per pid file, else whatever answers."""
+    """What runs now: our processes per pid file, else whatever answers.
+    ``redis_cluster``: the ports of a cluster's masters, instead of ``redis_url``."""
     run_dir = Path(run_dir)
     services = []
     for name, url in (
@@ -135,6 +189,8 @@ def status(
         else:
             running = redis_ready(url, timeout=1.0)
         services.append(ServiceStatus(name, running, url, False))
+    if redis_cluster:
+        services[1] = _cluster_status(run_dir, redis_cluster)
     return StackStatus(*services)
 
 
@@ -200,27 +256,37 @@ def up(
     redis_url: str = DEFAULT_REDIS_URL,
     timeout: float = 60.0,
     say: Callable[[str], None] = print,
+    redis_cluster: Sequence[int] = (),
 ) -> StackStatus:
     """Bring the stack up (idempotent) and wait until both services answer;
-    ``say`` hears which broker it starts and why."""
+    ``say`` hears which broker it starts and why. ``redis_cluster``: the
+    ports of a Redis Cluster's masters (at least 3) to start instead of a
+    single Redis at ``redis_url``."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if redis_cluster and len(redis_cluster) < 3:
+        raise DevStackError("a Redis Cluster needs at least 3 masters")
     started = _up_broker(run_dir, broker_port, timeout, say)
     try:
-        _up_redis(run_dir, redis_url, timeout)
+        if redis_cluster:
+            _up_redis_cluster(run_dir, redis_cluster, timeout, say)
+        else:
+            _up_redis(run_dir, redis_url, timeout)
     except BaseException:
         if started is not None:  # all or nothing: undo this call's broker
             started.stop()
             _pid_file(run_dir, "broker").unlink(missing_ok=True)
         raise
-    return status(run_dir, broker_port, redis_url)
+    return status(run_dir, broker_port, redis_url, redis_cluster)
 
 
-def down(run_dir: Path, names: Sequence[str] = ("broker", "redis")) -> list[str]:
-    """Stop what ``up`` started (per pid files), of these services; one line
-    per action taken."""
+def down(run_dir: Path, names: Sequence[str] | None = None) -> list[str]:
+    """Stop what ``up`` started (per pid files), of these services (default:
+    all, the nodes of a Redis Cluster included); one line per action taken."""
     run_dir = Path(run_dir)
     done = []
+    if names is None:
+        names = ["broker", "redis"] + sorted(p.stem for p in run_dir.glob("redis-cluster-*.pid"))
     for name in names:
         pid_file = _pid_file(run_dir, name)
         if not pid_file.exists():

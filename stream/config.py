@@ -62,6 +62,8 @@ class Topics:
 class Settings:
     broker: str = "kafka://127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # State on a Redis Cluster (redis_url: any of its nodes); see stream/redis_cluster.py.
+    redis_cluster: bool = False
     app_id: str = "shopstream"
     prefix: str = "ss:"
     partitions: int = 4
@@ -233,6 +235,9 @@ class Settings:
         if settings.kafka_fetch_max_wait_ms < 0 or settings.kafka_fetch_min_bytes < 1:
             raise ConfigError("SHOPSTREAM_KAFKA_FETCH_MAX_WAIT_MS must be >= 0 and "
                               "SHOPSTREAM_KAFKA_FETCH_MIN_BYTES >= 1")
+        if settings.redis_cluster and settings.neighbour_weight > 0:
+            raise ConfigError("SHOPSTREAM_NEIGHBOUR_WEIGHT > 0 is not supported with "
+                              "SHOPSTREAM_REDIS_CLUSTER=1 yet (session neighbours read across slots)")
         if not settings.gc_full_every_s > 0:
             raise ConfigError("SHOPSTREAM_GC_FULL_EVERY_S must be a number of seconds > 0")
         if not (0 < settings.new_return_share < 1 and settings.new_return_gap_days > 0):

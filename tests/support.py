@@ -31,6 +31,7 @@ DATA = ROOT.parent / "shared" / "data" / "yoochoose-100k"
 class Services:
     broker: str  # kafka://host:port
     redis_url: str
+    redis_cluster: bool = False  # redis_url is a node of a Redis Cluster
 
     @property
     def bootstrap(self) -> str:
@@ -56,6 +57,7 @@ def isolated_settings(services: Services, partitions: int = 4, **overrides: obje
     values: dict = dict(
         broker=services.broker,
         redis_url=services.redis_url,
+        redis_cluster=services.redis_cluster,
         app_id=f"shopstream-{tag}",
         prefix=f"test-{tag}:",
         partitions=partitions,
