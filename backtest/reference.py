@@ -28,17 +28,21 @@ MODEL_OUTPUTS = ("segment", "propensity", "closed_at")
 
 def redis_state_snapshot(client: redis.Redis, prefix: str) -> dict:
     """The state that must be identical between runs: profiles, co-occurrence
-    and session neighbours (each item's sessions, each session's items)."""
-    out = {}
+    and session neighbours (each item's sessions, each session's items).
+    Keys of a Redis Cluster are named as on one Redis (their hash tag left
+    out, item occurrences in one hash), so both compare key for key."""
+    from stream.redis_cluster import plain_name
+
+    out: dict = {}
     for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        name = key.decode()[len(prefix):]
-        if name.startswith("user:"):
+        name = plain_name(key.decode()[len(prefix):])
+        if name == "item-occurrences":
+            out.setdefault(name, {}).update(client.hgetall(key))
+        elif name.startswith("user:"):
             profile = orjson.loads(client.get(key))
             out[name] = {k: v for k, v in profile.items() if k not in MODEL_OUTPUTS}
         elif name.endswith(":next"):
             out[name] = dict(client.zrange(key, 0, -1, withscores=True))
-        elif name == "item-occurrences":
-            out[name] = client.hgetall(key)
         elif name.endswith(":sessions"):
             out[name] = dict(client.zrange(key, 0, -1, withscores=True))
         elif name.startswith("session:"):

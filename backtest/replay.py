@@ -134,9 +134,9 @@ def _state(config: ReplayConfig) -> State:
         return MemoryState(config.settings)
     from dataclasses import replace
 
-    from stream.redis_state import RedisState
+    from stream.redis_cluster import open_state
 
-    return RedisState(replace(config.settings, redis_url=config.redis_url))
+    return open_state(replace(config.settings, redis_url=config.redis_url))
 
 
 def _batches(records: Sequence[Record], size: int, cut: float | None) -> Iterator[list[Record]]:

@@ -151,16 +151,8 @@ class RedisState:
         users = list(dict.fromkeys(e.user_id for e in events))
         offset_keys = [keys.offset(tp) for tp in partitions]
         numbers = sorted({p for _, p in partitions})
-        pipe = self.client.pipeline(transaction=False)
-        pipe.mget(offset_keys or [keys.offset(("-", 0))])
-        pipe.mget([keys.user(u) for u in users] or [keys.user("-")])
-        pipe.mget([keys.recs(u) for u in users] or [keys.recs("-")])
-        for partition in numbers:
-            pipe.zrangebyscore(keys.open_sessions(partition), "-inf", f"({close_before!r}",
-                               start=0, num=CLOSE_PER_BATCH)
-            pipe.zrangebyscore(keys.churn_checks(partition), "-inf", repr(check_until),
-                               start=0, num=CLOSE_PER_BATCH)
-        offsets_raw, profiles_raw, recs_raw, *quiet = await pipe.execute()
+        offsets_raw, profiles_raw, recs_raw, quiet = await self._read_start(
+            offset_keys, users, numbers, close_before, check_until)
         # Two replies per partition: quiet sessions, then churn checks due.
         owners = [p for p in numbers for _ in (0, 1)]
         due_ids = list(dict.fromkeys(
@@ -169,7 +161,7 @@ class RedisState:
         due: dict[str, tuple[int, UserProfile]] = {}
         gone: list[tuple[int, str]] = []  # expired or erased: their index entries go too
         if due_ids:
-            docs = await self.client.mget([keys.user(u) for _, u in due_ids])
+            docs = await self._read_docs([keys.user(u) for _, u in due_ids])
             for (partition, user_id), raw in zip(due_ids, docs):
                 if raw is not None:
                     due[user_id] = (partition, UserProfile.from_dict(orjson.loads(raw)))
@@ -204,7 +196,7 @@ class RedisState:
             "sess": [keys.item_sessions(i) for i in items] if self.settings.neighbour_weight > 0 else [],
             "sess_prefix": f"{keys.prefix}session:",
         }
-        reply = orjson.loads(await self._load_rows(args=[orjson.dumps(request)]))
+        reply = await self._read_rows(request)
         cooccurrence = new_cooccurrence(self.settings)
         popularity = Popularity()
         for member, score in _pairs(reply["top"]):
@@ -242,6 +234,37 @@ class RedisState:
             churn_checks=dict.fromkeys(gone),
             token=BatchRead({tp: raw for tp, raw in zip(partitions, offsets_raw)}, row_versions),
         )
+
+    # The reads and the write, apart from what is made of them: a store on
+    # Redis Cluster (stream/redis_cluster.py) does these its own way.
+
+    async def _read_start(self, offset_keys: list[str], users: list[str], numbers: list[int],
+                          close_before: float, check_until: float) -> tuple[list, list, list, list]:
+        """The batch's offsets, its users' profiles and recommendations, and
+        per partition the quiet sessions and the churn checks due."""
+        keys = self.keys
+        pipe = self.client.pipeline(transaction=False)
+        pipe.mget(offset_keys or [keys.offset(("-", 0))])
+        pipe.mget([keys.user(u) for u in users] or [keys.user("-")])
+        pipe.mget([keys.recs(u) for u in users] or [keys.recs("-")])
+        for partition in numbers:
+            pipe.zrangebyscore(keys.open_sessions(partition), "-inf", f"({close_before!r}",
+                               start=0, num=CLOSE_PER_BATCH)
+            pipe.zrangebyscore(keys.churn_checks(partition), "-inf", repr(check_until),
+                               start=0, num=CLOSE_PER_BATCH)
+        offsets_raw, profiles_raw, recs_raw, *quiet = await pipe.execute()
+        return offsets_raw, profiles_raw, recs_raw, quiet
+
+    async def _read_docs(self, names: list[str]) -> list[bytes | None]:
+        return await self.client.mget(names)
+
+    async def _read_rows(self, request: dict) -> dict:
+        """``LOAD_ROWS``'s reply to ``request``."""
+        return orjson.loads(await self._load_rows(args=[orjson.dumps(request)]))
+
+    async def _write(self, batch: dict, docs: list[bytes]) -> list | None:
+        """``COMMIT_BATCH``: None if the offsets moved, else [1, flags]."""
+        return await self._commit_batch(args=[orjson.dumps(batch), *docs]) or None
 
     def _sessions(self, items: list[str], reply: dict) -> tuple[SessionNeighbours, list[tuple[str, str]]]:
         """The session-neighbour state of the batch's items; the listed
@@ -319,7 +342,7 @@ class RedisState:
                              for item, sid, ts in view.session_touches],
             "sess_keep": self.settings.sessions_per_item,
         }
-        reply = await self._commit_batch(args=[orjson.dumps(batch), *docs])
+        reply = await self._write(batch, docs)
         if not reply:
             return False
         self._remember_rows(view, token, checked, reply[1])

@@ -1,0 +1,435 @@
+"""State on Redis Cluster (``SHOPSTREAM_REDIS_CLUSTER=1``), exactly once
+without cross-slot transactions.
+
+Keys are those of :mod:`stream.redis_state` with a hash tag after the prefix
+that says which slot they live in:
+
+=================================  ===========================================
+``{u<n>}:user:…``, ``recs:…``,     a user's keys, with their input partition
+``session:…``, ``open-sessions``,  ``n`` (Kafka's default partitioner:
+``churn-checks``                   murmur2 of the user id)
+``{i<b>}:item:…:next``,            an item's row, with its occurrences and
+``item-occurrences``,              version in its bucket ``b`` (CRC32 of the
+``row-versions``, ``…:sessions``   id modulo ``ITEM_BUCKETS``)
+``{pop}:popular``                  decayed popularity, one key
+``{ctl}:offset:…``, ``journal:…``, the input offsets, the journals of
+``pending``, ``jseq``              batches not yet applied everywhere, and
+                                   each partition's journal number
+``{…}:fence``                      per slot group: partition -> the number of
+                                   the last journal of it applied here
+=================================  ===========================================
+
+A batch's commit is three steps. (1) One script in the ``{ctl}`` slot checks
+that the batch's offsets are still those it read, sets the new ones, numbers
+the batch's journal once per partition (``jseq``), and stores the journal
+(the whole batch as the single-Redis commit would write it) and marks it
+pending for each partition, all atomically: the batch is committed here.
+(2) The journal is split by slot group and each part is applied by one
+script in its slot (the single-Redis ``COMMIT_BATCH`` behind a fence): the
+part is skipped if the slot's fence already holds the journal's number for
+its partitions, else applied and the fence set, atomically. (3) The journal
+is cleared. A batch's load reads its offsets and pending journals in one
+script; a pending journal (its worker crashed, or lost the partitions, after
+step 1) is applied and cleared before the batch reads anything else.
+
+Why the fence is enough: a new journal of a partition is committed only by a
+batch that read no journal of it pending, so in every slot a partition's
+journals are applied in their order, and a late second attempt (a worker
+that read a journal pending just before its owner finished it) finds a
+number at least as high in the fence and does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections import defaultdict
+from typing import Any, AsyncIterator
+
+import orjson
+from kafka.partitioner.default import murmur2
+from redis.asyncio.cluster import RedisCluster
+
+from stream.config import Settings
+from stream.redis_scripts import COMMIT_BATCH, LOAD_ROWS
+from stream.redis_state import CLOSE_PER_BATCH, BatchRead, RedisKeys, RedisState, _glob
+from stream.state import BatchView, TopicPartition
+
+ITEM_BUCKETS = 256
+CONTROL = "{ctl}"
+POPULAR = "{pop}"
+
+
+def user_partition(user_id: str, partitions: int) -> int:
+    """The input partition Kafka's default partitioner gives a user's events.
+
+    >>> user_partition("u1", 4) == (murmur2(b"u1") & 0x7FFFFFFF) % 4
+    True
+    """
+    return (murmur2(user_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def item_bucket(item_id: str) -> int:
+    return zlib.crc32(item_id.encode()) % ITEM_BUCKETS
+
+
+def tag_of(key: str) -> str:
+    """The hash tag of a key, braces included (Redis hashes what is inside).
+
+    >>> tag_of("ss:{u3}:user:alice")
+    '{u3}'
+    """
+    start = key.index("{")
+    return key[start:key.index("}", start) + 1]
+
+
+def plain_name(name: str) -> str:
+    """A cluster key's name (after the prefix) as single Redis names it.
+
+    >>> plain_name("{i7}:item:abc:next"), plain_name("user:x")
+    ('item:abc:next', 'user:x')
+    """
+    if name.startswith("{") and "}:" in name:
+        return name[name.index("}:") + 2:]
+    return name
+
+
+class ClusterKeys(RedisKeys):
+    def __init__(self, prefix: str, partitions: int) -> None:
+        super().__init__(prefix)
+        self.partitions = partitions
+        self.popular = f"{prefix}{POPULAR}:popular"
+        # Per item bucket: see occurrences_in and row_versions_in.
+        self.occurrences = self.row_versions = ""
+        self.pending = f"{prefix}{CONTROL}:pending"
+        self.jseq = f"{prefix}{CONTROL}:jseq"
+
+    def _u(self, user_id: str) -> str:
+        return f"{self.prefix}{{u{user_partition(user_id, self.partitions)}}}:"
+
+    def _i(self, item_id: str) -> str:
+        return f"{self.prefix}{{i{item_bucket(item_id)}}}:"
+
+    def user(self, user_id: str) -> str:
+        return f"{self._u(user_id)}user:{user_id}"
+
+    def recs(self, user_id: str) -> str:
+        return f"{self._u(user_id)}recs:{user_id}"
+
+    def session(self, session_id: str) -> str:
+        return f"{self._u(session_id.rsplit('#', 1)[0])}session:{session_id}"
+
+    def neighbours(self, item_id: str) -> str:
+        return f"{self._i(item_id)}item:{item_id}:next"
+
+    def item_sessions(self, item_id: str) -> str:
+        return f"{self._i(item_id)}item:{item_id}:sessions"
+
+    def occurrences_in(self, tag: str) -> str:
+        return f"{self.prefix}{tag}:item-occurrences"
+
+    def row_versions_in(self, tag: str) -> str:
+        return f"{self.prefix}{tag}:row-versions"
+
+    def item_tag(self, item_id: str) -> str:
+        return f"{{i{item_bucket(item_id)}}}"
+
+    def open_sessions(self, partition: int) -> str:
+        return f"{self.prefix}{{u{partition}}}:open-sessions"
+
+    def churn_checks(self, partition: int) -> str:
+        return f"{self.prefix}{{u{partition}}}:churn-checks"
+
+    def offset(self, tp: TopicPartition) -> str:
+        return f"{self.prefix}{CONTROL}:offset:{tp[0]}:{tp[1]}"
+
+    def journal(self, journal_id: str) -> str:
+        return f"{self.prefix}{CONTROL}:journal:{journal_id}"
+
+    def fence(self, tag: str) -> str:
+        return f"{self.prefix}{tag}:fence"
+
+
+# -- scripts ------------------------------------------------------------------------
+
+READ_CONTROL = """\
+-- The batch's offsets and the journals pending for its partitions, at one moment.
+-- KEYS[1]: pending hash (partition -> journal id); ARGV: JSON {"offsets": [keys], "tps": [fields]}
+local r = cjson.decode(ARGV[1])
+local offsets, pending = {}, {}
+for i, k in ipairs(r.offsets) do offsets[i] = redis.call('GET', k) or '' end
+for i, tp in ipairs(r.tps) do pending[i] = redis.call('HGET', KEYS[1], tp) or '' end
+return {offsets, pending}
+"""
+
+COMMIT_JOURNAL = """\
+-- Step 1 of a cluster commit: if the offsets are still those read, number the
+-- journal per partition, store it, mark it pending, move the offsets. 0 if not.
+-- KEYS[1]: pending hash, KEYS[2]: jseq hash, KEYS[3]: the journal's key
+-- ARGV[1]: JSON {"offsets": [[key, expected or "", new]], "tps": [fields], "id": id}
+-- ARGV[2]: the journal
+local b = cjson.decode(ARGV[1])
+for _, o in ipairs(b.offsets) do
+    if (redis.call('GET', o[1]) or '') ~= o[2] then return 0 end
+end
+local seqs = {}
+for i, tp in ipairs(b.tps) do
+    seqs[i] = {tp, tostring(redis.call('HINCRBY', KEYS[2], tp, 1))}
+end
+local encoded = cjson.encode(seqs)
+redis.call('HSET', KEYS[3], 'body', ARGV[2], 'seqs', encoded)
+for _, tp in ipairs(b.tps) do redis.call('HSET', KEYS[1], tp, b.id) end
+for _, o in ipairs(b.offsets) do redis.call('SET', o[1], o[3]) end
+return encoded
+"""
+
+CLEAR_JOURNAL = """\
+-- Step 3: the journal is applied everywhere. KEYS[1]: pending, KEYS[2]: journal
+-- ARGV: its id, then its partitions.
+for i = 2, #ARGV do
+    if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+_DECODE = "local b = cjson.decode(ARGV[1])\n"
+_DONE = "return {1, flags}"
+if _DECODE not in COMMIT_BATCH or _DONE not in COMMIT_BATCH:  # pragma: no cover
+    raise ImportError("COMMIT_BATCH changed shape: stream/redis_cluster.py builds APPLY_PART from it")
+# Step 2: COMMIT_BATCH on one slot's part (no offsets), behind the slot's fence.
+# KEYS[1]: the fence hash; the part's "fence": [[partition, journal number]].
+APPLY_PART = COMMIT_BATCH.replace(_DECODE, _DECODE + """\
+local f = b.fence[1]
+if tonumber(redis.call('HGET', KEYS[1], f[1]) or '0') >= tonumber(f[2]) then return 0 end
+""").replace(_DONE, """\
+for _, f in ipairs(b.fence) do redis.call('HSET', KEYS[1], f[1], f[2]) end
+""" + _DONE)
+
+
+# -- splitting a batch by slot -------------------------------------------------------
+
+# Fields of COMMIT_BATCH's document, by how they are split.
+_SCALARS = {"ttl", "keep", "token", "sess_keep", "occ_key", "pop_key", "ver_key", "offsets"}
+_KEYED = {"pairs", "opened", "closed", "checks", "sess_docs", "sess_gone", "sess_touches"}
+_DOCS = {"users", "recs"}  # [key, index of the document among the arguments]
+_ITEMS = {"occ", "touched", "checked"}  # by the item's bucket
+
+
+def split_batch(batch: dict, docs: list[bytes], keys: ClusterKeys) -> dict[str, tuple[dict, list[bytes]]]:
+    """COMMIT_BATCH's document and documents, one part per hash tag; every
+    part has every field (empty where nothing of it falls there)."""
+    unknown = set(batch) - _SCALARS - _KEYED - _DOCS - _ITEMS - {"trim", "pop"}
+    if unknown:
+        raise RuntimeError(f"the Redis Cluster layout does not know the batch's {sorted(unknown)} yet "
+                           "(stream/redis_cluster.py split_batch)")
+    empty = {name: [] for name in batch if name not in _SCALARS}
+    parts: dict[str, tuple[dict, list[bytes]]] = {}
+
+    def part(tag: str) -> tuple[dict, list[bytes]]:
+        if tag not in parts:
+            doc = {name: batch[name] for name in _SCALARS if name in batch}
+            doc.update({name: [] for name in empty})
+            doc.update(offsets=[], occ_key=keys.occurrences_in(tag), ver_key=keys.row_versions_in(tag),
+                       pop_key=keys.popular)
+            parts[tag] = (doc, [])
+        return parts[tag]
+
+    for name in _KEYED:
+        for entry in batch.get(name, ()):
+            part(tag_of(entry[0]))[0][name].append(entry)
+    for key in batch.get("trim", ()):
+        part(tag_of(key))[0]["trim"].append(key)
+    for name in _DOCS:
+        for key, index in batch.get(name, ()):
+            doc, own = part(tag_of(key))
+            own.append(docs[index - 2])
+            doc[name].append((key, 1 + len(own)))
+    for name in _ITEMS:
+        for entry in batch.get(name, ()):
+            item = entry if isinstance(entry, str) else entry[0]
+            part(keys.item_tag(item))[0][name].append(entry)
+    for entry in batch.get("pop", ()):
+        part(POPULAR)[0]["pop"].append(entry)
+    return parts
+
+
+class ClusterState(RedisState):
+    """:class:`RedisState` on a Redis Cluster: same reads and writes, laid
+    out by hash tag, committed through a journal (see the module)."""
+
+    def __init__(self, settings: Settings, client: RedisCluster | None = None) -> None:
+        if settings.neighbour_weight > 0:
+            raise ValueError("session neighbours (SHOPSTREAM_NEIGHBOUR_WEIGHT > 0) are not "
+                             "supported on Redis Cluster yet")
+        client = client or connect_cluster(settings.redis_url)
+        super().__init__(settings, client)  # type: ignore[arg-type]
+        self.keys: ClusterKeys = ClusterKeys(settings.prefix, settings.partitions)
+        self._read_control = client.register_script(READ_CONTROL)
+        self._commit_journal = client.register_script(COMMIT_JOURNAL)
+        self._clear_journal = client.register_script(CLEAR_JOURNAL)
+        self._apply_part = client.register_script(APPLY_PART)
+        self.journals_recovered = 0
+
+    # -- reads
+
+    async def _read_start(self, offset_keys: list[str], users: list[str], numbers: list[int],
+                          close_before: float, check_until: float) -> tuple[list, list, list, list]:
+        offsets_raw = await self._offsets_after_pending(offset_keys)
+        keys = self.keys
+        client: Any = self.client
+        profiles_raw = await client.mget_nonatomic([keys.user(u) for u in users]) if users else []
+        recs_raw = await client.mget_nonatomic([keys.recs(u) for u in users]) if users else []
+        pipe = client.pipeline()
+        for partition in numbers:
+            pipe.zrangebyscore(keys.open_sessions(partition), "-inf", f"({close_before!r}",
+                               start=0, num=CLOSE_PER_BATCH)
+            pipe.zrangebyscore(keys.churn_checks(partition), "-inf", repr(check_until),
+                               start=0, num=CLOSE_PER_BATCH)
+        quiet = await pipe.execute() if numbers else []
+        return offsets_raw, profiles_raw, recs_raw, quiet
+
+    async def _offsets_after_pending(self, offset_keys: list[str]) -> list[bytes | None]:
+        """The offsets, once no journal of these partitions is pending (any
+        found is applied and cleared first)."""
+        tps = [_field(k, self.keys) for k in offset_keys]
+        request = orjson.dumps({"offsets": offset_keys, "tps": tps})
+        while True:
+            offsets, pending = await self._read_control(keys=[self.keys.pending], args=[request])
+            ids = list(dict.fromkeys(p.decode() for p in pending if p))
+            if not ids:
+                return [o or None for o in offsets]
+            for journal_id in ids:
+                await self._recover(journal_id)
+
+    async def _recover(self, journal_id: str) -> None:
+        key = self.keys.journal(journal_id)
+        raw = await self.client.hgetall(key)
+        if raw:
+            batch, docs = orjson.loads(raw[b"body"])
+            seqs = orjson.loads(raw[b"seqs"])
+            await self._apply(batch, [d.encode() for d in docs], seqs)
+            self.journals_recovered += 1
+        await self._clear(journal_id, [tp for tp, _ in orjson.loads(raw[b"seqs"])] if raw else [])
+
+    async def _read_docs(self, names: list[str]) -> list[bytes | None]:
+        return await self.client.mget_nonatomic(names)  # type: ignore[attr-defined]
+
+    async def _read_rows(self, request: dict) -> dict:
+        """LOAD_ROWS once per item bucket, popularity from its own slot; the
+        replies joined in the request's order."""
+        keys = self.keys
+        items: list[str] = request["items"]
+        buckets: dict[str, list[int]] = defaultdict(list)
+        for i, item in enumerate(items):
+            buckets[keys.item_tag(item)].append(i)
+        calls = []
+        for tag, where in buckets.items():
+            part = {"rows": [request["rows"][i] for i in where], "items": [items[i] for i in where],
+                    "known": [request["known"][i] for i in where], "occ": keys.occurrences_in(tag),
+                    "ver": keys.row_versions_in(tag), "pop": f"{keys.prefix}{tag}:no-popular",
+                    "top": 1, "sess": [], "sess_prefix": request["sess_prefix"]}
+            calls.append(self._load_rows(keys=[keys.occurrences_in(tag)], args=[orjson.dumps(part)]))
+        pipe = self.client.pipeline()  # type: ignore[attr-defined]
+        pipe.zrevrange(keys.popular, 0, request["top"] - 1, withscores=True)
+        if items:
+            pipe.zmscore(keys.popular, items)
+        replies = await asyncio.gather(*calls, pipe.execute())
+        *parts, (top, *scores) = replies
+        n = len(items)
+        reply: dict = {"rows": [None] * n, "occ": [""] * n, "ver": [""] * n,
+                       "pop": [("" if s is None else repr(s)) for s in (scores[0] if scores else [])],
+                       "top": [x for member, score in top for x in (member.decode(), score)],
+                       "srows": [], "sids": [], "sdocs": []}
+        for where, raw in zip(buckets.values(), parts):
+            got = orjson.loads(raw)
+            for name in ("rows", "occ", "ver"):
+                for i, value in zip(where, got[name]):
+                    reply[name][i] = value
+        return reply
+
+    # -- the write
+
+    async def commit(self, view: BatchView) -> bool:
+        self._read: BatchRead = view.token  # for _write: every partition the batch read
+        return await super().commit(view)
+
+    async def _write(self, batch: dict, docs: list[bytes]) -> list | None:
+        # The journal is numbered and fenced for every partition the batch
+        # read, those whose offset does not move included (checked unchanged).
+        moved = {key: new for key, _, new in batch["offsets"]}
+        offsets = []
+        for tp, raw in self._read.offsets.items():
+            key, expected = self.keys.offset(tp), (raw or b"").decode()
+            offsets.append((key, expected, moved.pop(key, expected)))
+        if moved or not offsets:
+            raise RuntimeError("a cluster commit needs the offsets of every partition it moves")
+        tps = [_field(key, self.keys) for key, _, _ in offsets]
+        journal_id = batch["token"]
+        head = orjson.dumps({"offsets": offsets, "tps": tps, "id": journal_id})
+        body = orjson.dumps([batch, [d.decode() for d in docs]])
+        seqs = await self._commit_journal(
+            keys=[self.keys.pending, self.keys.jseq, self.keys.journal(journal_id)], args=[head, body])
+        if not seqs:
+            return None
+        flags = await self._apply(batch, docs, orjson.loads(seqs))
+        await self._clear(journal_id, tps)
+        return [1, flags]
+
+    async def _apply(self, batch: dict, docs: list[bytes], seqs: list[list[str]]) -> list[int]:
+        """Step 2: every slot's part behind its fence; the flags of the
+        batch's checked rows (0 where a part had been applied already)."""
+        parts = split_batch(batch, docs, self.keys)
+        tags = list(parts)
+        replies = await asyncio.gather(*(
+            self._apply_part(keys=[self.keys.fence(tag)],
+                             args=[orjson.dumps({**parts[tag][0], "fence": seqs}), *parts[tag][1]])
+            for tag in tags))
+        flag_of: dict[str, int] = {}
+        for tag, reply in zip(tags, replies):
+            checked = parts[tag][0]["checked"]
+            flags = reply[1] if reply else [0] * len(checked)
+            for (item, _), flag in zip(checked, flags or ()):
+                flag_of[item] = int(flag)
+        return [flag_of.get(item, 0) for item, _ in batch["checked"]]
+
+    async def _clear(self, journal_id: str, tps: list[str]) -> None:
+        await self._clear_journal(keys=[self.keys.pending, self.keys.journal(journal_id)],
+                                  args=[journal_id, *tps])
+
+    # -- users
+
+    async def forget(self, user_id: str) -> dict[str, int]:
+        keys = self.keys
+        pipe = self.client.pipeline()  # type: ignore[attr-defined]
+        pipe.delete(keys.user(user_id))
+        pipe.delete(keys.recs(user_id))
+        for partition in range(keys.partitions):
+            pipe.zrem(keys.open_sessions(partition), user_id)
+            pipe.zrem(keys.churn_checks(partition), user_id)
+        profile, recs, *removed = await pipe.execute()
+        return {"profile": profile, "recommendations": recs, "index_entries": sum(removed),
+                "sessions": 0}
+
+    async def all_profiles(self) -> AsyncIterator:  # type: ignore[override]
+        from models.profile import UserProfile
+
+        async for key in self.client.scan_iter(match=f"{_glob(self.keys.prefix)}{{u*}}:user:*",
+                                               count=1000):
+            raw = await self.client.get(key)
+            if raw is not None:
+                yield UserProfile.from_dict(orjson.loads(raw))
+
+
+def _field(offset_key: str, keys: ClusterKeys) -> str:
+    """The partition's field in the control hashes: ``topic:partition``."""
+    return offset_key[len(f"{keys.prefix}{CONTROL}:offset:"):]
+
+
+def connect_cluster(url: str) -> RedisCluster:
+    return RedisCluster.from_url(url, socket_connect_timeout=2.0, socket_timeout=10.0)
+
+
+def open_state(settings: Settings) -> RedisState:
+    """The state store the settings ask for: Redis Cluster or one Redis."""
+    return ClusterState(settings) if settings.redis_cluster else RedisState(settings)
