@@ -1,0 +1,197 @@
+"""State on a real local Redis Cluster: the same state as one Redis key for
+key, and exactly once through crashes between a batch's journal and its
+application to the slots."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterator
+
+import orjson
+import pytest
+import redis
+from redis.cluster import RedisCluster
+
+from backtest.reference import redis_state_snapshot
+from backtest.replay import ReplayConfig
+from backtest.replay import run as replay
+from devstack.services import RedisClusterProcesses, ServiceProcess, free_port, start_redis, wait_ready
+from shop.planted import write_single_topic_events
+from stream.config import Settings
+from stream.processor import Processor
+from stream.redis_cluster import ClusterKeys, ClusterState, open_state, split_batch, tag_of
+from stream.redis_state import RedisState
+from tests.stream.test_processor import chunks, shop_messages
+
+pytestmark = [pytest.mark.services]
+
+
+@pytest.fixture(scope="module")
+def single_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    proc = start_redis(tmp_path_factory.mktemp("single"), free_port())
+    wait_ready(proc)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def cluster_client(redis_cluster: RedisClusterProcesses) -> Iterator[RedisCluster]:
+    client = RedisCluster.from_url(redis_cluster.url)
+    yield client
+    client.close()
+
+
+def settings_for(url: str, cluster: bool, **overrides: object) -> Settings:
+    values: dict = dict(redis_url=url, redis_cluster=cluster, prefix=f"t-{uuid.uuid4().hex[:8]}:",
+                        max_neighbours=100_000, rec_throttle_s=0)
+    values.update(overrides)
+    return replace(Settings(), **values)
+
+
+def handle_all(state: RedisState, settings: Settings, batches: list) -> list:
+    async def go() -> list:
+        processor = Processor(state, settings)
+        try:
+            return [await processor.handle(batch) for batch in batches]
+        finally:
+            await state.close()
+    return asyncio.run(go())
+
+
+def test_replay_into_the_cluster_equals_replay_into_one_redis_key_for_key(
+    single_redis: ServiceProcess, redis_cluster: RedisClusterProcesses, cluster_client: RedisCluster,
+    tmp_path: Path,
+) -> None:
+    events = tmp_path / "events.jsonl"
+    write_single_topic_events(events, 3000)
+    snapshots = []
+    for url, cluster, client in ((single_redis.url, False, redis.Redis.from_url(single_redis.url)),
+                                 (redis_cluster.url, True, cluster_client)):
+        settings = settings_for(url, cluster)
+        asyncio.run(replay(ReplayConfig(inputs=[events], redis_url=url, progress=False, batch_size=150,
+                                        settings=settings)))
+        snapshots.append(redis_state_snapshot(client, settings.prefix))
+    single, on_cluster = snapshots
+    assert len(single) > 300 and any(k.startswith("user:") for k in single)
+    assert on_cluster == single
+    # And the cluster really spread them: users, rows and control on several masters.
+    assert len({cluster_client.keyslot(k) for k in cluster_client.scan_iter(match="t-*", count=1000)}) > 20
+
+
+def test_many_partitions_and_batch_sizes_give_the_state_of_one_redis(
+    single_redis: ServiceProcess, redis_cluster: RedisClusterProcesses, cluster_client: RedisCluster,
+) -> None:
+    messages = shop_messages(600, seed=3, partitions=4)
+    expected_settings = settings_for(single_redis.url, False)
+    handle_all(RedisState(expected_settings), expected_settings, chunks(messages, 50))
+    expected = redis_state_snapshot(redis.Redis.from_url(single_redis.url), expected_settings.prefix)
+    for size in (1, 50, 600):
+        settings = settings_for(redis_cluster.url, True)
+        handle_all(open_state(settings), settings, chunks(messages, size))
+        assert redis_state_snapshot(cluster_client, settings.prefix) == expected
+
+
+class CrashAfterJournal(ClusterState):
+    """A worker that dies right after step 1 of a commit, or after applying
+    only the first ``parts_applied`` slot parts of its journal."""
+
+    def __init__(self, settings: Settings, parts_applied: int = 0) -> None:
+        super().__init__(settings)
+        self.parts_applied = parts_applied
+
+    async def _apply(self, batch: dict, docs: list, seqs: list) -> list[int]:
+        parts = split_batch(batch, docs, self.keys)
+        for tag in list(parts)[: self.parts_applied]:
+            doc, own = parts[tag]
+            await self._apply_part(keys=[self.keys.fence(tag)],
+                                   args=[orjson.dumps({**doc, "fence": seqs}), *own])
+        raise ConnectionError("killed between the journal and its application")
+
+
+@pytest.mark.parametrize("parts_applied", [0, 3])
+def test_a_crash_between_journal_and_apply_is_recovered_exactly_once(
+    parts_applied: int, redis_cluster: RedisClusterProcesses, cluster_client: RedisCluster,
+) -> None:
+    """The first worker commits a batch's journal (and offsets) and dies before
+    applying it, or halfway; the batch is delivered again (Kafka's offsets
+    were never acked) to a second worker, which finds the journal pending,
+    applies what is missing, skips the batch's events as applied, and goes on.
+    The state equals an undisturbed run's."""
+    messages = shop_messages(400, seed=9, partitions=4)
+    batches = chunks(messages, 80)
+    undisturbed = settings_for(redis_cluster.url, True)
+    handle_all(open_state(undisturbed), undisturbed, batches)
+    expected = redis_state_snapshot(cluster_client, undisturbed.prefix)
+
+    settings = settings_for(redis_cluster.url, True)
+    handle_all(open_state(settings), settings, batches[:2])
+    crashing = CrashAfterJournal(settings, parts_applied)
+    with pytest.raises(ConnectionError):
+        handle_all(crashing, settings, batches[2:3])
+    keys = ClusterKeys(settings.prefix, settings.partitions)
+    assert cluster_client.hlen(keys.pending) > 0  # the journal is committed and pending
+    assert redis_state_snapshot(cluster_client, settings.prefix) != expected
+    survivor = ClusterState(settings)
+    results = handle_all(survivor, settings, batches[2:])
+    assert survivor.journals_recovered == 1
+    assert results[0].processed == 0 and results[0].already_applied == len(batches[2])
+    assert cluster_client.hlen(keys.pending) == 0
+    assert not list(cluster_client.scan_iter(match=f"{settings.prefix}*journal:*"))
+    assert redis_state_snapshot(cluster_client, settings.prefix) == expected
+
+
+def test_a_journal_applied_twice_changes_nothing_the_second_time(
+    redis_cluster: RedisClusterProcesses, cluster_client: RedisCluster,
+) -> None:
+    """A late second attempt (a worker that read the journal pending just
+    before its owner finished it) finds every slot's fence and does nothing."""
+    settings = settings_for(redis_cluster.url, True)
+    state = ClusterState(settings)
+    captured: list = []
+    apply = state._apply
+
+    async def remember(batch: dict, docs: list, seqs: list) -> list[int]:
+        captured.append((batch, docs, seqs))
+        return await apply(batch, docs, seqs)
+
+    state._apply = remember  # type: ignore[method-assign]
+    handle_all(state, settings, [shop_messages(200, seed=4, partitions=4)])
+    before = redis_state_snapshot(cluster_client, settings.prefix)
+
+    async def again() -> list[int]:
+        late = ClusterState(settings)
+        try:
+            return await late._apply(*captured[0])
+        finally:
+            await late.close()
+
+    assert asyncio.run(again()) == [0] * len(captured[0][0]["checked"])
+    assert redis_state_snapshot(cluster_client, settings.prefix) == before
+
+
+def test_keys_are_tagged_by_user_partition_and_item_bucket() -> None:
+    keys = ClusterKeys("ss:", partitions=4)
+    assert keys.user("alice").endswith(":user:alice") and tag_of(keys.user("alice")).startswith("{u")
+    assert tag_of(keys.user("alice")) == tag_of(keys.recs("alice")) == tag_of(keys.session("alice#3"))
+    assert tag_of(keys.neighbours("i1")) == keys.item_tag("i1")
+    assert tag_of(keys.offset(("clicks", 3))) == "{ctl}"
+
+
+def test_a_batch_field_the_cluster_layout_does_not_know_is_refused() -> None:
+    keys = ClusterKeys("ss:", partitions=4)
+    with pytest.raises(RuntimeError, match="does not know the batch's \\['new_thing'\\]"):
+        split_batch({"offsets": [], "new_thing": [["ss:x", 1]]}, [], keys)
+
+
+def test_session_neighbours_on_a_cluster_are_refused_with_a_clear_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from stream.config import ConfigError
+
+    monkeypatch.setenv("SHOPSTREAM_REDIS_CLUSTER", "1")
+    monkeypatch.setenv("SHOPSTREAM_NEIGHBOUR_WEIGHT", "2")
+    with pytest.raises(ConfigError, match="not supported with SHOPSTREAM_REDIS_CLUSTER=1"):
+        Settings.from_env()
