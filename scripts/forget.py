@@ -27,9 +27,9 @@ from stream.learner import ModelRow  # noqa: E402
 
 async def erase(settings: Settings, users: list[str]) -> list[dict]:
     from stream.processor import Processor
-    from stream.redis_state import RedisState
+    from stream.redis_cluster import open_state
 
-    state = RedisState(settings)
+    state = open_state(settings)
     try:
         processor = Processor(state, settings)
         out = []

@@ -39,7 +39,7 @@ from stream.learner import Learner, ModelRow, encode_rows
 from stream.lost_topics import restart_partitions_past_their_end
 from stream.outputs import DeadLetter, Message, UserView
 from stream.processor import BatchResult, Processor
-from stream.redis_state import RedisState
+from stream.redis_cluster import open_state
 from stream.snapshots import NEWER_THERE, SAVED, BackgroundSave, SnapshotStore
 from stream.startup import wait_for_broker
 from stream.topics import create_topics
@@ -97,7 +97,7 @@ learning_topics = app.topic(
     value_serializer="raw", partitions=1,
 )
 
-state = RedisState(settings)
+state = open_state(settings)  # one Redis, or a Redis Cluster (SHOPSTREAM_REDIS_CLUSTER=1)
 snapshots = SnapshotStore(settings, state.client)
 clock = EventClock(idle_after_s=settings.idle_after_s)
 processor = Processor(state, settings, clock=clock)
@@ -215,7 +215,8 @@ async def restart_partitions_lost(partitions: set[TP]) -> bool:
     try:
         ends = await app.consumer.highwaters(*partitions)
         restarted = await restart_partitions_past_their_end(
-            state.client, settings.prefix, {(tp.topic, tp.partition): end for tp, end in ends.items()}
+            state.client, settings.prefix, {(tp.topic, tp.partition): end for tp, end in ends.items()},
+            state.keys,
         )
     except (RedisError, OSError, KafkaError) as exc:
         log.warning("could not compare the state's offsets with the input topics (%s)", exc)

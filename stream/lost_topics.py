@@ -47,12 +47,13 @@ class RestartedPartition:
 
 
 async def restart_partitions_past_their_end(
-    client: aioredis.Redis, prefix: str, ends: dict[tuple[str, int], int]
+    client: aioredis.Redis, prefix: str, ends: dict[tuple[str, int], int],
+    keys: RedisKeys | None = None,
 ) -> list[RestartedPartition]:
     """Remove the stored offset of every partition whose end (the offset its
     next message gets) is at or before it, so that its messages are applied
     from the start; warn, and return those partitions."""
-    names = [RedisKeys(prefix).offset(tp) for tp in ends]
+    names = [(keys or RedisKeys(prefix)).offset(tp) for tp in ends]
     if not names:
         return []
     remove = client.register_script(_REMOVE_IF_UNCHANGED)

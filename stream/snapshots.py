@@ -64,10 +64,13 @@ class BackgroundSave:
 class SnapshotStore:
     def __init__(self, settings: Settings, client: aioredis.Redis) -> None:
         self.url = settings.redis_url
+        self.cluster = settings.redis_cluster
         self.client = client
-        self.snapshot_key = f"{settings.prefix}models:snapshot"
-        self.version_key = f"{settings.prefix}models:version"
-        self.learner_key = f"{settings.prefix}models:learner"
+        # On a Redis Cluster the three keys share a slot: saved by one script.
+        models = f"{settings.prefix}{{models}}:" if settings.redis_cluster else f"{settings.prefix}models:"
+        self.snapshot_key = f"{models}snapshot"
+        self.version_key = f"{models}version"
+        self.learner_key = f"{models}learner"
         self._save = client.register_script(SAVE_IF_NEWER)
 
     async def save(self, version: int, models: Any) -> bool:
@@ -88,7 +91,12 @@ class SnapshotStore:
             return BackgroundSave(pid, version, learner is not None)
         code = FAILED
         try:  # the child: its own connection, no event loop, no logging (locks)
-            client = redis.Redis.from_url(self.url)
+            if self.cluster:
+                from redis.cluster import RedisCluster
+
+                client = RedisCluster.from_url(self.url)
+            else:
+                client = redis.Redis.from_url(self.url)
             code = NEWER_THERE
             if client.eval(SAVE_IF_NEWER, 2, self.version_key, self.snapshot_key, version,
                            _pickled((version, models))):

@@ -83,8 +83,14 @@ def produce(settings: Settings, *args: str) -> str:
 
 
 def total_events(client: redis.Redis, prefix: str) -> int:
+    """Events in the profiles under ``prefix`` (one Redis or a Redis Cluster,
+    whose user keys carry a hash tag before ``user:``)."""
+    from stream.redis_cluster import plain_name
+
     total = 0
-    for key in client.scan_iter(match=f"{prefix}user:*"):
+    for key in client.scan_iter(match=f"{prefix}*user:*", count=1000):
+        if not plain_name(key.decode()[len(prefix):]).startswith("user:"):
+            continue
         features = orjson.loads(client.get(key))["features"]
         total += sum(features[k] for k in ("views", "clicks", "carts", "purchases"))
     return total

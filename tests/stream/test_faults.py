@@ -5,7 +5,10 @@ Each test streams clicks and carts only (one input topic, so each user's
 events reach a worker in one partition's order and a reference run can
 expect the same state), disturbs the run, and compares the final Redis state
 (profiles, co-occurrence rows, occurrences) and the churn alerts emitted with
-an in-process replay of the same file.
+an in-process replay of the same file. The worker crashes and the Redis
+outage run on one Redis and on a local Redis Cluster (the ``store``
+fixture): on the cluster a SIGKILL can also fall between a batch's journal
+and its application to the slots (stream/redis_cluster.py).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from stream.topics import create_topics
 from tests.support import (
@@ -34,13 +38,32 @@ from tests.support import (
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.fault]
 
 EVENTS = 6000
+STORES = ["single Redis", "Redis Cluster"]
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, services: Services) -> Services:
+    """The session's broker with one Redis, or with a local Redis Cluster."""
+    if request.param == "single Redis":
+        return services
+    cluster = request.getfixturevalue("redis_cluster")
+    return Services(services.broker, cluster.url, redis_cluster=True)
+
+
+@pytest.fixture
+def store_client(store: Services):
+    client = (RedisCluster.from_url(store.redis_url) if store.redis_cluster
+              else redis.Redis.from_url(store.redis_url))
+    yield client
+    client.close()
 
 
 def test_sigkill_mid_stream_leaves_the_state_of_an_undisturbed_run(
-    services: Services, redis_client: redis.Redis, tmp_path: Path
+    store: Services, store_client: redis.Redis, tmp_path: Path
 ) -> None:
+    redis_client = store_client
     # No trimming inside the test: trimming is the one order-sensitive step.
-    settings = isolated_settings(services, max_neighbours=100_000, batch_max=200, catch_up_batch_max=200)
+    settings = isolated_settings(store, max_neighbours=100_000, batch_max=200, catch_up_batch_max=200)
     create_topics(settings)
     events = tmp_path / "events.jsonl"
     n = write_single_topic_events(events, EVENTS)
@@ -63,9 +86,10 @@ def test_sigkill_mid_stream_leaves_the_state_of_an_undisturbed_run(
 
 
 def test_three_workers_one_killed_mid_stream(
-    services: Services, redis_client: redis.Redis, tmp_path: Path
+    store: Services, store_client: redis.Redis, tmp_path: Path
 ) -> None:
-    settings = isolated_settings(services, max_neighbours=100_000, batch_max=200, catch_up_batch_max=200)
+    redis_client = store_client
+    settings = isolated_settings(store, max_neighbours=100_000, batch_max=200, catch_up_batch_max=200)
     create_topics(settings)
     events = tmp_path / "events.jsonl"
     n = write_single_topic_events(events, EVENTS)
@@ -91,18 +115,27 @@ def test_three_workers_one_killed_mid_stream(
     assert_same_as_undisturbed(settings, redis_client, events)
 
 
+@pytest.mark.parametrize("kind", STORES)
 def test_redis_paused_mid_stream_is_reported_and_survived(
-    services: Services, tmp_path: Path
+    kind: str, services: Services, tmp_path: Path
 ) -> None:
-    from devstack.services import free_port, start_redis, wait_ready
+    """Redis frozen (SIGSTOP) for 20 s mid-stream: one Redis, or one master
+    of a Redis Cluster (the cluster marks it failed and stops serving)."""
+    from devstack.services import free_port, start_redis, start_redis_cluster, wait_ready
 
-    port = free_port()
-    own_redis = start_redis(tmp_path / "redis", port)
-    wait_ready(own_redis)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    settings = isolated_settings(Services(services.broker, url), max_neighbours=100_000,
-                                 batch_max=200, catch_up_batch_max=200)
+    cluster = kind == "Redis Cluster"
+    if cluster:
+        own = start_redis_cluster(tmp_path / "cluster")
+        own_redis = own.masters[1]  # not the seed node the worker connects through
+        url = own.url
+        client: redis.Redis = RedisCluster.from_url(url)
+    else:
+        own = own_redis = start_redis(tmp_path / "redis", free_port())
+        wait_ready(own_redis)
+        url = own_redis.url
+        client = redis.Redis.from_url(url)
+    settings = isolated_settings(Services(services.broker, url, redis_cluster=cluster),
+                                 max_neighbours=100_000, batch_max=200, catch_up_batch_max=200)
     create_topics(settings)
     events = tmp_path / "events.jsonl"
     n = write_single_topic_events(events, EVENTS)
@@ -141,7 +174,8 @@ def test_redis_paused_mid_stream_is_reported_and_survived(
     try:
         assert_same_as_undisturbed(settings, client, events)
     finally:
-        own_redis.stop()
+        client.close()
+        own.stop()
 
 
 @pytest.mark.parametrize("disturbance", ["paused for 30 s", "SIGKILLed, then restarted on its log"])
@@ -159,7 +193,8 @@ def test_broker_disturbed_mid_stream(disturbance: str, services: Services, tmp_p
     port = free_port()
     own_broker = start_broker(tmp_path / "broker", port)
     wait_ready(own_broker)
-    settings = isolated_settings(Services(own_broker.url, services.redis_url), max_neighbours=100_000,
+    settings = isolated_settings(Services(own_broker.url, services.redis_url, services.redis_cluster),
+                                 max_neighbours=100_000,
                                  batch_max=200, catch_up_batch_max=200)
     create_topics(settings)
     events = tmp_path / "events.jsonl"
@@ -206,14 +241,16 @@ def test_broker_disturbed_mid_stream(disturbance: str, services: Services, tmp_p
 
 
 def test_a_worker_killed_again_and_again_at_random_moments(
-    services: Services, redis_client: redis.Redis, tmp_path: Path
+    store: Services, store_client: redis.Redis, tmp_path: Path
 ) -> None:
     """SIGKILL lands before, during or after a batch's Redis transaction or
-    its offset commit, wherever the moment falls; four times in one run."""
+    its offset commit (on a cluster: its journal, the application of it to
+    the slots), wherever the moment falls; four times in one run."""
     import random
 
+    redis_client = store_client
     rng = random.Random(20261122)
-    settings = isolated_settings(services, max_neighbours=100_000, batch_max=100, catch_up_batch_max=100)
+    settings = isolated_settings(store, max_neighbours=100_000, batch_max=100, catch_up_batch_max=100)
     create_topics(settings)
     events = tmp_path / "events.jsonl"
     n = write_single_topic_events(events, EVENTS)
@@ -259,7 +296,8 @@ def test_rebalance_while_the_learn_agent_writes_snapshots(
     n = write_single_topic_events(events, EVENTS)
     first = Worker(settings, tmp_path / "first").start()
     second = Worker(settings, tmp_path / "second")
-    version_key = f"{settings.prefix}models:version"
+    models = "{models}" if settings.redis_cluster else "models"  # as stream/snapshots.py names it
+    version_key = f"{settings.prefix}{models}:version"
     versions: list[int] = []
     try:
         first.wait_ready()
