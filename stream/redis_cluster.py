@@ -49,6 +49,7 @@ from typing import Any, AsyncIterator
 import orjson
 from kafka.partitioner.default import murmur2
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
 from stream.config import Settings
 from stream.redis_scripts import COMMIT_BATCH, LOAD_ROWS
@@ -323,19 +324,18 @@ class ClusterState(RedisState):
         buckets: dict[str, list[int]] = defaultdict(list)
         for i, item in enumerate(items):
             buckets[keys.item_tag(item)].append(i)
-        calls = []
+        calls: list[tuple[list[str], list]] = []
         for tag, where in buckets.items():
             part = {"rows": [request["rows"][i] for i in where], "items": [items[i] for i in where],
                     "known": [request["known"][i] for i in where], "occ": keys.occurrences_in(tag),
                     "ver": keys.row_versions_in(tag), "pop": f"{keys.prefix}{tag}:no-popular",
                     "top": 1, "sess": [], "sess_prefix": request["sess_prefix"]}
-            calls.append(self._load_rows(keys=[keys.occurrences_in(tag)], args=[orjson.dumps(part)]))
+            calls.append(([keys.occurrences_in(tag)], [orjson.dumps(part)]))
         pipe = self.client.pipeline()  # type: ignore[attr-defined]
         pipe.zrevrange(keys.popular, 0, request["top"] - 1, withscores=True)
         if items:
             pipe.zmscore(keys.popular, items)
-        replies = await asyncio.gather(*calls, pipe.execute())
-        *parts, (top, *scores) = replies
+        parts, (top, *scores) = await asyncio.gather(self._scripts(self._load_rows, calls), pipe.execute())
         n = len(items)
         reply: dict = {"rows": [None] * n, "occ": [""] * n, "ver": [""] * n,
                        "pop": [("" if s is None else repr(s)) for s in (scores[0] if scores else [])],
@@ -381,10 +381,9 @@ class ClusterState(RedisState):
         batch's checked rows (0 where a part had been applied already)."""
         parts = split_batch(batch, docs, self.keys)
         tags = list(parts)
-        replies = await asyncio.gather(*(
-            self._apply_part(keys=[self.keys.fence(tag)],
-                             args=[orjson.dumps({**parts[tag][0], "fence": seqs}), *parts[tag][1]])
-            for tag in tags))
+        replies = await self._scripts(self._apply_part, [
+            ([self.keys.fence(tag)], [orjson.dumps({**parts[tag][0], "fence": seqs}), *parts[tag][1]])
+            for tag in tags])
         flag_of: dict[str, int] = {}
         for tag, reply in zip(tags, replies):
             checked = parts[tag][0]["checked"]
@@ -392,6 +391,24 @@ class ClusterState(RedisState):
             for (item, _), flag in zip(checked, flags or ()):
                 flag_of[item] = int(flag)
         return [flag_of.get(item, 0) for item, _ in batch["checked"]]
+
+    async def _scripts(self, script: Any, calls: list[tuple[list[str], list]]) -> list:
+        """One script over many slots: one pipeline, so one round trip per
+        master (not a connection per call); loaded where it is missing."""
+        if not calls:
+            return []
+        for _ in range(2):
+            pipe = self.client.pipeline()  # type: ignore[attr-defined]
+            for keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            replies = await pipe.execute(raise_on_error=False)
+            if not any(isinstance(r, NoScriptError) for r in replies):
+                break
+            await self.client.script_load(script.script)  # every master
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     async def _clear(self, journal_id: str, tps: list[str]) -> None:
         await self._clear_journal(keys=[self.keys.pending, self.keys.journal(journal_id)],

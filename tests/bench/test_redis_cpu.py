@@ -65,6 +65,17 @@ def test_redis_cost_script_prints_a_row_per_batch_size() -> None:
     assert len(rows) == 2 and rows[1].split()[0] == "100"
 
 
+def test_redis_cost_script_measures_every_master_of_a_cluster() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "redis_cost.py"), "--events", "500", "--batch", "100",
+         "--redis-cluster"],
+        capture_output=True, text=True, timeout=120, env=dict(os.environ),
+    )
+    assert done.returncode == 0, done.stderr
+    size, total, busiest, *_ = done.stdout.strip().splitlines()[1].split()
+    assert size == "100" and 0 < float(busiest) < float(total)  # spread over several masters
+
+
 def test_redis_cost_script_misuse_is_one_line() -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "redis_cost.py"), "--batch", "0"],
