@@ -20,7 +20,9 @@ that says which slot they live in:
 =================================  ===========================================
 
 A batch's commit is three steps. (1) One script in the ``{ctl}`` slot checks
-that the batch's offsets are still those it read, sets the new ones, numbers
+that the batch's offsets, and its partitions' journal numbers, are still
+those it read (the numbers catch a journal that moved no offset: a sweep, a
+batch delivered again), sets the new offsets, numbers
 the batch's journal once per partition (``jseq``), and stores the journal
 (the whole batch as the single-Redis commit would write it) and marks it
 pending for each partition, all atomically: the batch is committed here.
@@ -33,7 +35,8 @@ script; a pending journal (its worker crashed, or lost the partitions, after
 step 1) is applied and cleared before the batch reads anything else.
 
 Why the fence is enough: a new journal of a partition is committed only by a
-batch that read no journal of it pending, so in every slot a partition's
+batch that read no journal of it pending and whose read number is still the
+partition's, so every earlier journal of it is applied everywhere by then: in every slot a partition's
 journals are applied in their order, and a late second attempt (a worker
 that read a journal pending just before its owner finished it) finds a
 number at least as high in the fence and does nothing.
@@ -154,24 +157,35 @@ class ClusterKeys(RedisKeys):
 # -- scripts ------------------------------------------------------------------------
 
 READ_CONTROL = """\
--- The batch's offsets and the journals pending for its partitions, at one moment.
--- KEYS[1]: pending hash (partition -> journal id); ARGV: JSON {"offsets": [keys], "tps": [fields]}
+-- The batch's offsets, the journals pending for its partitions and the
+-- partitions' journal numbers, at one moment.
+-- KEYS[1]: pending hash (partition -> journal id), KEYS[2]: jseq hash
+-- ARGV: JSON {"offsets": [keys], "tps": [fields]}
 local r = cjson.decode(ARGV[1])
-local offsets, pending = {}, {}
+local offsets, pending, seqs = {}, {}, {}
 for i, k in ipairs(r.offsets) do offsets[i] = redis.call('GET', k) or '' end
-for i, tp in ipairs(r.tps) do pending[i] = redis.call('HGET', KEYS[1], tp) or '' end
-return {offsets, pending}
+for i, tp in ipairs(r.tps) do
+    pending[i] = redis.call('HGET', KEYS[1], tp) or ''
+    seqs[i] = redis.call('HGET', KEYS[2], tp) or '0'
+end
+return {offsets, pending, seqs}
 """
 
 COMMIT_JOURNAL = """\
--- Step 1 of a cluster commit: if the offsets are still those read, number the
--- journal per partition, store it, mark it pending, move the offsets. 0 if not.
+-- Step 1 of a cluster commit: if the offsets and the partitions' journal
+-- numbers are still those read (no other journal of them since, even one that
+-- moved no offset), number the journal per partition, store it, mark it
+-- pending, move the offsets. 0 if not.
 -- KEYS[1]: pending hash, KEYS[2]: jseq hash, KEYS[3]: the journal's key
--- ARGV[1]: JSON {"offsets": [[key, expected or "", new]], "tps": [fields], "id": id}
+-- ARGV[1]: JSON {"offsets": [[key, expected or "", new]], "tps": [fields],
+--                "seqs": [journal number read, per tps], "id": id}
 -- ARGV[2]: the journal
 local b = cjson.decode(ARGV[1])
 for _, o in ipairs(b.offsets) do
     if (redis.call('GET', o[1]) or '') ~= o[2] then return 0 end
+end
+for i, tp in ipairs(b.tps) do
+    if (redis.call('HGET', KEYS[2], tp) or '0') ~= b.seqs[i] then return 0 end
 end
 local seqs = {}
 for i, tp in ipairs(b.tps) do
@@ -296,9 +310,11 @@ class ClusterState(RedisState):
         tps = [_field(k, self.keys) for k in offset_keys]
         request = orjson.dumps({"offsets": offset_keys, "tps": tps})
         while True:
-            offsets, pending = await self._read_control(keys=[self.keys.pending], args=[request])
+            offsets, pending, seqs = await self._read_control(keys=[self.keys.pending, self.keys.jseq],
+                                                              args=[request])
             ids = list(dict.fromkeys(p.decode() for p in pending if p))
             if not ids:
+                self._seqs_read = {tp: seq.decode() for tp, seq in zip(tps, seqs)}
                 return [o or None for o in offsets]
             for journal_id in ids:
                 await self._recover(journal_id)
@@ -348,6 +364,12 @@ class ClusterState(RedisState):
                     reply[name][i] = value
         return reply
 
+    async def load(self, *args: Any, **kwargs: Any) -> BatchView:
+        self._seqs_read: dict[str, str] = {}
+        view = await super().load(*args, **kwargs)
+        view.token.seqs = self._seqs_read  # the partitions' journal numbers, for the commit
+        return view
+
     # -- the write
 
     async def commit(self, view: BatchView) -> bool:
@@ -366,7 +388,9 @@ class ClusterState(RedisState):
             raise RuntimeError("a cluster commit needs the offsets of every partition it moves")
         tps = [_field(key, self.keys) for key, _, _ in offsets]
         journal_id = batch["token"]
-        head = orjson.dumps({"offsets": offsets, "tps": tps, "id": journal_id})
+        read_seqs = self._read.seqs  # type: ignore[attr-defined]
+        head = orjson.dumps({"offsets": offsets, "tps": tps, "seqs": [read_seqs[tp] for tp in tps],
+                             "id": journal_id})
         body = orjson.dumps([batch, [d.decode() for d in docs]])
         seqs = await self._commit_journal(
             keys=[self.keys.pending, self.keys.jseq, self.keys.journal(journal_id)], args=[head, body])

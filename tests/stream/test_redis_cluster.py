@@ -143,6 +143,34 @@ def test_a_crash_between_journal_and_apply_is_recovered_exactly_once(
     assert redis_state_snapshot(cluster_client, settings.prefix) == expected
 
 
+def test_a_journal_that_moved_no_offset_still_stops_a_commit_read_before_it(
+    redis_cluster: RedisClusterProcesses, cluster_client: RedisCluster,
+) -> None:
+    """Two workers on one partition (a rebalance): the old owner's sweep was
+    read before the new owner committed a journal of the same partition that
+    moved no offset (a sweep too) and died before applying it. The old
+    owner's commit is refused: it would otherwise take the next number, and
+    its fences would hide the pending journal from its recovery."""
+    messages = shop_messages(200, seed=2, partitions=2)
+    settings = settings_for(redis_cluster.url, True)
+    handle_all(open_state(settings), settings, chunks(messages, 50))
+    partition = [(messages[0].topic, messages[0].partition)]
+
+    async def race() -> bool:
+        old = ClusterState(settings)
+        new = CrashAfterJournal(settings)
+        try:
+            swept = await Processor(old, settings).process([], partitions=partition)
+            with pytest.raises(ConnectionError):
+                await Processor(new, settings).sweep(partition)
+            return await old.commit(swept.view)
+        finally:
+            await old.close()
+            await new.close()
+
+    assert asyncio.run(race()) is False
+
+
 def test_a_journal_applied_twice_changes_nothing_the_second_time(
     redis_cluster: RedisClusterProcesses, cluster_client: RedisCluster,
 ) -> None:
