@@ -35,6 +35,15 @@ def cpu_seconds(info: dict) -> float:
     return sum(float(info[f]) for f in fields)
 
 
+def client_for(url: str, cluster: bool) -> redis.Redis:
+    """A client of one Redis, or of a Redis Cluster (any node's URL)."""
+    if cluster:
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url(url)  # type: ignore[return-value]
+    return redis.Redis.from_url(url)
+
+
 def masters(client: redis.Redis) -> list[redis.Redis]:
     """One client per Redis that runs commands: the server itself, or every
     master of a cluster (``client`` is a ``redis.cluster.RedisCluster``)."""

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Callable
 
 import redis
 
-from bench.redis_cpu import Cost, CostMeter
+from bench.redis_cpu import Cost, CostMeter, client_for
 from bench.workers import (
     BenchError,
     Busy,
@@ -214,7 +214,7 @@ def run_bench(config: BenchConfig) -> BenchResult:
     started = time.perf_counter()
     preload(settings, events)
     result.add("preload (kafka-python producer)", config.events / (time.perf_counter() - started), "msg/s")
-    client = redis.Redis.from_url(settings.redis_url)
+    client = client_for(settings.redis_url, settings.redis_cluster)  # every master's CPU, on a cluster
 
     say("1/7 raw client: aiokafka getmany")
     result.add("raw client (aiokafka getmany)", asyncio.run(raw_client_rate(settings, config.events)), "msg/s")

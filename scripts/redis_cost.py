@@ -43,10 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import redis
 
-    from bench.redis_cpu import replay_cost
+    from bench.redis_cpu import client_for, replay_cost
     from bench.run import write_events
-    from redis.cluster import RedisCluster
-
     from devstack.services import DevStackError, free_port, start_redis, start_redis_cluster, wait_ready
     from stream.config import ConfigError, Settings
 
@@ -66,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 own = start_redis(work, free_port())
                 wait_ready(own)
                 url = own.url
-            client = RedisCluster.from_url(url) if args.redis_cluster else redis.Redis.from_url(url)
+            client = client_for(url, args.redis_cluster)
             events = work / "events.jsonl"
             write_events(events, args.events, args.seed)
             print(f"{'batch':>7}  {'Redis µs/event':>15}  {'busiest master':>15}  "
