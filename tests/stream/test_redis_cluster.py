@@ -223,3 +223,31 @@ def test_session_neighbours_on_a_cluster_are_refused_with_a_clear_message(
     monkeypatch.setenv("SHOPSTREAM_NEIGHBOUR_WEIGHT", "2")
     with pytest.raises(ConfigError, match="not supported with SHOPSTREAM_REDIS_CLUSTER=1"):
         Settings.from_env()
+
+
+def test_profiles_recommendations_and_forget_on_the_cluster(
+    redis_cluster: RedisClusterProcesses, cluster_client: RedisCluster,
+) -> None:
+    """The web views' reads find a user's keys by their tag, every profile is
+    listed, and forget erases the user's keys and index entries."""
+    messages = shop_messages(300, seed=6, partitions=4)
+    settings = settings_for(redis_cluster.url, True)
+    handle_all(open_state(settings), settings, chunks(messages, 60))
+    users = {orjson.loads(m.value)["user_id"] for m in messages}
+
+    async def check() -> tuple:
+        state = ClusterState(settings)
+        try:
+            listed = {p.user_id async for p in state.all_profiles()}
+            profile = await state.profile("u3")
+            recs = await state.recommendations("u3")
+            erased = await state.forget("u3")
+            return listed, profile, recs, erased, await state.profile("u3")
+        finally:
+            await state.close()
+
+    listed, profile, recs, erased, after = asyncio.run(check())
+    assert listed == users
+    assert profile is not None and profile.user_id == "u3" and recs is not None
+    assert erased["profile"] == 1 and erased["recommendations"] == 1 and erased["index_entries"] >= 1
+    assert after is None
