@@ -39,7 +39,7 @@ from stream.learner import Learner, ModelRow, encode_rows
 from stream.lost_topics import restart_partitions_past_their_end
 from stream.outputs import DeadLetter, Message, UserView
 from stream.processor import BatchResult, Processor
-from stream.redis_cluster import open_state
+from stream.redis_cluster import open_state, with_cluster_detected
 from stream.snapshots import NEWER_THERE, SAVED, BackgroundSave, SnapshotStore
 from stream.startup import wait_for_broker
 from stream.topics import create_topics
@@ -48,7 +48,7 @@ log = logging.getLogger("shopstream")
 FETCHES_BUFFERED = 4  # fetches read ahead of the batch in work
 LEARN_SLICE_S, LEARN_STEP = 0.005, 16  # learning between two looks at the event loop
 
-settings = Settings.from_env()
+settings = with_cluster_detected(Settings.from_env())  # the URL may name a Redis Cluster
 
 app = faust.App(
     settings.app_id,

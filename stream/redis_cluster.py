@@ -471,6 +471,30 @@ def connect_cluster(url: str) -> RedisCluster:
     return RedisCluster.from_url(url, socket_connect_timeout=2.0, socket_timeout=10.0)
 
 
+def with_cluster_detected(settings: Settings, timeout: float = 2.0) -> Settings:
+    """``settings`` with ``redis_cluster`` on if the Redis at the URL says it
+    runs in cluster mode (``INFO cluster``). Unchanged if the flag is on
+    already or the server does not answer: where Redis may be down when a
+    worker starts, set SHOPSTREAM_REDIS_CLUSTER=1."""
+    if settings.redis_cluster:
+        return settings
+    import dataclasses
+
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=timeout,
+                                  socket_connect_timeout=timeout)
+    try:
+        enabled = int(client.info("cluster").get("cluster_enabled", 0))
+    except Exception:  # down, or no INFO: the flag decides
+        return settings
+    finally:
+        client.close()
+    return dataclasses.replace(settings, redis_cluster=True) if enabled else settings
+
+
 def open_state(settings: Settings) -> RedisState:
-    """The state store the settings ask for: Redis Cluster or one Redis."""
+    """The state store the settings ask for, or the URL names: Redis Cluster
+    or one Redis."""
+    settings = with_cluster_detected(settings)
     return ClusterState(settings) if settings.redis_cluster else RedisState(settings)

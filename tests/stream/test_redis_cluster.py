@@ -200,6 +200,21 @@ def test_a_journal_applied_twice_changes_nothing_the_second_time(
     assert redis_state_snapshot(cluster_client, settings.prefix) == before
 
 
+def test_a_url_that_names_a_cluster_is_enough(
+    single_redis: ServiceProcess, redis_cluster: RedisClusterProcesses,
+) -> None:
+    async def kinds() -> list[str]:
+        out = []
+        for url in (redis_cluster.url, single_redis.url, f"redis://127.0.0.1:{free_port()}/0"):
+            state = open_state(settings_for(url, False))
+            out.append(type(state).__name__)
+            await state.close()
+        return out
+
+    # A Redis that does not answer: the flag decides (off here).
+    assert asyncio.run(kinds()) == ["ClusterState", "RedisState", "RedisState"]
+
+
 def test_keys_are_tagged_by_user_partition_and_item_bucket() -> None:
     keys = ClusterKeys("ss:", partitions=4)
     assert keys.user("alice").endswith(":user:alice") and tag_of(keys.user("alice")).startswith("{u")
