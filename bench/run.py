@@ -205,7 +205,9 @@ def run_bench(config: BenchConfig) -> BenchResult:
                                  "partitions": config.settings.partitions,
                                  "batch_max": config.settings.batch_max})
     work = clean_workdir(config.workdir)
-    settings = bench_settings(config.settings, new_tag())
+    from stream.redis_cluster import with_cluster_detected
+
+    settings = bench_settings(with_cluster_detected(config.settings), new_tag())
     events = work / "events.jsonl"
     say(f"generating {config.events:,} synthetic events (seed {config.seed})")
     write_events(events, config.events, config.seed)
