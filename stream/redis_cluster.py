@@ -83,8 +83,12 @@ def tag_of(key: str) -> str:
     >>> tag_of("ss:{u3}:user:alice")
     '{u3}'
     """
-    start = key.index("{")
-    return key[start:key.index("}", start) + 1]
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    if start < 0 or end < 0:
+        raise RuntimeError(f"key {key!r} has no hash tag: ClusterKeys in stream/redis_cluster.py "
+                           "must say which slot it lives in")
+    return key[start:end + 1]
 
 
 def plain_name(name: str) -> str:
