@@ -6,8 +6,10 @@ one) and redis-server on free loopback ports, and stops them at the end. Set
 ``SHOPSTREAM_TEST_BROKER`` / ``SHOPSTREAM_TEST_REDIS_URL`` to run against ones
 already running instead. ``pytest --redis-cluster`` (or
 ``SHOPSTREAM_TEST_REDIS_CLUSTER=1``) makes that Redis a local Redis Cluster of
-three masters, and the tests' settings use it as one; the ``redis_cluster``
-fixture starts a cluster for the tests that need one whatever the option.
+three masters, and the tests' settings use it as one (meant for ``-m fault``:
+tests that build a single-Redis store themselves do not follow it); the
+``redis_cluster`` fixture starts a cluster for the tests that need one
+whatever the option.
 """
 
 from __future__ import annotations
