@@ -35,7 +35,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 import redis
 
@@ -331,9 +331,18 @@ def _sum(a: float | None, b: float | None) -> float | None:
 
 
 def drain_with_cost(config: BenchConfig, workers: list[Worker], client: redis.Redis) -> tuple[Busy, Cost]:
-    """``drain_rate``, and what the events received meanwhile cost Redis, the
-    (single) worker and the broker, from the worker's first answer on: its
-    start-up is not an event's cost."""
+    """``drain_rate``, and what it cost (see ``measure_cost``)."""
+    return measure_cost(workers, client, config.broker_pid, lambda: drain_rate(config, workers))
+
+
+T = TypeVar("T")
+
+
+def measure_cost(workers: list[Worker], client: redis.Redis, broker_pid: int | None,
+                 work: Callable[[], T]) -> tuple[T, Cost]:
+    """``work()``, and what the events the workers received meanwhile cost
+    Redis, the worker (when there is one) and the broker, from the workers'
+    first answer on: a worker's start-up is not an event's cost."""
     from bench.workers import received
 
     deadline = time.monotonic() + 60
@@ -343,9 +352,9 @@ def drain_with_cost(config: BenchConfig, workers: list[Worker], client: redis.Re
         time.sleep(0.05)
     first = sum(max(received(w, "/metrics"), 0) for w in workers)
     pid = workers[0].proc.pid if len(workers) == 1 and workers[0].proc else None
-    meter = CostMeter(client, pid, config.broker_pid).start()
-    busy = drain_rate(config, workers)
-    return busy, meter.stop(sum(max(received(w, "/metrics"), 0) for w in workers) - first)
+    meter = CostMeter(client, pid, broker_pid).start()
+    done = work()
+    return done, meter.stop(sum(max(received(w, "/metrics"), 0) for w in workers) - first)
 
 
 def _row_rank(m: Measure) -> int:

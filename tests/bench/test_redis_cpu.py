@@ -83,3 +83,29 @@ def test_redis_cost_script_misuse_is_one_line() -> None:
     )
     assert done.returncode == 2 and "--batch >= 1" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_real_worker_draining_preloaded_events_costs_redis_and_itself_per_event(
+    services: Services, tmp_path: Path
+) -> None:
+    """The bench's measurement around a phase, on a real worker and broker:
+    the events it received, and Redis and worker CPU per event."""
+    from bench.redis_cpu import client_for
+    from bench.run import measure_cost
+    from bench.workers import bench_settings, new_tag, preload, running_workers, wait_received
+    from stream.topics import create_topics
+
+    settings = bench_settings(replace(Settings(), broker=services.broker, redis_url=services.redis_url,
+                                      redis_cluster=services.redis_cluster), new_tag())
+    create_topics(settings)
+    events = tmp_path / "events.jsonl"
+    write_events(events, 3000, seed=8)
+    preload(settings, events)
+    client = client_for(settings.redis_url, settings.redis_cluster)
+    with running_workers(settings, tmp_path / "work", 1) as workers:
+        _, cost = measure_cost(workers, client, None,
+                               lambda: wait_received(workers, "/metrics", 3000, timeout=120))
+    assert 0 < cost.events <= 3000
+    assert cost.redis_us > 0 and cost.worker_s and cost.per_event_us(cost.worker_s) > cost.redis_us
+    assert cost.broker_s is None
