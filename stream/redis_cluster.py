@@ -316,22 +316,28 @@ class ClusterState(RedisState):
         while True:
             offsets, pending, seqs = await self._read_control(keys=[self.keys.pending, self.keys.jseq],
                                                               args=[request])
-            ids = list(dict.fromkeys(p.decode() for p in pending if p))
-            if not ids:
+            waiting: dict[str, list[str]] = defaultdict(list)  # journal id -> partitions naming it
+            for tp, journal_id in zip(tps, pending):
+                if journal_id:
+                    waiting[journal_id.decode()].append(tp)
+            if not waiting:
                 self._seqs_read = {tp: seq.decode() for tp, seq in zip(tps, seqs)}
                 return [o or None for o in offsets]
-            for journal_id in ids:
-                await self._recover(journal_id)
+            for journal_id, named_by in waiting.items():
+                await self._recover(journal_id, named_by)
 
-    async def _recover(self, journal_id: str) -> None:
-        key = self.keys.journal(journal_id)
-        raw = await self.client.hgetall(key)
+    async def _recover(self, journal_id: str, named_by: list[str]) -> None:
+        """Apply a journal left pending and clear it (from every partition it
+        was pending for; from ``named_by`` at least, should it be gone)."""
+        raw = await self.client.hgetall(self.keys.journal(journal_id))
+        tps = named_by
         if raw:
             batch, docs = orjson.loads(raw[b"body"])
             seqs = orjson.loads(raw[b"seqs"])
             await self._apply(batch, [d.encode() for d in docs], seqs)
             self.journals_recovered += 1
-        await self._clear(journal_id, [tp for tp, _ in orjson.loads(raw[b"seqs"])] if raw else [])
+            tps = [tp for tp, _ in seqs]
+        await self._clear(journal_id, tps)
 
     async def _read_docs(self, names: list[str]) -> list[bytes | None]:
         return await self.client.mget_nonatomic(names)  # type: ignore[attr-defined]
