@@ -397,6 +397,7 @@ class ClusterState(RedisState):
         if moved or not offsets:
             raise RuntimeError("a cluster commit needs the offsets of every partition it moves")
         tps = [_field(key, self.keys) for key, _, _ in offsets]
+        parts = split_batch(batch, docs, self.keys)  # what it cannot split fails before any write
         journal_id = batch["token"]
         read_seqs = self._read.seqs  # type: ignore[attr-defined]
         head = orjson.dumps({"offsets": offsets, "tps": tps, "seqs": [read_seqs[tp] for tp in tps],
@@ -406,14 +407,15 @@ class ClusterState(RedisState):
             keys=[self.keys.pending, self.keys.jseq, self.keys.journal(journal_id)], args=[head, body])
         if not seqs:
             return None
-        flags = await self._apply(batch, docs, orjson.loads(seqs))
+        flags = await self._apply(batch, docs, orjson.loads(seqs), parts)
         await self._clear(journal_id, tps)
         return [1, flags]
 
-    async def _apply(self, batch: dict, docs: list[bytes], seqs: list[list[str]]) -> list[int]:
+    async def _apply(self, batch: dict, docs: list[bytes], seqs: list[list[str]],
+                     parts: dict[str, tuple[dict, list[bytes]]] | None = None) -> list[int]:
         """Step 2: every slot's part behind its fence; the flags of the
         batch's checked rows (0 where a part had been applied already)."""
-        parts = split_batch(batch, docs, self.keys)
+        parts = parts if parts is not None else split_batch(batch, docs, self.keys)
         tags = list(parts)
         replies = await self._scripts(self._apply_part, [
             ([self.keys.fence(tag)], [orjson.dumps({**parts[tag][0], "fence": seqs}), *parts[tag][1]])

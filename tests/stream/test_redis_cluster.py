@@ -102,7 +102,7 @@ class CrashAfterJournal(ClusterState):
         super().__init__(settings)
         self.parts_applied = parts_applied
 
-    async def _apply(self, batch: dict, docs: list, seqs: list) -> list[int]:
+    async def _apply(self, batch: dict, docs: list, seqs: list, parts: dict | None = None) -> list[int]:
         parts = split_batch(batch, docs, self.keys)
         for tag in list(parts)[: self.parts_applied]:
             doc, own = parts[tag]
@@ -181,9 +181,9 @@ def test_a_journal_applied_twice_changes_nothing_the_second_time(
     captured: list = []
     apply = state._apply
 
-    async def remember(batch: dict, docs: list, seqs: list) -> list[int]:
+    async def remember(batch: dict, docs: list, seqs: list, parts: dict | None = None) -> list[int]:
         captured.append((batch, docs, seqs))
-        return await apply(batch, docs, seqs)
+        return await apply(batch, docs, seqs, parts)
 
     state._apply = remember  # type: ignore[method-assign]
     handle_all(state, settings, [shop_messages(200, seed=4, partitions=4)])
