@@ -55,7 +55,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from stream.config import Settings
-from stream.redis_scripts import COMMIT_BATCH, LOAD_ROWS
+from stream.redis_scripts import COMMIT_BATCH
 from stream.redis_state import CLOSE_PER_BATCH, BatchRead, RedisKeys, RedisState, _glob
 from stream.state import BatchView, TopicPartition
 
