@@ -24,17 +24,44 @@ from stream.config import Settings
 # far event time had advanced in the partitions a batch swept, not only on
 # the user's own events.
 MODEL_OUTPUTS = ("segment", "propensity", "closed_at")
+# Decisions that depend on the models too: cart nudges (the propensity
+# snapshot). The segment a decision was taken in is a model output as well:
+# campaign outcomes are compared summed over segments.
+MODEL_DECISIONS = ("cart_nudge",)
+
+
+def _exposures(exposures: list[list]) -> list[list]:
+    """A profile's decisions with their outcomes, less what the models decide."""
+    from stream.campaigns import KIND, SEGMENT
+
+    return [e[:SEGMENT] + e[SEGMENT + 1:] for e in exposures if e[KIND] not in MODEL_DECISIONS]
+
+
+def _campaign_outcomes(raw: dict[bytes, bytes]) -> dict[str, int]:
+    """The campaign totals over segments, less those of model decisions."""
+    from stream.campaigns import SEP
+
+    out: dict[str, int] = {}
+    for name, value in raw.items():
+        kind, campaign, _segment, *rest = name.decode().split(SEP)
+        if kind not in MODEL_DECISIONS:
+            key = SEP.join((kind, campaign, *rest))
+            out[key] = out.get(key, 0) + int(value)
+    return out
 
 
 def redis_state_snapshot(client: redis.Redis, prefix: str) -> dict:
-    """The state that must be identical between runs: profiles, co-occurrence
-    and session neighbours (each item's sessions, each session's items)."""
+    """The state that must be identical between runs: profiles (with the
+    decisions' outcomes so far), co-occurrence, session neighbours (each
+    item's sessions, each session's items) and the campaign totals."""
     out = {}
     for key in client.scan_iter(match=f"{prefix}*", count=1000):
         name = key.decode()[len(prefix):]
         if name.startswith("user:"):
             profile = orjson.loads(client.get(key))
             out[name] = {k: v for k, v in profile.items() if k not in MODEL_OUTPUTS}
+            if "exposures" in profile:
+                out[name]["exposures"] = _exposures(profile["exposures"])
         elif name.endswith(":next"):
             out[name] = dict(client.zrange(key, 0, -1, withscores=True))
         elif name == "item-occurrences":
@@ -43,6 +70,8 @@ def redis_state_snapshot(client: redis.Redis, prefix: str) -> dict:
             out[name] = dict(client.zrange(key, 0, -1, withscores=True))
         elif name.startswith("session:"):
             out[name] = client.get(key)
+        elif name == "campaign-outcomes":
+            out[name] = _campaign_outcomes(client.hgetall(key))
     return out
 
 

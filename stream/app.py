@@ -135,6 +135,8 @@ async def publish(result: BatchResult) -> None:
     outputs += [(topics.segments, c.user_id.encode(), c.to_json()) for c in result.segment_changes]
     outputs += [(topics.alerts, a.user_id.encode(), a.to_json()) for a in result.alerts]
     outputs += [(topics.actions, a.user_id.encode(), a.to_json()) for a in result.actions]
+    outputs += [(topics.campaign_results, r["result_id"].encode(), orjson.dumps(r))
+                for r in result.campaign_results]
     if result.model_rows:
         # One fixed key: every row reaches the same partition, hence one learner,
         # even if the topic was created with more partitions than asked for.

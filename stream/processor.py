@@ -23,6 +23,7 @@ from stream.clock import EventClock
 from stream.config import Settings
 from stream.events import Event, InvalidEvent, decode
 from stream.learner import EXAMPLE, FORGET, FRAUD, PURCHASE, USER, ModelRow, UserModels
+from stream import campaigns
 from stream.actions import Action, Actions, load_campaigns
 from stream.alerts import Alerts
 from stream.outputs import Alert, DeadLetter, Message, SegmentChange, UserRecommendations
@@ -61,6 +62,9 @@ class BatchResult:
     segment_changes: list[SegmentChange] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
+    # The campaign report at each day's close the batch's watermark passed
+    # (stream/campaigns.py summary), for the campaign-results topic.
+    campaign_results: list[dict] = field(default_factory=list)
     # (event, {score name: value}) per event, when collect_scores is on
     scores: list[tuple[Event, dict[str, float]]] = field(default_factory=list)
     view: BatchView | None = None
@@ -105,6 +109,7 @@ class Processor:
         s = self.settings
         self.actions = Actions(s.holdout_share, s.holdout_key,
                                load_campaigns(s.campaigns) if s.campaigns else [])
+        self.offer_window_s = s.offer_window_days * campaigns.DAY_S
         self.pseudonym = pseudonymiser(self.settings.user_key)
         topics = self.settings.topics
         self._roles = {topics.views: "views", topics.clicks: "clicks", topics.purchases: "purchases"}
@@ -227,7 +232,7 @@ class Processor:
                 result.duplicates += 1
         self._close_quiet_sessions(view, last_event, watermark, result)
         self._check_churn(view, last_event, watermark, result)
-        result.actions[:0] = self.actions.from_alerts(result.alerts, view.profiles)
+        await self._close_day(view, watermark, result)
         if self.publish_recommendations:  # a live consumer reads these; replay exports its own
             self._refresh_propensity(view, last_event)
             self._recommend_after(view, last_event, result)
@@ -280,6 +285,10 @@ class Processor:
             order_id=event.order_id,
         )
         view.dirty_users.add(event.user_id)
+        if profile.exposures:
+            amount = (event.price or 0.0) * event.quantity if event.type == "purchase" else None
+            campaigns.join(profile, event.ts, new_session, amount, self.offer_window_s,
+                           view.campaign_counts)
         self._score_event(event, profile, learning, result, fraud_x)
         if learning:
             pairs, occurrence = view.cooccurrence.learn_one(
@@ -349,7 +358,10 @@ class Processor:
         profile.closed_at = profile.last_seen
         x = profile.features.values(profile.last_seen or ts)
         if quiet:
-            result.alerts += self.alerts.cart_nudge(profile, x, models)
+            nudges = self.alerts.cart_nudge(profile, x, models)
+            if nudges:
+                result.alerts += nudges
+                self._act(profile, self.actions.from_alerts(nudges, {profile.user_id: profile}), result)
         if learning:
             result.model_rows.append(ModelRow(USER, profile.user_id, event_id, ts, x))
         segment = models.segments.assign(x, profile.segment)
@@ -360,7 +372,40 @@ class Processor:
             )
             profile.segment = segment
         if self.actions.campaigns:
-            result.actions += self.actions.offers(profile, ts)
+            # A quiet session is decided at the end of its gap, as the sweep
+            # would have: the decision's time does not depend on which came first.
+            at = (profile.last_seen or ts) + SESSION_GAP_S if quiet else ts
+            self._act(profile, self.actions.offers(profile, at), result)
+
+    def _act(self, profile: UserProfile, actions: list[Action], result: BatchResult) -> None:
+        """Decisions taken: published, and their outcome windows opened at once,
+        so that the user's next events count whatever batch they fall in."""
+        assert result.view is not None
+        counts = result.view.campaign_counts
+        for action in actions:
+            campaigns.record(profile, action.kind, action.campaign, action.ts, action.treated,
+                             action.action_id, counts)
+        result.actions += actions
+
+    async def _close_day(self, view: BatchView, watermark: float, result: BatchResult) -> None:
+        """At the first batch whose event-time watermark has passed a day's
+        end, the campaign report as it stands, for ``campaign-results``."""
+        if watermark == float("-inf") or watermark <= 0:
+            return
+        today = campaigns.day_of(watermark)
+        if view.campaign_day is None:
+            view.new_campaign_day = today - 1  # the stream starts here: no day to close yet
+        elif today - 1 > view.campaign_day:
+            view.new_campaign_day = closed = today - 1
+            counts = await self.state.campaign_counts()
+            if counts:
+                rows = campaigns.report(counts, (closed + 1) * campaigns.DAY_S,
+                                        self.settings.offer_window_days, self.campaign_costs)
+                result.campaign_results.append(campaigns.summary(rows, closed))
+
+    @property
+    def campaign_costs(self) -> dict[str, float]:
+        return {c.campaign: c.cost for c in self.actions.campaigns if c.cost is not None}
 
     def _score_event(
         self, event: Event, profile: UserProfile, learning: bool, result: BatchResult,
@@ -402,7 +447,9 @@ class Processor:
         for partition, user_id, profile in self._sweep_candidates(view, active):
             check = self.alerts.churn_check_at(profile)
             if check is not None and check <= watermark:
-                result.alerts += self.alerts.churn(profile, check, self.models)
+                alerts = self.alerts.churn(profile, check, self.models)
+                result.alerts += alerts
+                self._act(profile, self.actions.from_alerts(alerts, {user_id: profile}), result)
                 view.profiles.setdefault(user_id, profile)
                 view.dirty_users.add(user_id)
                 check = None

@@ -24,6 +24,11 @@ Keys (all under ``SHOPSTREAM_PREFIX``, ``ss:`` by default):
                                  whose session has not been closed yet
 ``churn-checks:{partition}``     sorted set: user -> event time at which their
                                  silence would make them a churn risk
+``campaign-outcomes``            hash: the campaign totals, "kind, campaign,
+                                 segment, day, group, stat" -> integer
+                                 (:mod:`stream.campaigns`)
+``campaign-day``                 the last day whose close was summarised on
+                                 ``campaign-results``
 ===============================  =============================================
 
 A batch is read with two round trips (users, offsets and the users whose
@@ -68,6 +73,8 @@ class RedisKeys:
         self.occurrences = f"{prefix}item-occurrences"
         self.popular = f"{prefix}popular"
         self.row_versions = f"{prefix}row-versions"
+        self.campaign_outcomes = f"{prefix}campaign-outcomes"
+        self.campaign_day = f"{prefix}campaign-day"
 
     def user(self, user_id: str) -> str:
         return f"{self.prefix}user:{user_id}"
@@ -155,12 +162,13 @@ class RedisState:
         pipe.mget(offset_keys or [keys.offset(("-", 0))])
         pipe.mget([keys.user(u) for u in users] or [keys.user("-")])
         pipe.mget([keys.recs(u) for u in users] or [keys.recs("-")])
+        pipe.get(keys.campaign_day)
         for partition in numbers:
             pipe.zrangebyscore(keys.open_sessions(partition), "-inf", f"({close_before!r}",
                                start=0, num=CLOSE_PER_BATCH)
             pipe.zrangebyscore(keys.churn_checks(partition), "-inf", repr(check_until),
                                start=0, num=CLOSE_PER_BATCH)
-        offsets_raw, profiles_raw, recs_raw, *quiet = await pipe.execute()
+        offsets_raw, profiles_raw, recs_raw, campaign_day, *quiet = await pipe.execute()
         # Two replies per partition: quiet sessions, then churn checks due.
         owners = [p for p in numbers for _ in (0, 1)]
         due_ids = list(dict.fromkeys(
@@ -240,6 +248,7 @@ class RedisState:
             due=due,
             closed=set(gone),
             churn_checks=dict.fromkeys(gone),
+            campaign_day=None if campaign_day is None else int(campaign_day),
             token=BatchRead({tp: raw for tp, raw in zip(partitions, offsets_raw)}, row_versions),
         )
 
@@ -318,6 +327,10 @@ class RedisState:
             "sess_touches": [(keys.item_sessions(item), sid, repr(ts))
                              for item, sid, ts in view.session_touches],
             "sess_keep": self.settings.sessions_per_item,
+            "camp_key": keys.campaign_outcomes,
+            "camp": [(name, str(n)) for name, n in view.campaign_counts.items() if n],
+            "day_key": keys.campaign_day,
+            "day": "" if view.new_campaign_day is None else str(view.new_campaign_day),
         }
         reply = await self._commit_batch(args=[orjson.dumps(batch), *docs])
         if not reply:
@@ -360,6 +373,10 @@ class RedisState:
         profile, recs, *removed = await pipe.execute()
         return {"profile": profile, "recommendations": recs,
                 "index_entries": sum(removed[: len(indexes)]), "sessions": len(mine)}
+
+    async def campaign_counts(self) -> dict[str, int]:
+        raw = await self.client.hgetall(self.keys.campaign_outcomes)
+        return {k.decode(): int(v) for k, v in raw.items()}
 
     async def profile(self, user_id: str) -> UserProfile | None:
         raw = await self.client.get(self.keys.user(user_id))
