@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from models.cooccurrence import COMPILED
+from stream import campaigns
 from stream.batching import batch_limit
 from stream.clock import EventClock
 from stream.config import Settings
@@ -434,6 +435,17 @@ async def metrics_view(web, request):  # type: ignore[no-untyped-def]
         "propensity": models.metrics,
         "fraud": {"threshold": models.fraud_threshold, **models.fraud_metrics},
     })
+
+
+@app.page("/campaigns")
+async def campaigns_view(web, request):  # type: ignore[no-untyped-def]
+    """Treated against held out per action kind, campaign and segment, as of
+    the event-time watermark (stream/campaigns.py)."""
+    now = clock.watermark()
+    rows = campaigns.report(await state.campaign_counts(), now, settings.offer_window_days,
+                            processor.campaign_costs)
+    return web.json({"as_of": now, "window_days": settings.offer_window_days,
+                     "holdout_share": settings.holdout_share, "campaigns": rows})
 
 
 @app.page("/segments")
