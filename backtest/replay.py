@@ -213,7 +213,8 @@ async def run(config: ReplayConfig) -> ReplayResult:
         # In-process, ingest scores with the learner's live models: the
         # snapshot a worker would load, without the snapshot delay.
         models=UserModels(segments=learner.segments, propensity=learner.propensity,
-                          fraud=learner.fraud),
+                          fraud=learner.fraud, uplift=learner.offers.model,
+                          offer_thresholds=learner.offers.thresholds),
         collect_scores=config.scores,
     )
     span_start = next(r.event.ts for r in records if r.event is not None)

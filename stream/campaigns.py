@@ -76,6 +76,7 @@ class Converted:
     """An exposure's first purchase in its window (for the uplift learner)."""
 
     action_id: str
+    kind: str
     campaign: str
     ts: float
 
@@ -119,7 +120,7 @@ def join(profile: UserProfile, ts: float, new_session: bool, amount: float | Non
             add(counts, (*key, "revenue_sq"), (before + cents) ** 2 - before**2)
             if e[PURCHASES] == 1:
                 add(counts, (*key, "buyers"), 1)
-                converted.append(Converted(e[ACTION], e[CAMPAIGN], ts))
+                converted.append(Converted(e[ACTION], e[KIND], e[CAMPAIGN], ts))
     if len(keep) != len(profile.exposures):
         profile.exposures[:] = keep
     return converted

@@ -23,8 +23,10 @@ from stream.clock import EventClock
 from stream.config import Settings
 from stream.events import Event, InvalidEvent, decode
 from stream.learner import EXAMPLE, FORGET, FRAUD, PURCHASE, USER, ModelRow, UserModels
+from stream.targeting import (CANDIDATE, CONVERTED, DECISION, explores, sent_field, targeted,
+                              uplift_features)
 from stream import campaigns
-from stream.actions import Action, Actions, load_campaigns
+from stream.actions import OFFER, Action, Actions, held_out, load_campaigns
 from stream.alerts import Alerts
 from stream.outputs import Alert, DeadLetter, Message, SegmentChange, UserRecommendations
 from stream.privacy import pseudonymiser
@@ -108,7 +110,7 @@ class Processor:
         self.alerts = Alerts(self.settings)
         s = self.settings
         self.actions = Actions(s.holdout_share, s.holdout_key,
-                               load_campaigns(s.campaigns) if s.campaigns else [])
+                               load_campaigns(s.campaigns) if s.campaigns else [], s.offer_budget_per_day)
         self.offer_window_s = s.offer_window_days * campaigns.DAY_S
         self.pseudonym = pseudonymiser(self.settings.user_key)
         topics = self.settings.topics
@@ -287,8 +289,11 @@ class Processor:
         view.dirty_users.add(event.user_id)
         if profile.exposures:
             amount = (event.price or 0.0) * event.quantity if event.type == "purchase" else None
-            campaigns.join(profile, event.ts, new_session, amount, self.offer_window_s,
-                           view.campaign_counts)
+            for c in campaigns.join(profile, event.ts, new_session, amount, self.offer_window_s,
+                                    view.campaign_counts):
+                if c.kind == OFFER:  # what the uplift learner waits for
+                    result.model_rows.append(ModelRow(CONVERTED, event.user_id, c.action_id, event.ts,
+                                                      campaign=c.campaign))
         self._score_event(event, profile, learning, result, fraud_x)
         if learning:
             pairs, occurrence = view.cooccurrence.learn_one(
@@ -375,7 +380,50 @@ class Processor:
             # A quiet session is decided at the end of its gap, as the sweep
             # would have: the decision's time does not depend on which came first.
             at = (profile.last_seen or ts) + SESSION_GAP_S if quiet else ts
-            self._act(profile, self.actions.offers(profile, at), result)
+            rows = result.model_rows
+            assert result.view is not None
+            target = self._targeter(result.view, rows) if any(self.actions.budgets.values()) else None
+            decided = self.actions.offers(profile, at, target)
+            for a in decided:
+                x = uplift_features(a.features)
+                if a.score is None and self.models.uplift is not None and self.models.uplift.learnt:
+                    a.score = self.models.uplift.predict_one(x)
+                rows.append(ModelRow(DECISION, a.user_id, a.action_id, a.ts, x, a.score,
+                                     campaign=a.campaign, treated=a.treated))
+            self._act(profile, decided, result)
+
+    def _targeter(self, view: BatchView, rows: list[ModelRow]):  # type: ignore[no-untyped-def]
+        """Whom to decide now under the budget (stream/targeting.py); each
+        user scored is a candidate row for the learner's next threshold.
+        Once a day's treated offers reach the budget, nobody more is decided
+        that day (neither group: they stay alike)."""
+        s, models, budgets = self.settings, self.models, self.actions.budgets
+
+        def target(campaign: str, profile: UserProfile, ts: float) -> tuple[bool, float | None, str | None]:
+            budget = budgets[campaign]
+            if not budget:
+                return True, None, None
+            model = models.uplift
+            score = None
+            if model is not None and model.learnt:
+                score = model.predict_one(uplift_features(profile.features.values(ts)))
+                rows.append(ModelRow(CANDIDATE, profile.user_id, f"candidate:{campaign}:{profile.user_id}",
+                                     ts, p=score, campaign=campaign))
+            if explores(profile.user_id, campaign, s.offer_explore, s.holdout_key):
+                policy = "explore"
+            else:
+                limit = models.offer_thresholds.get(campaign)
+                if score is None or limit is None or not targeted(profile.user_id, campaign, score,
+                                                                   limit, s.holdout_key):
+                    return False, score, None
+                policy = "uplift"
+            day = sent_field(campaign, campaigns.day_of(ts))
+            if view.offers_sent.get(day, 0) + view.offers_added.get(day, 0) >= budget:
+                return False, score, None
+            if not held_out(profile.user_id, campaign, s.holdout_share, s.holdout_key):
+                view.offers_added[day] = view.offers_added.get(day, 0) + 1
+            return True, score, policy
+        return target
 
     def _act(self, profile: UserProfile, actions: list[Action], result: BatchResult) -> None:
         """Decisions taken: published, and their outcome windows opened at once,

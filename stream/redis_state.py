@@ -27,6 +27,8 @@ Keys (all under ``SHOPSTREAM_PREFIX``, ``ss:`` by default):
 ``campaign-outcomes``            hash: the campaign totals, "kind, campaign,
                                  segment, day, group, stat" -> integer
                                  (:mod:`stream.campaigns`)
+``offers-sent``                  hash: "campaign, day" -> treated offers of
+                                 budgeted campaigns (:mod:`stream.targeting`)
 ``campaign-day``                 the last day whose close was summarised on
                                  ``campaign-results``
 ===============================  =============================================
@@ -75,6 +77,7 @@ class RedisKeys:
         self.row_versions = f"{prefix}row-versions"
         self.campaign_outcomes = f"{prefix}campaign-outcomes"
         self.campaign_day = f"{prefix}campaign-day"
+        self.offers_sent = f"{prefix}offers-sent"
 
     def user(self, user_id: str) -> str:
         return f"{self.prefix}user:{user_id}"
@@ -163,12 +166,13 @@ class RedisState:
         pipe.mget([keys.user(u) for u in users] or [keys.user("-")])
         pipe.mget([keys.recs(u) for u in users] or [keys.recs("-")])
         pipe.get(keys.campaign_day)
+        pipe.hgetall(keys.offers_sent)
         for partition in numbers:
             pipe.zrangebyscore(keys.open_sessions(partition), "-inf", f"({close_before!r}",
                                start=0, num=CLOSE_PER_BATCH)
             pipe.zrangebyscore(keys.churn_checks(partition), "-inf", repr(check_until),
                                start=0, num=CLOSE_PER_BATCH)
-        offsets_raw, profiles_raw, recs_raw, campaign_day, *quiet = await pipe.execute()
+        offsets_raw, profiles_raw, recs_raw, campaign_day, sent, *quiet = await pipe.execute()
         # Two replies per partition: quiet sessions, then churn checks due.
         owners = [p for p in numbers for _ in (0, 1)]
         due_ids = list(dict.fromkeys(
@@ -249,6 +253,7 @@ class RedisState:
             closed=set(gone),
             churn_checks=dict.fromkeys(gone),
             campaign_day=None if campaign_day is None else int(campaign_day),
+            offers_sent={k.decode(): int(v) for k, v in sent.items()},
             token=BatchRead({tp: raw for tp, raw in zip(partitions, offsets_raw)}, row_versions),
         )
 
@@ -329,6 +334,8 @@ class RedisState:
             "sess_keep": self.settings.sessions_per_item,
             "camp_key": keys.campaign_outcomes,
             "camp": [(name, str(n)) for name, n in view.campaign_counts.items() if n],
+            "sent_key": keys.offers_sent,
+            "sent": [(name, str(n)) for name, n in view.offers_added.items() if n],
             "day_key": keys.campaign_day,
             "day": "" if view.new_campaign_day is None else str(view.new_campaign_day),
         }

@@ -61,6 +61,10 @@ class BatchView:
     campaign_counts: dict[str, int] = field(default_factory=dict)
     campaign_day: int | None = None
     new_campaign_day: int | None = None
+    # Treated offers of budgeted campaigns per campaign and day (stream/targeting.py):
+    # as read, and this batch's.
+    offers_sent: dict[str, int] = field(default_factory=dict)
+    offers_added: dict[str, int] = field(default_factory=dict)
     token: Any = None  # the store's own handle for this batch
 
 
@@ -162,6 +166,7 @@ class MemoryState:
         self.churn_checks: dict[int, UserTimes] = {}
         self.campaigns: dict[str, int] = {}
         self.campaign_day: int | None = None
+        self.offers_sent: dict[str, int] = {}
 
     async def load(
         self, events: Sequence[Event], partitions: Sequence[TopicPartition], close_before: float,
@@ -183,6 +188,7 @@ class MemoryState:
             journal=False,
             due=due,
             campaign_day=self.campaign_day,
+            offers_sent=self.offers_sent,
         )
 
     async def commit(self, view: BatchView) -> bool:
@@ -199,6 +205,8 @@ class MemoryState:
         self.cooccurrence.trim(view.touched_items)
         self.offsets.update(view.new_offsets)
         self.latest.update(view.latest)
+        for name, increment in view.offers_added.items():
+            self.offers_sent[name] = self.offers_sent.get(name, 0) + increment
         for name, increment in view.campaign_counts.items():
             self.campaigns[name] = self.campaigns.get(name, 0) + increment
         if view.new_campaign_day is not None:
