@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import orjson
@@ -96,6 +96,9 @@ class Reference:
 
     state: dict
     churn_alert_ids: set[str]
+    # Decisions that the events alone decide (not cart nudges): a live run
+    # must publish each of them on the actions topic.
+    action_ids: set[str] = field(default_factory=set)
 
     @property
     def users(self) -> set[str]:
@@ -110,7 +113,8 @@ async def reference_run(settings: Settings, events: Path, client: redis.Redis) -
     result = await run(ReplayConfig(inputs=[events], redis_url=settings.redis_url,
                                     progress=False, settings=reference))
     ids = {a["alert_id"] for a in result.alerts if a["kind"] in CHURN_KINDS}
-    return Reference(redis_state_snapshot(client, reference.prefix), ids)
+    actions = {a["action_id"] for a in result.actions if a["kind"] not in MODEL_DECISIONS}
+    return Reference(redis_state_snapshot(client, reference.prefix), ids, actions)
 
 
 def differences(live: dict, reference: Reference, emitted_alert_ids: set[str],

@@ -385,7 +385,10 @@ async def _resume_learner() -> Learner:
     except (RedisError, OSError) as exc:
         log.warning("could not load the learner's state (%s); starting afresh", exc)
         return Learner.for_settings(settings)
-    return learner if learner is not None else Learner.for_settings(settings)
+    if learner is None:
+        return Learner.for_settings(settings)
+    learner.offers.configure(settings)
+    return learner
 
 
 @app.timer(interval=2.0)

@@ -89,12 +89,19 @@ class OfferLearner:
 
     @classmethod
     def for_settings(cls, settings: Any) -> "OfferLearner":
+        return cls().configure(settings)
+
+    def configure(self, settings: Any) -> "OfferLearner":
+        """Take the window, budgets and shares from the settings (also after a
+        restart: the learnt state is kept, the settings are today's)."""
         from stream.actions import load_campaigns
 
         declared = load_campaigns(settings.campaigns) if settings.campaigns else []
-        return cls(window_s=settings.offer_window_days * DAY_S, budget=settings.offer_budget_per_day,
-                   budgets={c.campaign: c.budget_per_day for c in declared if c.budget_per_day is not None},
-                   holdout_share=settings.holdout_share, explore=settings.offer_explore)
+        self.window_s = settings.offer_window_days * DAY_S
+        self.budget = settings.offer_budget_per_day
+        self.budgets = {c.campaign: c.budget_per_day for c in declared if c.budget_per_day is not None}
+        self.holdout_share, self.explore = settings.holdout_share, settings.offer_explore
+        return self
 
     def add(self, kind: str, user_id: str, action_id: str, ts: float, x: dict[str, float] | None,
             score: float | None, campaign: str | None, treated: bool | None) -> None:
