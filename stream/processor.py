@@ -23,14 +23,14 @@ from stream.clock import EventClock
 from stream.config import Settings
 from stream.events import Event, InvalidEvent, decode
 from stream.learner import EXAMPLE, FORGET, FRAUD, PURCHASE, USER, ModelRow, UserModels
-from stream.targeting import (CANDIDATE, CONVERTED, DECISION, explores, sent_field, targeted,
-                              uplift_features)
 from stream import campaigns
 from stream.actions import OFFER, Action, Actions, held_out, load_campaigns
 from stream.alerts import Alerts
 from stream.outputs import Alert, DeadLetter, Message, SegmentChange, UserRecommendations
 from stream.privacy import pseudonymiser
 from stream.state import BatchView, State, TopicPartition, new_profile, session_id
+from stream.targeting import (CANDIDATE, CONVERTED, DECISION, explores, sent_field, targeted,
+                              uplift_features)
 
 log = logging.getLogger(__name__)
 
