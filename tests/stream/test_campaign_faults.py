@@ -72,6 +72,7 @@ def test_sigkill_mid_campaign_keeps_decisions_and_joined_outcomes(
         # Decisions come as sessions close: once the stream is idle, the
         # worker's sweep closes those the reference's last batch closed.
         wait_for_quiet_sessions_closed(redis_client, settings.prefix, end - SESSION_GAP_S)
+        status, served = worker.get("/campaigns", timeout=10.0)
     finally:
         worker.stop()
     comparison = compare_with_reference(settings, events, redis_client)
@@ -80,5 +81,11 @@ def test_sigkill_mid_campaign_keeps_decisions_and_joined_outcomes(
     decided = sum(v for k, v in outcomes.items() if k.startswith("offer\tspring") and k.endswith("\tn"))
     visits = sum(v for k, v in outcomes.items() if k.startswith("offer\tspring") and k.endswith("\tvisits"))
     assert decided > 50 and visits > 0
+    # /campaigns serves the totals as the report (every decision, both groups).
+    assert status == 200 and served["window_days"] == 2.0
+    [row] = [r for r in served["campaigns"] if r["campaign"] == "spring" and r["segment"] == "all"]
+    assert row["treated"]["n"] + row["held_out"]["n"] == decided
+    assert row["treated"]["visits"] + row["held_out"]["visits"] == visits
+    assert row["cost"] == row["treated"]["n"] * 1.0
     emitted = {a.get("action_id") for a in read_topic(settings, settings.topics.actions, timeout=10)}
     assert comparison.reference.action_ids and comparison.reference.action_ids <= emitted
