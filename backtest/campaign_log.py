@@ -15,10 +15,14 @@ above 0). ``kind`` defaults to ``offer``.
 The Hillstrom e-mail campaign (MineThatData, 2008) is read as it is from its
 CSV (gzipped or not, told apart by the header): any e-mail is treated, no
 e-mail held out; ``visit``, ``conversion`` and ``spend`` (as ``revenue``)
-are the outcomes. Its features: ``recency`` both as months/12 and one-hot,
-``log_history`` (log1p(dollars)/7), ``history_segment``, ``zip_code`` and
-``channel`` one-hot, ``mens``, ``womens``, ``newbie`` as 0/1. Which e-mail
-it was is kept as ``variant``, never as a feature.
+are the outcomes. Its features: ``recency_months`` (months/12),
+``log_history`` (log1p(dollars)/7), ``zip_code`` and ``channel`` one-hot,
+``mens``, ``womens``, ``newbie`` as 0/1. Recency one-hot and
+``history_segment`` (dollars in bands) would say again what the numbers say:
+each adds interaction weights for the uplift model to learn from the same
+outcomes, and without them its top 30 % gains 0.23 points on average over
+seeds 1-5 (README). Which e-mail it was is kept as ``variant``, never as a
+feature.
 """
 
 from __future__ import annotations
@@ -144,9 +148,7 @@ def hillstrom_features(row: dict[str, str]) -> dict[str, float | str]:
     recency = int(row["recency"])
     return {
         "recency_months": recency / 12.0,
-        "recency": str(recency),
         "log_history": math.log1p(float(row["history"])) / 7.0,
-        "history_segment": row["history_segment"],
         "mens": float(row["mens"]),
         "womens": float(row["womens"]),
         "zip_code": row["zip_code"],

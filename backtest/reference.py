@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import orjson
@@ -24,13 +24,38 @@ from stream.config import Settings
 # far event time had advanced in the partitions a batch swept, not only on
 # the user's own events.
 MODEL_OUTPUTS = ("segment", "propensity", "closed_at")
+# Decisions that depend on the models too: cart nudges (the propensity
+# snapshot). The segment a decision was taken in is a model output as well:
+# campaign outcomes are compared summed over segments.
+MODEL_DECISIONS = ("cart_nudge",)
+
+
+def _exposures(exposures: list[list]) -> list[list]:
+    """A profile's decisions with their outcomes, less what the models decide."""
+    from stream.campaigns import KIND, SEGMENT
+
+    return [e[:SEGMENT] + e[SEGMENT + 1:] for e in exposures if e[KIND] not in MODEL_DECISIONS]
+
+
+def _campaign_outcomes(raw: dict[bytes, bytes]) -> dict[str, int]:
+    """The campaign totals over segments, less those of model decisions."""
+    from stream.campaigns import SEP
+
+    out: dict[str, int] = {}
+    for name, value in raw.items():
+        kind, campaign, _segment, *rest = name.decode().split(SEP)
+        if kind not in MODEL_DECISIONS:
+            key = SEP.join((kind, campaign, *rest))
+            out[key] = out.get(key, 0) + int(value)
+    return out
 
 
 def redis_state_snapshot(client: redis.Redis, prefix: str) -> dict:
-    """The state that must be identical between runs: profiles, co-occurrence
-    and session neighbours (each item's sessions, each session's items).
-    Keys of a Redis Cluster are named as on one Redis (their hash tag left
-    out, item occurrences in one hash), so both compare key for key."""
+    """The state that must be identical between runs: profiles (with the
+    decisions' outcomes so far), co-occurrence, session neighbours (each
+    item's sessions, each session's items) and the campaign totals. Keys of
+    a Redis Cluster are named as on one Redis (their hash tag left out, item
+    occurrences in one hash), so both compare key for key."""
     from stream.redis_cluster import plain_name
 
     out: dict = {}
@@ -41,12 +66,16 @@ def redis_state_snapshot(client: redis.Redis, prefix: str) -> dict:
         elif name.startswith("user:"):
             profile = orjson.loads(client.get(key))
             out[name] = {k: v for k, v in profile.items() if k not in MODEL_OUTPUTS}
+            if "exposures" in profile:
+                out[name]["exposures"] = _exposures(profile["exposures"])
         elif name.endswith(":next"):
             out[name] = dict(client.zrange(key, 0, -1, withscores=True))
         elif name.endswith(":sessions"):
             out[name] = dict(client.zrange(key, 0, -1, withscores=True))
         elif name.startswith("session:"):
             out[name] = client.get(key)
+        elif name == "campaign-outcomes":
+            out[name] = _campaign_outcomes(client.hgetall(key))
     return out
 
 
@@ -71,6 +100,9 @@ class Reference:
 
     state: dict
     churn_alert_ids: set[str]
+    # Decisions that the events alone decide (not cart nudges): a live run
+    # must publish each of them on the actions topic.
+    action_ids: set[str] = field(default_factory=set)
 
     @property
     def users(self) -> set[str]:
@@ -85,7 +117,8 @@ async def reference_run(settings: Settings, events: Path, client: redis.Redis) -
     result = await run(ReplayConfig(inputs=[events], redis_url=settings.redis_url,
                                     progress=False, settings=reference))
     ids = {a["alert_id"] for a in result.alerts if a["kind"] in CHURN_KINDS}
-    return Reference(redis_state_snapshot(client, reference.prefix), ids)
+    actions = {a["action_id"] for a in result.actions if a["kind"] not in MODEL_DECISIONS}
+    return Reference(redis_state_snapshot(client, reference.prefix), ids, actions)
 
 
 def differences(live: dict, reference: Reference, emitted_alert_ids: set[str],

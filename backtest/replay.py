@@ -28,6 +28,7 @@ from backtest.alert_metrics import (
     churn_metrics,
     fraud_metrics,
 )
+from stream import campaigns
 from stream.config import Settings
 from stream.events import HISTORY_MIN_TS, Event, InvalidEvent, Label, label_from_dict
 from stream.learner import FRAUD, Learner, UserModels
@@ -212,7 +213,8 @@ async def run(config: ReplayConfig) -> ReplayResult:
         # In-process, ingest scores with the learner's live models: the
         # snapshot a worker would load, without the snapshot delay.
         models=UserModels(segments=learner.segments, propensity=learner.propensity,
-                          fraud=learner.fraud),
+                          fraud=learner.fraud, uplift=learner.offers.model,
+                          offer_thresholds=learner.offers.thresholds),
         collect_scores=config.scores,
     )
     span_start = next(r.event.ts for r in records if r.event is not None)
@@ -318,6 +320,9 @@ async def run(config: ReplayConfig) -> ReplayResult:
     users = users_as_of if users_as_of is not None else final
     for row in users:
         del row["features"]
+    settings = config.settings
+    campaign_rows = campaigns.report(await state.campaign_counts(), span_end,
+                                     settings.offer_window_days, processor.campaign_costs)
     await state.close()
     if counts["already_applied"]:
         counts["note"] = (
@@ -342,6 +347,8 @@ async def run(config: ReplayConfig) -> ReplayResult:
         "segment_quality": quality,
         "alerts": alert_counts(alerts),
         "actions": action_counts(actions),
+        # Treated against held out per kind, campaign and segment (stream/campaigns.py).
+        "campaigns": campaign_rows,
         "fraud": fraud_metrics(purchases, labels, alerts, learner),
         "churn": churn_metrics(users, config.truth, config.settings.churn_threshold),
         "throughput": {

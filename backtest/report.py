@@ -137,6 +137,57 @@ def _uplift_section(uplift: dict) -> str:
             + f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
 
 
+def _campaigns_plot(rows: list[dict]) -> tuple[str, str]:
+    """Incremental conversions per 100 treated, with their 95 % interval, per
+    campaign and segment."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['campaign']} · {r['segment']}" for r in rows]
+    points = [r["uplift_points"] for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 0.5 + 0.35 * len(rows)))
+    ys = list(range(len(rows)))
+    ax.errorbar([p["value"] for p in points], ys, fmt="o",
+                xerr=[[p["value"] - p["low"] for p in points], [p["high"] - p["value"] for p in points]])
+    ax.axvline(0, color="grey", alpha=0.5)
+    ax.set_yticks(ys, labels, fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlabel("conversion, treated minus held out (points; 95 % interval)")
+    ax.grid(alpha=0.3)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return "Campaigns: uplift in conversion", base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _campaigns_section(rows: list[dict]) -> str:
+    """Treated against held out per action kind, campaign and segment."""
+    table: list[tuple[str, object]] = []
+    compared = []
+    for r in rows:
+        t, h = r["treated"], r["held_out"]
+        name = f"{r['kind']} {r['campaign']}, segment {r['segment']}"
+        if "uplift_points" not in r:
+            table.append((name, f"{t['n']:,} treated, {h['n']:,} held out: no comparison yet"))
+            continue
+        compared.append(r)
+        inc, rev = r["incremental_conversions"], r["incremental_revenue"]
+        cost = f"; cost {r['cost']:,.2f}" if "cost" in r else ""
+        table.append((name, f"{t['n']:,} treated ({t['conversion']:.2%} bought, {t['revenue_per_user']:.2f} "
+                            f"per user) vs {h['n']:,} held out ({h['conversion']:.2%}, "
+                            f"{h['revenue_per_user']:.2f}): +{inc['value']:,.1f} conversions "
+                            f"(95 % {inc['low']:,.1f} to {inc['high']:,.1f}), revenue "
+                            f"{rev['value']:+,.2f} ({rev['low']:,.2f} to {rev['high']:,.2f}){cost}; "
+                            f"{r['open']:,} windows still open"))
+    out = "<h2>Campaigns: treated against held out</h2>" + _table(table)
+    if compared:
+        title, png = _campaigns_plot(compared)
+        out += f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>"
+    return out
+
+
 def _page(title: str, sections: list[str]) -> str:
     style = (
         "body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
@@ -176,8 +227,11 @@ def render(result: ReplayResult, inputs: list[str]) -> str:
     sections = [
         f"<h1>shopstream backtest</h1><p class='lead'>{html.escape(headline)}</p>",
         "<h2>Inputs</h2><ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in inputs) + "</ul>",
-        "<h2>Figures</h2>" + _table(_flatten({k: v for k, v in m.items() if k not in ("segments", "uplift")})),
+        "<h2>Figures</h2>" + _table(_flatten({k: v for k, v in m.items()
+                                              if k not in ("segments", "uplift", "campaigns")})),
     ]
+    if m.get("campaigns"):
+        sections.append(_campaigns_section(m["campaigns"]))
     if m.get("uplift"):
         sections.append(_uplift_section(m["uplift"]))
     for title, png in _plots(result.timeline, result.models_timeline) + _alert_plots(result.alerts_timeline):

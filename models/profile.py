@@ -53,6 +53,8 @@ class UserProfile:
     carts: list[list] = field(default_factory=list)
     churn_alerted_at: float | None = None  # last_seen when a churn episode was raised
     offers: dict[str, float] = field(default_factory=dict)  # declared campaign -> when decided
+    # Decisions whose outcome window is open, with their outcome so far (stream/campaigns.py).
+    exposures: list[list] = field(default_factory=list)
     max_recent: int = 20
     max_purchased: int = 50
     max_seen_event_ids: int = 32

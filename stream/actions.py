@@ -20,8 +20,11 @@ shop declares ``offer`` campaigns in a JSON file (``SHOPSTREAM_CAMPAIGNS``)::
 
 ``start`` and ``end`` are event times (epoch seconds or ISO-8601);
 ``segments`` (optional) limits the offer to users in those segments;
-``cost`` (optional) is what one treated offer costs. A user is decided once
-per campaign, when a session of theirs closes inside the campaign's dates.
+``cost`` (optional) is what one treated offer costs; ``budget_per_day``
+(optional) the treated offers a day, targeted by predicted uplift
+(:mod:`stream.targeting`; default ``SHOPSTREAM_OFFER_BUDGET_PER_DAY``, 0: no
+budget, every eligible user is decided). A user is decided once per
+campaign, when a session of theirs closes inside the campaign's dates.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import hmac
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -74,6 +77,7 @@ class Campaign:
     segments: tuple[int, ...] | None = None
     cost: float | None = None
     message: str | None = None
+    budget_per_day: int | None = None  # treated offers a day (stream/targeting.py); None: the setting's
 
     def active(self, ts: float) -> bool:
         return self.start <= ts < self.end
@@ -115,9 +119,12 @@ def load_campaigns(path: str | Path) -> list[Campaign]:
         if cost is not None and (not isinstance(cost, (int, float)) or not math.isfinite(cost)
                                  or cost < 0):
             raise CampaignError(f"{where}: 'cost' must be a number >= 0")
+        budget = c.get("budget_per_day")
+        if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget < 0):
+            raise CampaignError(f"{where}: 'budget_per_day' must be a whole number >= 0")
         out.append(Campaign(c["campaign"], start, end,
                             None if segments is None else tuple(segments),
-                            None if cost is None else float(cost), c.get("message")))
+                            None if cost is None else float(cost), c.get("message"), budget))
     return out
 
 
@@ -138,6 +145,9 @@ class Action:
     cost: float | None = None
     message: str | None = None
     features: dict[str, float] = field(default_factory=dict)
+    # Declared offers under a budget (stream/targeting.py): "uplift" (predicted
+    # uplift over the threshold) or "explore" (at random); None: no targeting.
+    policy: str | None = None
 
     @property
     def action_id(self) -> str:
@@ -163,6 +173,7 @@ class Action:
             "cost": self.cost,
             "message": self.message,
             "features": {k: round(v, 6) for k, v in self.features.items()},
+            "policy": self.policy,
         }
 
     def to_json(self) -> bytes:
@@ -172,10 +183,13 @@ class Action:
 class Actions:
     """Turns alerts and closed sessions into decisions with a holdout."""
 
-    def __init__(self, share: float, key: str = "", campaigns: list[Campaign] | None = None) -> None:
+    def __init__(self, share: float, key: str = "", campaigns: list[Campaign] | None = None,
+                 budget_per_day: int = 0) -> None:
         self.share = share
         self.key = key
         self.campaigns = campaigns or []
+        self.budgets = {c.campaign: budget_per_day if c.budget_per_day is None else c.budget_per_day
+                        for c in self.campaigns}
 
     def _decide(self, kind: str, campaign: str, profile: UserProfile, ts: float, key: str,
                 **extra: Any) -> Action:
@@ -195,14 +209,24 @@ class Actions:
             out.append(action)
         return out
 
-    def offers(self, profile: UserProfile, ts: float) -> list[Action]:
+    def offers(self, profile: UserProfile, ts: float, target: Target | None = None) -> list[Action]:
         """Decisions for the declared campaigns running at ``ts`` that this user
-        has not been decided for yet (a closed session of theirs)."""
+        has not been decided for yet (a closed session of theirs). ``target``:
+        whether to decide the user now, with the score and the reason."""
         out = []
         for c in self.campaigns:
             if c.campaign in profile.offers or not c.active(ts) or not c.eligible(profile):
                 continue
+            score, policy = None, None
+            if target is not None:
+                chosen, score, policy = target(c.campaign, profile, ts)
+                if not chosen:
+                    continue
             profile.offers[c.campaign] = ts
             out.append(self._decide(OFFER, c.campaign, profile, ts, f"{OFFER}:{c.campaign}:{profile.user_id}",
-                                    cost=c.cost, message=c.message))
+                                    cost=c.cost, message=c.message, score=score, policy=policy))
         return out
+
+
+# (campaign, profile, ts) -> (decide now?, predicted uplift or None, "uplift" / "explore" / None)
+Target = Callable[[str, UserProfile, float], tuple[bool, "float | None", "str | None"]]

@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from models.cooccurrence import COMPILED
+from stream import campaigns
 from stream.batching import batch_limit
 from stream.clock import EventClock
 from stream.config import Settings
@@ -135,6 +136,8 @@ async def publish(result: BatchResult) -> None:
     outputs += [(topics.segments, c.user_id.encode(), c.to_json()) for c in result.segment_changes]
     outputs += [(topics.alerts, a.user_id.encode(), a.to_json()) for a in result.alerts]
     outputs += [(topics.actions, a.user_id.encode(), a.to_json()) for a in result.actions]
+    outputs += [(topics.campaign_results, r["result_id"].encode(), orjson.dumps(r))
+                for r in result.campaign_results]
     if result.model_rows:
         # One fixed key: every row reaches the same partition, hence one learner,
         # even if the topic was created with more partitions than asked for.
@@ -383,7 +386,10 @@ async def _resume_learner() -> Learner:
     except (RedisError, OSError) as exc:
         log.warning("could not load the learner's state (%s); starting afresh", exc)
         return Learner.for_settings(settings)
-    return learner if learner is not None else Learner.for_settings(settings)
+    if learner is None:
+        return Learner.for_settings(settings)
+    learner.offers.configure(settings)
+    return learner
 
 
 @app.timer(interval=2.0)
@@ -433,6 +439,17 @@ async def metrics_view(web, request):  # type: ignore[no-untyped-def]
         "propensity": models.metrics,
         "fraud": {"threshold": models.fraud_threshold, **models.fraud_metrics},
     })
+
+
+@app.page("/campaigns")
+async def campaigns_view(web, request):  # type: ignore[no-untyped-def]
+    """Treated against held out per action kind, campaign and segment, as of
+    the event-time watermark (stream/campaigns.py)."""
+    now = clock.watermark()
+    rows = campaigns.report(await state.campaign_counts(), now, settings.offer_window_days,
+                            processor.campaign_costs)
+    return web.json({"as_of": now, "window_days": settings.offer_window_days,
+                     "holdout_share": settings.holdout_share, "campaigns": rows})
 
 
 @app.page("/segments")

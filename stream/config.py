@@ -44,6 +44,7 @@ class Topics:
     alerts: str = "alerts"
     labels: str = "labels"
     actions: str = "actions"
+    campaign_results: str = "campaign-results"
 
     @property
     def inputs(self) -> tuple[str, str, str]:
@@ -120,6 +121,14 @@ class Settings:
     holdout_share: float = 0.1
     holdout_key: str = field(default="", repr=False)
     campaigns: str = ""
+    # Outcomes (visits, purchases, revenue) count towards a decision for this
+    # many days of event time after it (see stream/campaigns.py).
+    offer_window_days: float = 7.0
+    # Targeting (stream/targeting.py): treated offers per day and declared
+    # campaign (0: no budget, every eligible user is decided), and the share
+    # of users given offers at random so that the uplift model keeps learning.
+    offer_budget_per_day: int = 0
+    offer_explore: float = 0.1
     # An input partition silent this long (wall time) no longer holds back
     # the event-time watermark; an idle worker sweeps this often.
     idle_after_s: float = 30.0
@@ -214,6 +223,7 @@ class Settings:
             alerts=_env("TOPIC_ALERTS", d.topics.alerts),
             labels=_env("TOPIC_LABELS", d.topics.labels),
             actions=_env("TOPIC_ACTIONS", d.topics.actions),
+            campaign_results=_env("TOPIC_CAMPAIGN_RESULTS", d.topics.campaign_results),
         )
         values: dict[str, object] = {"topics": topics}
         for f in fields(cls):
@@ -245,6 +255,11 @@ class Settings:
                               "and SHOPSTREAM_NEW_RETURN_GAP_DAYS a number of days > 0")
         if not 0 <= settings.holdout_share < 1:
             raise ConfigError("SHOPSTREAM_HOLDOUT_SHARE must be a share between 0 and 1 (e.g. 0.1)")
+        if not settings.offer_window_days > 0:
+            raise ConfigError("SHOPSTREAM_OFFER_WINDOW_DAYS must be a number of days > 0")
+        if settings.offer_budget_per_day < 0 or not 0 <= settings.offer_explore <= 1:
+            raise ConfigError("SHOPSTREAM_OFFER_BUDGET_PER_DAY must be >= 0 and "
+                              "SHOPSTREAM_OFFER_EXPLORE a share between 0 and 1")
         if settings.campaigns:
             from stream.actions import CampaignError, load_campaigns
 

@@ -29,8 +29,12 @@ from models.fraud import FraudDetector
 from models.outcomes import FraudLabels, PendingPurchase
 from models.propensity import WINDOW_S, LabelledRow, PendingLabels, PurchasePropensity
 from models.segments import UserSegments
+from models.uplift import UpliftModel
 from stream.config import Settings
 from stream.events import Label
+from stream.targeting import CANDIDATE, CONVERTED, DECISION, OfferLearner
+
+OFFER_ROWS = (DECISION, CONVERTED, CANDIDATE)
 
 EXAMPLE, PURCHASE, USER, FRAUD, FORGET = "example", "purchase", "user", "fraud", "forget"
 # Largest message of model rows: well under the producer's request limit
@@ -53,11 +57,16 @@ class ModelRow:
     p: float | None = None
     order_id: str | None = None
     anomaly: float | None = None
+    # Offers (stream/targeting.py): ``decision`` (event_id: the action's id,
+    # x: the uplift features, p: the predicted uplift), ``converted``,
+    # ``candidate`` (p: a scored user's predicted uplift).
+    campaign: str | None = None
+    treated: bool | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelRow":
         return cls(d["kind"], d["user_id"], d["event_id"], d["ts"], d.get("x"), d.get("p"),
-                   d.get("order_id"), d.get("anomaly"))
+                   d.get("order_id"), d.get("anomaly"), d.get("campaign"), d.get("treated"))
 
 
 def encode_rows(rows: Sequence[ModelRow], max_bytes: int = ROWS_MESSAGE_BYTES) -> list[bytes]:
@@ -65,7 +74,7 @@ def encode_rows(rows: Sequence[ModelRow], max_bytes: int = ROWS_MESSAGE_BYTES) -
     is larger goes alone), in order: the messages of the ``features`` topic.
 
     >>> rows = [ModelRow(USER, f"u{i}", f"e{i}", 0.0, {"views": 1.0}) for i in range(3)]
-    >>> [len(orjson.loads(m)) for m in encode_rows(rows, max_bytes=250)]
+    >>> [len(orjson.loads(m)) for m in encode_rows(rows, max_bytes=300)]
     [2, 1]
     """
     encoded = orjson.dumps(rows)  # orjson writes the rows' dataclass fields
@@ -98,6 +107,10 @@ class UserModels:
     fraud: FraudDetector = field(default_factory=FraudDetector)
     fraud_threshold: float | None = None
     fraud_metrics: dict[str, Any] = field(default_factory=dict)
+    # Declared offers (stream/targeting.py): the uplift model and each
+    # campaign's threshold of predicted uplift.
+    uplift: UpliftModel | None = None
+    offer_thresholds: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def segment_name(self, segment: int) -> str | None:
         return self.names.get(segment)
@@ -124,10 +137,11 @@ class Learner:
     # blend scores them, instead of over scores on the old scale.
     fraud_parts: deque = field(default_factory=deque)
     rated_fits: int = 0
+    offers: OfferLearner = field(default_factory=OfferLearner)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """A learner pickled before a field existed loads with its default."""
-        self.__dict__.update(fraud_parts=deque(), rated_fits=0)
+        self.__dict__.update(fraud_parts=deque(), rated_fits=0, offers=OfferLearner())
         self.__dict__.update(state)
 
     @classmethod
@@ -135,6 +149,7 @@ class Learner:
         return cls(
             alert_rate=AlertRate(rate=settings.fraud_alert_rate),
             fraud_labels=FraudLabels(ttl_s=settings.label_ttl_days * 86400.0),
+            offers=OfferLearner.for_settings(settings),
         )
 
     def learn(self, rows: Iterable[ModelRow]) -> list[LabelledRow]:
@@ -167,6 +182,10 @@ class Learner:
                     self.fraud_metrics.update(outcome, score)
                     self.fraud.learn_label(row.x, anomaly, outcome)
                 self.updates += 1
+            elif row.kind in OFFER_ROWS:
+                self.offers.add(row.kind, row.user_id, row.event_id, row.ts, row.x, row.p,
+                                row.campaign, row.treated)
+        self.updates += self.offers.resolve(self.watermark)
         self.fraud_labels.expire(self.watermark)
         self._rate_again()
         resolved += self.pending.resolve(self.watermark)
@@ -226,5 +245,7 @@ class Learner:
             fraud=self.fraud,
             fraud_threshold=self.alert_rate.threshold,
             fraud_metrics={"labels": self.fraud_labels.counts(), "prequential": self.fraud_metrics.get()},
+            uplift=self.offers.model,
+            offer_thresholds=dict(self.offers.thresholds),
         )
         return models if shared else pickle.loads(pickle.dumps(models, protocol=pickle.HIGHEST_PROTOCOL))

@@ -23,11 +23,14 @@ from stream.clock import EventClock
 from stream.config import Settings
 from stream.events import Event, InvalidEvent, decode
 from stream.learner import EXAMPLE, FORGET, FRAUD, PURCHASE, USER, ModelRow, UserModels
-from stream.actions import Action, Actions, load_campaigns
+from stream import campaigns
+from stream.actions import OFFER, Action, Actions, held_out, load_campaigns
 from stream.alerts import Alerts
 from stream.outputs import Alert, DeadLetter, Message, SegmentChange, UserRecommendations
 from stream.privacy import pseudonymiser
 from stream.state import BatchView, State, TopicPartition, new_profile, session_id
+from stream.targeting import (CANDIDATE, CONVERTED, DECISION, explores, sent_field, targeted,
+                              uplift_features)
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,9 @@ class BatchResult:
     segment_changes: list[SegmentChange] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
+    # The campaign report at each day's close the batch's watermark passed
+    # (stream/campaigns.py summary), for the campaign-results topic.
+    campaign_results: list[dict] = field(default_factory=list)
     # (event, {score name: value}) per event, when collect_scores is on
     scores: list[tuple[Event, dict[str, float]]] = field(default_factory=list)
     view: BatchView | None = None
@@ -104,7 +110,8 @@ class Processor:
         self.alerts = Alerts(self.settings)
         s = self.settings
         self.actions = Actions(s.holdout_share, s.holdout_key,
-                               load_campaigns(s.campaigns) if s.campaigns else [])
+                               load_campaigns(s.campaigns) if s.campaigns else [], s.offer_budget_per_day)
+        self.offer_window_s = s.offer_window_days * campaigns.DAY_S
         self.pseudonym = pseudonymiser(self.settings.user_key)
         topics = self.settings.topics
         self._roles = {topics.views: "views", topics.clicks: "clicks", topics.purchases: "purchases"}
@@ -227,7 +234,7 @@ class Processor:
                 result.duplicates += 1
         self._close_quiet_sessions(view, last_event, watermark, result)
         self._check_churn(view, last_event, watermark, result)
-        result.actions[:0] = self.actions.from_alerts(result.alerts, view.profiles)
+        await self._close_day(view, watermark, result)
         if self.publish_recommendations:  # a live consumer reads these; replay exports its own
             self._refresh_propensity(view, last_event)
             self._recommend_after(view, last_event, result)
@@ -280,6 +287,13 @@ class Processor:
             order_id=event.order_id,
         )
         view.dirty_users.add(event.user_id)
+        if profile.exposures:
+            amount = (event.price or 0.0) * event.quantity if event.type == "purchase" else None
+            for c in campaigns.join(profile, event.ts, new_session, amount, self.offer_window_s,
+                                    view.campaign_counts):
+                if c.kind == OFFER:  # what the uplift learner waits for
+                    result.model_rows.append(ModelRow(CONVERTED, event.user_id, c.action_id, event.ts,
+                                                      campaign=c.campaign))
         self._score_event(event, profile, learning, result, fraud_x)
         if learning:
             pairs, occurrence = view.cooccurrence.learn_one(
@@ -349,7 +363,10 @@ class Processor:
         profile.closed_at = profile.last_seen
         x = profile.features.values(profile.last_seen or ts)
         if quiet:
-            result.alerts += self.alerts.cart_nudge(profile, x, models)
+            nudges = self.alerts.cart_nudge(profile, x, models)
+            if nudges:
+                result.alerts += nudges
+                self._act(profile, self.actions.from_alerts(nudges, {profile.user_id: profile}), result)
         if learning:
             result.model_rows.append(ModelRow(USER, profile.user_id, event_id, ts, x))
         segment = models.segments.assign(x, profile.segment)
@@ -360,7 +377,83 @@ class Processor:
             )
             profile.segment = segment
         if self.actions.campaigns:
-            result.actions += self.actions.offers(profile, ts)
+            # A quiet session is decided at the end of its gap, as the sweep
+            # would have: the decision's time does not depend on which came first.
+            at = (profile.last_seen or ts) + SESSION_GAP_S if quiet else ts
+            rows = result.model_rows
+            assert result.view is not None
+            target = self._targeter(result.view, rows) if any(self.actions.budgets.values()) else None
+            decided = self.actions.offers(profile, at, target)
+            for a in decided:
+                x = uplift_features(a.features)
+                if a.score is None and self.models.uplift is not None and self.models.uplift.learnt:
+                    a.score = self.models.uplift.predict_one(x)
+                rows.append(ModelRow(DECISION, a.user_id, a.action_id, a.ts, x, a.score,
+                                     campaign=a.campaign, treated=a.treated))
+            self._act(profile, decided, result)
+
+    def _targeter(self, view: BatchView, rows: list[ModelRow]):  # type: ignore[no-untyped-def]
+        """Whom to decide now under the budget (stream/targeting.py); each
+        user scored is a candidate row for the learner's next threshold.
+        Once a day's treated offers reach the budget, nobody more is decided
+        that day (neither group: they stay alike)."""
+        s, models, budgets = self.settings, self.models, self.actions.budgets
+
+        def target(campaign: str, profile: UserProfile, ts: float) -> tuple[bool, float | None, str | None]:
+            budget = budgets[campaign]
+            if not budget:
+                return True, None, None
+            model = models.uplift
+            score = None
+            if model is not None and model.learnt:
+                score = model.predict_one(uplift_features(profile.features.values(ts)))
+                rows.append(ModelRow(CANDIDATE, profile.user_id, f"candidate:{campaign}:{profile.user_id}",
+                                     ts, p=score, campaign=campaign))
+            if explores(profile.user_id, campaign, s.offer_explore, s.holdout_key):
+                policy = "explore"
+            else:
+                limit = models.offer_thresholds.get(campaign)
+                if score is None or limit is None or not targeted(profile.user_id, campaign, score,
+                                                                   limit, s.holdout_key):
+                    return False, score, None
+                policy = "uplift"
+            day = sent_field(campaign, campaigns.day_of(ts))
+            if view.offers_sent.get(day, 0) + view.offers_added.get(day, 0) >= budget:
+                return False, score, None
+            if not held_out(profile.user_id, campaign, s.holdout_share, s.holdout_key):
+                view.offers_added[day] = view.offers_added.get(day, 0) + 1
+            return True, score, policy
+        return target
+
+    def _act(self, profile: UserProfile, actions: list[Action], result: BatchResult) -> None:
+        """Decisions taken: published, and their outcome windows opened at once,
+        so that the user's next events count whatever batch they fall in."""
+        assert result.view is not None
+        counts = result.view.campaign_counts
+        for action in actions:
+            campaigns.record(profile, action.kind, action.campaign, action.ts, action.treated,
+                             action.action_id, counts)
+        result.actions += actions
+
+    async def _close_day(self, view: BatchView, watermark: float, result: BatchResult) -> None:
+        """At the first batch whose event-time watermark has passed a day's
+        end, the campaign report as it stands, for ``campaign-results``."""
+        if watermark == float("-inf") or watermark <= 0:
+            return
+        today = campaigns.day_of(watermark)
+        if view.campaign_day is None:
+            view.new_campaign_day = today - 1  # the stream starts here: no day to close yet
+        elif today - 1 > view.campaign_day:
+            view.new_campaign_day = closed = today - 1
+            counts = await self.state.campaign_counts()
+            if counts:
+                rows = campaigns.report(counts, (closed + 1) * campaigns.DAY_S,
+                                        self.settings.offer_window_days, self.campaign_costs)
+                result.campaign_results.append(campaigns.summary(rows, closed))
+
+    @property
+    def campaign_costs(self) -> dict[str, float]:
+        return {c.campaign: c.cost for c in self.actions.campaigns if c.cost is not None}
 
     def _score_event(
         self, event: Event, profile: UserProfile, learning: bool, result: BatchResult,
@@ -402,7 +495,9 @@ class Processor:
         for partition, user_id, profile in self._sweep_candidates(view, active):
             check = self.alerts.churn_check_at(profile)
             if check is not None and check <= watermark:
-                result.alerts += self.alerts.churn(profile, check, self.models)
+                alerts = self.alerts.churn(profile, check, self.models)
+                result.alerts += alerts
+                self._act(profile, self.actions.from_alerts(alerts, {user_id: profile}), result)
                 view.profiles.setdefault(user_id, profile)
                 view.dirty_users.add(user_id)
                 check = None

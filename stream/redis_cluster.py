@@ -12,6 +12,8 @@ that says which slot they live in:
 ``item-occurrences``,              version in its bucket ``b`` (CRC32 of the
 ``row-versions``, ``…:sessions``   id modulo ``ITEM_BUCKETS``)
 ``{pop}:popular``                  decayed popularity, one key
+``{camp}:campaign-outcomes``,      the campaigns' totals, the offers sent per
+``offers-sent``, ``campaign-day``  day and the last campaign day closed
 ``{ctl}:offset:…``, ``journal:…``, the input offsets, the journals of
 ``pending``, ``jseq``              batches not yet applied everywhere, and
                                    each partition's journal number
@@ -62,6 +64,7 @@ from stream.state import BatchView, TopicPartition
 ITEM_BUCKETS = 256
 CONTROL = "{ctl}"
 POPULAR = "{pop}"
+CAMPAIGNS = "{camp}"
 
 
 def user_partition(user_id: str, partitions: int) -> int:
@@ -109,6 +112,9 @@ class ClusterKeys(RedisKeys):
         self.popular = f"{prefix}{POPULAR}:popular"
         # Per item bucket: see occurrences_in and row_versions_in.
         self.occurrences = self.row_versions = ""
+        self.campaign_outcomes = f"{prefix}{CAMPAIGNS}:campaign-outcomes"
+        self.campaign_day = f"{prefix}{CAMPAIGNS}:campaign-day"
+        self.offers_sent = f"{prefix}{CAMPAIGNS}:offers-sent"
         self.pending = f"{prefix}{CONTROL}:pending"
         self.jseq = f"{prefix}{CONTROL}:jseq"
 
@@ -229,26 +235,30 @@ for _, f in ipairs(b.fence) do redis.call('HSET', KEYS[1], f[1], f[2]) end
 # -- splitting a batch by slot -------------------------------------------------------
 
 # Fields of COMMIT_BATCH's document, by how they are split.
-_SCALARS = {"ttl", "keep", "token", "sess_keep", "occ_key", "pop_key", "ver_key", "offsets"}
+_SCALARS = {"ttl", "keep", "token", "sess_keep", "occ_key", "pop_key", "ver_key", "offsets",
+            "camp_key", "sent_key", "day_key"}
 _KEYED = {"pairs", "opened", "closed", "checks", "sess_docs", "sess_gone", "sess_touches"}
 _DOCS = {"users", "recs"}  # [key, index of the document among the arguments]
 _ITEMS = {"occ", "touched", "checked"}  # by the item's bucket
+_CAMPAIGN = {"camp", "sent"}  # all in the campaigns' slot, as is "day"
 
 
 def split_batch(batch: dict, docs: list[bytes], keys: ClusterKeys) -> dict[str, tuple[dict, list[bytes]]]:
     """COMMIT_BATCH's document and documents, one part per hash tag; every
     part has every field (empty where nothing of it falls there)."""
-    unknown = set(batch) - _SCALARS - _KEYED - _DOCS - _ITEMS - {"trim", "pop"}
+    unknown = set(batch) - _SCALARS - _KEYED - _DOCS - _ITEMS - _CAMPAIGN - {"trim", "pop", "day"}
     if unknown:
         raise RuntimeError(f"the Redis Cluster layout does not know the batch's {sorted(unknown)} yet "
                            "(stream/redis_cluster.py split_batch)")
-    empty = {name: [] for name in batch if name not in _SCALARS}
+    empty = {name: [] for name in batch if name not in _SCALARS and name != "day"}
     parts: dict[str, tuple[dict, list[bytes]]] = {}
 
     def part(tag: str) -> tuple[dict, list[bytes]]:
         if tag not in parts:
             doc = {name: batch[name] for name in _SCALARS if name in batch}
             doc.update({name: [] for name in empty})
+            if "day" in batch:
+                doc["day"] = ""
             doc.update(offsets=[], occ_key=keys.occurrences_in(tag), ver_key=keys.row_versions_in(tag),
                        pop_key=keys.popular)
             parts[tag] = (doc, [])
@@ -270,6 +280,11 @@ def split_batch(batch: dict, docs: list[bytes], keys: ClusterKeys) -> dict[str, 
             part(keys.item_tag(item))[0][name].append(entry)
     for entry in batch.get("pop", ()):
         part(POPULAR)[0]["pop"].append(entry)
+    for name in _CAMPAIGN:
+        for entry in batch.get(name, ()):
+            part(CAMPAIGNS)[0][name].append(entry)
+    if batch.get("day"):
+        part(CAMPAIGNS)[0]["day"] = batch["day"]
     return parts
 
 
@@ -293,20 +308,22 @@ class ClusterState(RedisState):
     # -- reads
 
     async def _read_start(self, offset_keys: list[str], users: list[str], numbers: list[int],
-                          close_before: float, check_until: float) -> tuple[list, list, list, list]:
+                          close_before: float, check_until: float) -> tuple[list, list, list, Any, dict, list]:
         offsets_raw = await self._offsets_after_pending(offset_keys)
         keys = self.keys
         client: Any = self.client
         profiles_raw = await client.mget_nonatomic([keys.user(u) for u in users]) if users else []
         recs_raw = await client.mget_nonatomic([keys.recs(u) for u in users]) if users else []
         pipe = client.pipeline()
+        pipe.get(keys.campaign_day)
+        pipe.hgetall(keys.offers_sent)
         for partition in numbers:
             pipe.zrangebyscore(keys.open_sessions(partition), "-inf", f"({close_before!r}",
                                start=0, num=CLOSE_PER_BATCH)
             pipe.zrangebyscore(keys.churn_checks(partition), "-inf", repr(check_until),
                                start=0, num=CLOSE_PER_BATCH)
-        quiet = await pipe.execute() if numbers else []
-        return offsets_raw, profiles_raw, recs_raw, quiet
+        campaign_day, sent, *quiet = await pipe.execute()
+        return offsets_raw, profiles_raw, recs_raw, campaign_day, sent, quiet
 
     async def _offsets_after_pending(self, offset_keys: list[str]) -> list[bytes | None]:
         """The offsets, once no journal of these partitions is pending (any

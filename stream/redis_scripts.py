@@ -65,7 +65,9 @@ COMMIT_BATCH = """\
 --   "opened": [[key, member, score]], "closed": [[key, member]],
 --   "checks": [[key, member, score or "" to remove]],
 --   "sess_docs": [[key, doc]], "sess_gone": [[key, member]],
---   "sess_touches": [[key, member, score]], "sess_keep": m}
+--   "sess_touches": [[key, member, score]], "sess_keep": m,
+--   "camp_key": k, "camp": [[field, integer increment]], "sent_key": k,
+--   "sent": [[field, integer increment]], "day_key": k, "day": day or ""}
 -- Numbers travel as strings: Lua would print them with 14 digits only.
 local b = cjson.decode(ARGV[1])
 for _, o in ipairs(b.offsets) do
@@ -97,6 +99,12 @@ for _, t in ipairs(b.sess_touches) do
     redis.call('ZREMRANGEBYRANK', t[1], 0, -(b.sess_keep + 1))
 end
 for _, d in ipairs(b.sess_docs) do redis.call('SET', d[1], d[2], 'EX', b.ttl) end
+-- Campaign totals are integers (revenue in cents): exact whatever the batches.
+for _, c in ipairs(b.camp) do redis.call('HINCRBY', b.camp_key, c[1], c[2]) end
+for _, c in ipairs(b.sent) do redis.call('HINCRBY', b.sent_key, c[1], c[2]) end
+if b.day ~= '' and tonumber(redis.call('GET', b.day_key) or '-1') < tonumber(b.day) then
+    redis.call('SET', b.day_key, b.day)
+end
 for _, o in ipairs(b.offsets) do redis.call('SET', o[1], o[3]) end
 return {1, flags}
 """

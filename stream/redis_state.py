@@ -24,6 +24,13 @@ Keys (all under ``SHOPSTREAM_PREFIX``, ``ss:`` by default):
                                  whose session has not been closed yet
 ``churn-checks:{partition}``     sorted set: user -> event time at which their
                                  silence would make them a churn risk
+``campaign-outcomes``            hash: the campaign totals, "kind, campaign,
+                                 segment, day, group, stat" -> integer
+                                 (:mod:`stream.campaigns`)
+``offers-sent``                  hash: "campaign, day" -> treated offers of
+                                 budgeted campaigns (:mod:`stream.targeting`)
+``campaign-day``                 the last day whose close was summarised on
+                                 ``campaign-results``
 ===============================  =============================================
 
 A batch is read with two round trips (users, offsets and the users whose
@@ -45,7 +52,7 @@ import sys
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import AsyncIterator, Iterator, Sequence
+from typing import Any, AsyncIterator, Iterator, Sequence
 
 import orjson
 import redis.asyncio as aioredis
@@ -68,6 +75,9 @@ class RedisKeys:
         self.occurrences = f"{prefix}item-occurrences"
         self.popular = f"{prefix}popular"
         self.row_versions = f"{prefix}row-versions"
+        self.campaign_outcomes = f"{prefix}campaign-outcomes"
+        self.campaign_day = f"{prefix}campaign-day"
+        self.offers_sent = f"{prefix}offers-sent"
 
     def user(self, user_id: str) -> str:
         return f"{self.prefix}user:{user_id}"
@@ -151,7 +161,7 @@ class RedisState:
         users = list(dict.fromkeys(e.user_id for e in events))
         offset_keys = [keys.offset(tp) for tp in partitions]
         numbers = sorted({p for _, p in partitions})
-        offsets_raw, profiles_raw, recs_raw, quiet = await self._read_start(
+        offsets_raw, profiles_raw, recs_raw, campaign_day, sent, quiet = await self._read_start(
             offset_keys, users, numbers, close_before, check_until)
         # Two replies per partition: quiet sessions, then churn checks due.
         owners = [p for p in numbers for _ in (0, 1)]
@@ -232,6 +242,8 @@ class RedisState:
             due=due,
             closed=set(gone),
             churn_checks=dict.fromkeys(gone),
+            campaign_day=None if campaign_day is None else int(campaign_day),
+            offers_sent={k.decode(): int(v) for k, v in sent.items()},
             token=BatchRead({tp: raw for tp, raw in zip(partitions, offsets_raw)}, row_versions),
         )
 
@@ -239,21 +251,24 @@ class RedisState:
     # Redis Cluster (stream/redis_cluster.py) does these its own way.
 
     async def _read_start(self, offset_keys: list[str], users: list[str], numbers: list[int],
-                          close_before: float, check_until: float) -> tuple[list, list, list, list]:
-        """The batch's offsets, its users' profiles and recommendations, and
-        per partition the quiet sessions and the churn checks due."""
+                          close_before: float, check_until: float) -> tuple[list, list, list, Any, dict, list]:
+        """The batch's offsets, its users' profiles and recommendations, the
+        last campaign day closed and the offers sent per day, and per
+        partition the quiet sessions and the churn checks due."""
         keys = self.keys
         pipe = self.client.pipeline(transaction=False)
         pipe.mget(offset_keys or [keys.offset(("-", 0))])
         pipe.mget([keys.user(u) for u in users] or [keys.user("-")])
         pipe.mget([keys.recs(u) for u in users] or [keys.recs("-")])
+        pipe.get(keys.campaign_day)
+        pipe.hgetall(keys.offers_sent)
         for partition in numbers:
             pipe.zrangebyscore(keys.open_sessions(partition), "-inf", f"({close_before!r}",
                                start=0, num=CLOSE_PER_BATCH)
             pipe.zrangebyscore(keys.churn_checks(partition), "-inf", repr(check_until),
                                start=0, num=CLOSE_PER_BATCH)
-        offsets_raw, profiles_raw, recs_raw, *quiet = await pipe.execute()
-        return offsets_raw, profiles_raw, recs_raw, quiet
+        offsets_raw, profiles_raw, recs_raw, campaign_day, sent, *quiet = await pipe.execute()
+        return offsets_raw, profiles_raw, recs_raw, campaign_day, sent, quiet
 
     async def _read_docs(self, names: list[str]) -> list[bytes | None]:
         return await self.client.mget(names)
@@ -341,6 +356,12 @@ class RedisState:
             "sess_touches": [(keys.item_sessions(item), sid, repr(ts))
                              for item, sid, ts in view.session_touches],
             "sess_keep": self.settings.sessions_per_item,
+            "camp_key": keys.campaign_outcomes,
+            "camp": [(name, str(n)) for name, n in view.campaign_counts.items() if n],
+            "sent_key": keys.offers_sent,
+            "sent": [(name, str(n)) for name, n in view.offers_added.items() if n],
+            "day_key": keys.campaign_day,
+            "day": "" if view.new_campaign_day is None else str(view.new_campaign_day),
         }
         reply = await self._write(batch, docs)
         if not reply:
@@ -383,6 +404,10 @@ class RedisState:
         profile, recs, *removed = await pipe.execute()
         return {"profile": profile, "recommendations": recs,
                 "index_entries": sum(removed[: len(indexes)]), "sessions": len(mine)}
+
+    async def campaign_counts(self) -> dict[str, int]:
+        raw = await self.client.hgetall(self.keys.campaign_outcomes)
+        return {k.decode(): int(v) for k, v in raw.items()}
 
     async def profile(self, user_id: str) -> UserProfile | None:
         raw = await self.client.get(self.keys.user(user_id))

@@ -56,6 +56,15 @@ class BatchView:
     opened: dict[tuple[int, str], float] = field(default_factory=dict)
     closed: set[tuple[int, str]] = field(default_factory=set)
     churn_checks: dict[tuple[int, str], float | None] = field(default_factory=dict)
+    # Increments of the campaign totals (stream/campaigns.py), and the last
+    # day whose close was summarised (as read; as it is after the batch).
+    campaign_counts: dict[str, int] = field(default_factory=dict)
+    campaign_day: int | None = None
+    new_campaign_day: int | None = None
+    # Treated offers of budgeted campaigns per campaign and day (stream/targeting.py):
+    # as read, and this batch's.
+    offers_sent: dict[str, int] = field(default_factory=dict)
+    offers_added: dict[str, int] = field(default_factory=dict)
     token: Any = None  # the store's own handle for this batch
 
 
@@ -124,6 +133,10 @@ class State(Protocol):
 
     async def profile(self, user_id: str) -> UserProfile | None: ...
 
+    async def campaign_counts(self) -> dict[str, int]:
+        """The campaign totals (stream/campaigns.py), field -> count."""
+        ...
+
     async def forget(self, user_id: str) -> dict[str, int]:
         """Erase everything kept about one user; how much of each kind there was."""
         ...
@@ -151,6 +164,9 @@ class MemoryState:
         self.last_published: dict[str, float] = {}
         self.sessions: dict[int, UserTimes] = {}
         self.churn_checks: dict[int, UserTimes] = {}
+        self.campaigns: dict[str, int] = {}
+        self.campaign_day: int | None = None
+        self.offers_sent: dict[str, int] = {}
 
     async def load(
         self, events: Sequence[Event], partitions: Sequence[TopicPartition], close_before: float,
@@ -171,6 +187,8 @@ class MemoryState:
             last_published=self.last_published,
             journal=False,
             due=due,
+            campaign_day=self.campaign_day,
+            offers_sent=self.offers_sent,
         )
 
     async def commit(self, view: BatchView) -> bool:
@@ -187,7 +205,17 @@ class MemoryState:
         self.cooccurrence.trim(view.touched_items)
         self.offsets.update(view.new_offsets)
         self.latest.update(view.latest)
+        for name, increment in view.offers_added.items():
+            self.offers_sent[name] = self.offers_sent.get(name, 0) + increment
+        for name, increment in view.campaign_counts.items():
+            self.campaigns[name] = self.campaigns.get(name, 0) + increment
+        if view.new_campaign_day is not None:
+            old = self.campaign_day
+            self.campaign_day = view.new_campaign_day if old is None else max(old, view.new_campaign_day)
         return True
+
+    async def campaign_counts(self) -> dict[str, int]:
+        return dict(self.campaigns)
 
     async def profile(self, user_id: str) -> UserProfile | None:
         return self.profiles.get(user_id)

@@ -53,6 +53,7 @@ def isolated_settings(services: Services, partitions: int = 4, **overrides: obje
         alerts=f"alerts-{tag}",
         labels=f"labels-{tag}",
         actions=f"actions-{tag}",
+        campaign_results=f"campaign-results-{tag}",
     )
     values: dict = dict(
         broker=services.broker,
