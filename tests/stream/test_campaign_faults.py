@@ -34,7 +34,7 @@ def wait_for_quiet_sessions_closed(client: redis.Redis, prefix: str, before: flo
                                    timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        keys = list(client.scan_iter(match=f"{prefix}open-sessions:*"))
+        keys = list(client.scan_iter(match=f"{prefix}*open-sessions*"))  # on a cluster: {u<n>}:open-sessions
         if keys and not any(client.zcount(k, "-inf", f"({before!r}") for k in keys):
             return
         time.sleep(0.5)
