@@ -17,7 +17,7 @@ names, computed in the same run from the same matrix: the mean and the
 median of the last 28 days (their interval: the 28 days' own quantiles .1
 and .9), seasonal naive (the same weekday a week before) and zero.
 
-Its two knobs are tuned on the 64 origins *before* the protocol's (origins
+Its two knobs (``models.demand.HALF_LIFE_DAYS``, ``INTERVAL_MASS``) are tuned on the 64 origins *before* the protocol's (origins
 2011-07-28..2011-09-29, forecasts up to the cut, series and scales as of the
 day before the first of them): :func:`tune`; the protocol's origins are never
 looked at to choose them.
@@ -32,7 +32,7 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from models.demand import DemandForecaster, WeeklyRhythm
+from models.demand import HALF_LIFE_DAYS, INTERVAL_MASS, DemandForecaster, WeeklyRhythm
 
 HORIZON = 7
 WINDOW = 28
@@ -193,7 +193,8 @@ def peers(demand: DailyDemand, s: Setup) -> dict[str, Forecasts]:
 
 # -- ours ---------------------------------------------------------------------
 
-def ours(demand: DailyDemand, s: Setup, half_life_days: float = 14.0, spread: float = 1.0,
+def ours(demand: DailyDemand, s: Setup, half_life_days: float = HALF_LIFE_DAYS, spread: float = 1.0,
+         mass: float = INTERVAL_MASS,
          progress: Callable[[int], None] | None = None) -> Forecasts:
     """``models/demand.py`` learning day by day from the first day of the data,
     the rhythm from the shop's daily totals (all products), forecasting at
@@ -201,7 +202,7 @@ def ours(demand: DailyDemand, s: Setup, half_life_days: float = 14.0, spread: fl
     rhythm = WeeklyRhythm()
     totals = demand.units.sum(axis=0)
     rows = demand.units[s.series]
-    forecasters = [DemandForecaster(half_life_days, spread) for _ in s.series]
+    forecasters = [DemandForecaster(half_life_days, spread, mass) for _ in s.series]
     shape = s.actual.shape
     point, med, lo, hi = (np.zeros(shape) for _ in range(4))
     origin_at = {int(o): k for k, o in enumerate(s.origins)}
@@ -227,12 +228,12 @@ def ours(demand: DailyDemand, s: Setup, half_life_days: float = 14.0, spread: fl
     return Forecasts(point, med, lo, hi)
 
 
-def evaluate(demand: DailyDemand, protocol: Protocol = Protocol(), half_life_days: float = 14.0,
-             spread: float = 1.0, progress: Callable[[int], None] | None = None) -> dict:
+def evaluate(demand: DailyDemand, protocol: Protocol = Protocol(), half_life_days: float = HALF_LIFE_DAYS,
+             mass: float = INTERVAL_MASS, progress: Callable[[int], None] | None = None) -> dict:
     """The ``demand`` section of ``metrics.json``."""
     s = setup(demand, protocol)
     table: dict[str, dict] = {}
-    mine = ours(demand, s, half_life_days, spread, progress)
+    mine = ours(demand, s, half_life_days, 1.0, mass, progress)
     table["ours_expected"] = score(s, mine.point, mine.low, mine.high)
     table["ours_median"] = score(s, mine.median, mine.low, mine.high)
     for name, f in peers(demand, s).items():
@@ -240,6 +241,7 @@ def evaluate(demand: DailyDemand, protocol: Protocol = Protocol(), half_life_day
     return {
         "protocol": {"cut": protocol.cut, "origins": [protocol.first_origin, protocol.last_origin],
                      "series": int(len(s.series)), "horizon": HORIZON, "min_days": protocol.min_days},
-        "model": {"half_life_days": half_life_days, "spread": spread},
+        "model": {"half_life_days": half_life_days, "interval_levels": [round(0.5 - mass / 2, 4),
+                                                                         round(0.5 + mass / 2, 4)]},
         "forecasters": table,
     }
