@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 
@@ -229,7 +229,8 @@ def ours(demand: DailyDemand, s: Setup, half_life_days: float = HALF_LIFE_DAYS, 
 
 
 def evaluate(demand: DailyDemand, protocol: Protocol = Protocol(), half_life_days: float = HALF_LIFE_DAYS,
-             mass: float = INTERVAL_MASS, progress: Callable[[int], None] | None = None) -> dict:
+             mass: float = INTERVAL_MASS, progress: Callable[[int], None] | None = None,
+             top: int = 4) -> dict:
     """The ``demand`` section of ``metrics.json``."""
     s = setup(demand, protocol)
     table: dict[str, dict] = {}
@@ -239,9 +240,58 @@ def evaluate(demand: DailyDemand, protocol: Protocol = Protocol(), half_life_day
     for name, f in peers(demand, s).items():
         table[name] = score(s, f.point, f.low, f.high)
     return {
+        "h1_series": _h1_series(demand, s, mine, top),
         "protocol": {"cut": protocol.cut, "origins": [protocol.first_origin, protocol.last_origin],
                      "series": int(len(s.series)), "horizon": HORIZON, "min_days": protocol.min_days},
         "model": {"half_life_days": half_life_days, "interval_levels": [round(0.5 - mass / 2, 4),
                                                                          round(0.5 + mass / 2, 4)]},
         "forecasters": table,
     }
+
+
+def _h1_series(demand: DailyDemand, s: Setup, mine: Forecasts, top: int) -> dict:
+    """Next-day forecasts against actual units per forecast day, for the
+    report's plots: the scored products together, and the ``top`` best sellers."""
+    days = [day_iso(demand.first_day + int(o) + 1) for o in s.origins]
+    out = {"days": days, "aggregate": {
+        "actual": s.actual[:, :, 0].sum(axis=0).tolist(),
+        "expected": np.round(mine.point[:, :, 0].sum(axis=0), 2).tolist()}, "items": {}}
+    best = np.argsort(-s.actual.sum(axis=(1, 2)))[:top]
+    for k in best:
+        out["items"][demand.items[s.series[k]]] = {
+            "actual": s.actual[k, :, 0].tolist(),
+            "expected": np.round(mine.point[k, :, 0], 2).tolist(),
+            "median": mine.median[k, :, 0].tolist(),
+            "low": mine.low[k, :, 0].tolist(), "high": mine.high[k, :, 0].tolist()}
+    return out
+
+
+def from_events(events: Iterable, timezone: str = "UTC", progress: bool = True) -> dict:
+    """The ``demand`` section of a replay's metrics from its purchase events, or
+    ``{"skipped": why}`` when they do not cover the protocol's days."""
+    import time
+    from zoneinfo import ZoneInfo
+
+    started = time.perf_counter()
+    zone = ZoneInfo(timezone)
+    rows = ((datetime.fromtimestamp(e.ts, zone).date().isoformat(), e.item_id, e.quantity)
+            for e in events if e.type == "purchase")
+    try:
+        demand = DailyDemand.from_days(rows)
+        protocol = Protocol()
+        setup(demand, protocol)
+    except ValueError as exc:
+        return {"skipped": str(exc)}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=day_number(protocol.last_origin) - demand.first_day + 1, unit="day",
+                   desc="demand", mininterval=0.5)
+    try:
+        out = evaluate(demand, protocol, progress=bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    out["seconds"] = round(time.perf_counter() - started, 3)
+    return out

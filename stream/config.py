@@ -104,6 +104,8 @@ class Settings:
     # Alerts (see models/churn.py and models/fraud.py).
     churn_threshold: float = 0.8
     churn_prior_gap_days: float = 2.0
+    # The shop's time zone: where its days begin and end (demand per day, models/demand.py).
+    timezone: str = "UTC"
     # Customers seen once (see models/second_visit.py): the share of new
     # customers who ever come back, and the median gap until they do.
     new_return_share: float = 0.3
@@ -233,6 +235,12 @@ class Settings:
         if settings.kafka_fetch_max_wait_ms < 0 or settings.kafka_fetch_min_bytes < 1:
             raise ConfigError("SHOPSTREAM_KAFKA_FETCH_MAX_WAIT_MS must be >= 0 and "
                               "SHOPSTREAM_KAFKA_FETCH_MIN_BYTES >= 1")
+        try:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(settings.timezone)
+        except (ValueError, KeyError, OSError):
+            raise ConfigError(f"SHOPSTREAM_TIMEZONE={settings.timezone!r} is not a time zone (e.g. UTC, Europe/London)") from None
         if not settings.gc_full_every_s > 0:
             raise ConfigError("SHOPSTREAM_GC_FULL_EVERY_S must be a number of seconds > 0")
         if not (0 < settings.new_return_share < 1 and settings.new_return_gap_days > 0):
