@@ -44,6 +44,7 @@ class Topics:
     alerts: str = "alerts"
     labels: str = "labels"
     actions: str = "actions"
+    demand: str = "demand"
 
     @property
     def inputs(self) -> tuple[str, str, str]:
@@ -106,6 +107,11 @@ class Settings:
     churn_prior_gap_days: float = 2.0
     # The shop's time zone: where its days begin and end (demand per day, models/demand.py).
     timezone: str = "UTC"
+    # Demand per item and category (stream/demand.py); a surge alert when a day's units pass
+    # surge_factor x the top of its 80 % interval and at least surge_min_units.
+    demand: bool = True
+    surge_factor: float = 2.0
+    surge_min_units: int = 20
     # Customers seen once (see models/second_visit.py): the share of new
     # customers who ever come back, and the median gap until they do.
     new_return_share: float = 0.3
@@ -214,6 +220,7 @@ class Settings:
             alerts=_env("TOPIC_ALERTS", d.topics.alerts),
             labels=_env("TOPIC_LABELS", d.topics.labels),
             actions=_env("TOPIC_ACTIONS", d.topics.actions),
+            demand=_env("TOPIC_DEMAND", d.topics.demand),
         )
         values: dict[str, object] = {"topics": topics}
         for f in fields(cls):

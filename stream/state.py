@@ -18,6 +18,7 @@ from models.popularity import Popularity
 from models.profile import UserProfile
 from models.session_neighbours import SessionNeighbours
 from stream.config import Settings
+from stream.demand import DemandBook
 from stream.events import Event
 from stream.outputs import UserRecommendations
 
@@ -57,6 +58,7 @@ class BatchView:
     closed: set[tuple[int, str]] = field(default_factory=set)
     churn_checks: dict[tuple[int, str], float | None] = field(default_factory=dict)
     token: Any = None  # the store's own handle for this batch
+    demand: DemandBook | None = None  # stream/demand.py; None: not kept by this store
 
 
 class UserTimes:
@@ -93,6 +95,12 @@ def new_session_neighbours(settings: Settings) -> SessionNeighbours:
         neighbours=settings.session_neighbours,
         max_session_items=settings.recent_items,
     )
+
+
+def new_demand_book(settings: Settings) -> DemandBook | None:
+    if not settings.demand:
+        return None
+    return DemandBook(settings.timezone, settings.surge_factor, settings.surge_min_units)
 
 
 def session_id(profile: UserProfile) -> str:
@@ -151,6 +159,7 @@ class MemoryState:
         self.last_published: dict[str, float] = {}
         self.sessions: dict[int, UserTimes] = {}
         self.churn_checks: dict[int, UserTimes] = {}
+        self.demand = new_demand_book(self.settings)
 
     async def load(
         self, events: Sequence[Event], partitions: Sequence[TopicPartition], close_before: float,
@@ -171,6 +180,7 @@ class MemoryState:
             last_published=self.last_published,
             journal=False,
             due=due,
+            demand=self.demand,
         )
 
     async def commit(self, view: BatchView) -> bool:

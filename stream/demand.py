@@ -1,0 +1,203 @@
+"""Demand per item and category on event time: what the Processor keeps of purchases.
+
+A :class:`DemandBook` counts the units bought per series (``item:{id}``,
+``category:{name}``) and day in the shop's time zone (``SHOPSTREAM_TIMEZONE``),
+and closes a day when the event-time watermark has passed its end: each
+series that sold learns its open days (``models/demand.py``, days without a
+sale in between learned as 0), the shop's daily totals teach the shared
+weekly rhythm. A series nobody bought from is not touched: its days without
+a sale are learned when it next sells, or when it is forecast.
+
+While a day is open, a series whose units so far exceed
+``SHOPSTREAM_SURGE_FACTOR`` times the top of that day's 80 % interval (and at
+least ``SHOPSTREAM_SURGE_MIN_UNITS``) raises one ``demand_surge`` alert for
+that day. Purchases of a day already closed for their series (behind the
+watermark) are counted as ``late_units`` and not learned.
+
+Its state is plain numbers (``to_dict``/``from_dict``): per series the
+forecaster's five numbers, its open days and the day of its last surge.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from models.demand import DayForecast, DemandForecaster, WeeklyRhythm, nb_quantiles, weekday
+from stream.events import Event
+from stream.outputs import Alert, Reason
+
+HORIZON = 7
+
+
+@dataclass(slots=True)
+class Series:
+    forecaster: DemandForecaster = field(default_factory=DemandForecaster)
+    open: dict[int, int] = field(default_factory=dict)  # day -> units so far
+    first_sale: dict[int, float] = field(default_factory=dict)  # day -> time of its first sale
+    surged: int = -1  # the last day a surge alert was raised for
+
+    def to_list(self) -> list:
+        return [self.forecaster.to_list(), sorted(self.open.items()), sorted(self.first_sale.items()),
+                self.surged]
+
+    @classmethod
+    def from_list(cls, values: list) -> "Series":
+        return cls(DemandForecaster.from_list(values[0]), {int(d): u for d, u in values[1]},
+                   {int(d): t for d, t in values[2]}, int(values[3]))
+
+
+@dataclass(slots=True)
+class Forecast:
+    """A series' next days as of the day it closed (published on the ``demand`` topic)."""
+
+    series: str
+    closed_day: int
+    units: int | None  # sold on the closed day (None: not known here)
+    days: list[DayForecast]
+
+    @property
+    def forecast_id(self) -> str:
+        return f"demand:{self.series}:{self.closed_day}"
+
+    def to_dict(self) -> dict:
+        kind, _, name = self.series.partition(":")
+        return {"forecast_id": self.forecast_id, kind: name, "day": day_iso(self.closed_day),
+                "units": self.units,
+                "forecast": [{**d.to_dict(), "day": day_iso(d.day)} for d in self.days]}
+
+
+def day_iso(day: int) -> str:
+    return (datetime(1970, 1, 1) + timedelta(days=day)).date().isoformat()
+
+
+class DayClock:
+    """Event time -> day number in a time zone; caches the current day's bounds."""
+
+    def __init__(self, timezone: str = "UTC") -> None:
+        self.zone = ZoneInfo(timezone)
+        self.start = self.end = 0.0
+        self.day = 0
+
+    def __call__(self, ts: float) -> int:
+        if self.start <= ts < self.end:
+            return self.day
+        local = datetime.fromtimestamp(ts, self.zone)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        self.day = (midnight.date() - datetime(1970, 1, 1).date()).days
+        self.start = midnight.timestamp()
+        self.end = (midnight + timedelta(days=1)).replace(tzinfo=None).replace(tzinfo=self.zone).timestamp()
+        return self.day
+
+
+class DemandBook:
+    """Every series' demand, the shop's weekly rhythm and the days still open."""
+
+    def __init__(self, timezone: str = "UTC", surge_factor: float = 2.0, surge_min_units: int = 20) -> None:
+        self.day_of = DayClock(timezone)
+        self.surge_factor = surge_factor
+        self.surge_min_units = surge_min_units
+        self.series: dict[str, Series] = {}
+        self.rhythm = WeeklyRhythm()
+        self.totals: dict[int, int] = {}  # the shop's units per open day
+        self.closed_through: int | None = None  # the last day closed for the shop
+        self.pending: set[str] = set()  # series with open days
+        self.late_units = 0
+
+    # -- the hot path: one call per purchase ------------------------------------
+
+    def add(self, event: Event) -> list[Alert]:
+        """Count a purchase; the surge alerts it raises (its item's, its category's)."""
+        day = self.day_of(event.ts)
+        if self.closed_through is not None and day <= self.closed_through:
+            self.late_units += event.quantity
+            return []
+        self.totals[day] = self.totals.get(day, 0) + event.quantity
+        alert = self._add(f"item:{event.item_id}", day, event)
+        alerts = [] if alert is None else [alert]
+        if event.category:
+            alert = self._add(f"category:{event.category}", day, event)
+            if alert is not None:
+                alerts.append(alert)
+        return alerts
+
+    def _add(self, key: str, day: int, event: Event) -> Alert | None:
+        s = self.series.get(key)
+        if s is None:
+            s = self.series[key] = Series()
+        units = s.open.get(day, 0) + event.quantity
+        s.open[day] = units
+        if units == event.quantity:
+            s.first_sale[day] = event.ts
+            self.pending.add(key)
+        if units < self.surge_min_units or s.surged == day:
+            return None
+        return self._surge(key, s, day, units, event)
+
+    def _surge(self, key: str, s: Series, day: int, units: int, event: Event) -> Alert | None:
+        f = s.forecaster
+        if f.last_day is None:
+            return None  # nothing learned yet: no forecast to be above
+        expected = f.level * self.rhythm.weights[weekday(day)]
+        _, _, high = nb_quantiles(expected, f.dispersion(), *f.levels)
+        limit = max(self.surge_min_units, self.surge_factor * high)
+        if units <= limit:
+            return None
+        s.surged = day
+        kind, _, name = key.partition(":")
+        reasons = [Reason(kind, name), Reason("units_today", float(units), round(expected, 4)),
+                   Reason("forecast_q90", high), Reason("since", s.first_sale.get(day, event.ts))]
+        return Alert("demand_surge", event.user_id, event.event_id, event.ts, units / max(high, 1e-9),
+                     limit, reasons, key=f"{key}:{day_iso(day)}")
+
+    # -- day close ----------------------------------------------------------------
+
+    def close(self, watermark: float, forecast: bool) -> list[Forecast]:
+        """Close every day that ended before ``watermark``; the forecasts of the
+        series that sold on them when ``forecast`` (a live worker publishes
+        them; replay scores its own)."""
+        if not math.isfinite(watermark) or watermark <= 0:
+            return []
+        today = self.day_of(watermark)
+        if self.closed_through is None:
+            if not self.totals:
+                return []
+            self.closed_through = min(self.totals) - 1
+        if today - 1 <= self.closed_through:
+            return []
+        for day in range(self.closed_through + 1, today):
+            self.rhythm.learn_one(float(self.totals.pop(day, 0)), day)
+        self.closed_through = today - 1
+        out = []
+        for key in [k for k in self.pending if min(self.series[k].open) < today]:
+            s = self.series[key]
+            sold = 0
+            for day in sorted(d for d in s.open if d < today):
+                sold = s.open.pop(day)
+                s.forecaster.learn_one(sold, day, self.rhythm)
+                s.first_sale.pop(day, None)
+            if not s.open:
+                self.pending.discard(key)
+            if forecast:
+                f = s.forecaster
+                if f.last_day != today - 1:  # a copy: the state must not depend on publishing
+                    sold = 0
+                    f = DemandForecaster.from_list(f.to_list())
+                    self._catch_up(f, today - 1)
+                out.append(Forecast(key, today - 1, sold, f.forecast(HORIZON, self.rhythm)))
+        return out
+
+    def _catch_up(self, f: DemandForecaster, day: int) -> None:
+        if f.last_day is not None and f.last_day < day:
+            f.learn_one(0.0, day, self.rhythm)
+
+    def forecast(self, key: str) -> Forecast | None:
+        """A series' next days as of the last closed day (for the web views)."""
+        s = self.series.get(key)
+        if s is None or s.forecaster.last_day is None or self.closed_through is None:
+            return None
+        f = DemandForecaster.from_list(s.forecaster.to_list())
+        self._catch_up(f, self.closed_through)
+        return Forecast(key, self.closed_through, None, f.forecast(HORIZON, self.rhythm))
