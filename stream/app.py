@@ -135,6 +135,7 @@ async def publish(result: BatchResult) -> None:
     outputs += [(topics.segments, c.user_id.encode(), c.to_json()) for c in result.segment_changes]
     outputs += [(topics.alerts, a.user_id.encode(), a.to_json()) for a in result.alerts]
     outputs += [(topics.actions, a.user_id.encode(), a.to_json()) for a in result.actions]
+    outputs += [(topics.demand, f.series.encode(), f.to_json()) for f in result.demand]
     if result.model_rows:
         # One fixed key: every row reaches the same partition, hence one learner,
         # even if the topic was created with more partitions than asked for.

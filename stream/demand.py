@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from models.demand import DayForecast, DemandForecaster, WeeklyRhythm, nb_quantiles, weekday
 from stream.events import Event
 from stream.outputs import Alert, Reason
@@ -68,9 +70,28 @@ class Forecast:
                 "units": self.units,
                 "forecast": [{**d.to_dict(), "day": day_iso(d.day)} for d in self.days]}
 
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
 
 def day_iso(day: int) -> str:
     return (datetime(1970, 1, 1) + timedelta(days=day)).date().isoformat()
+
+
+@dataclass
+class Journal:
+    """What a batch changed in a :class:`DemandBook`: increments that commute
+    (units per series and day, the shop's totals, late units), and the
+    documents rewritten (series that closed days or surged, the shop's rhythm)."""
+
+    units: dict[tuple[str, int], int] = field(default_factory=dict)
+    first_sales: dict[tuple[str, int], float] = field(default_factory=dict)
+    totals: dict[int, int] = field(default_factory=dict)
+    late: int = 0
+    docs: set[str] = field(default_factory=set)
+    days_closed: dict[str, list[int]] = field(default_factory=dict)
+    totals_closed: list[int] = field(default_factory=list)
+    shop: bool = False
 
 
 class DayClock:
@@ -105,16 +126,26 @@ class DemandBook:
         self.closed_through: int | None = None  # the last day closed for the shop
         self.pending: set[str] = set()  # series with open days
         self.late_units = 0
+        self.journal: Journal | None = None  # what changed, for a store that persists it
+
+    def journaled(self) -> "DemandBook":
+        self.journal = Journal()
+        return self
 
     # -- the hot path: one call per purchase ------------------------------------
 
     def add(self, event: Event) -> list[Alert]:
         """Count a purchase; the surge alerts it raises (its item's, its category's)."""
         day = self.day_of(event.ts)
+        j = self.journal
         if self.closed_through is not None and day <= self.closed_through:
             self.late_units += event.quantity
+            if j is not None:
+                j.late += event.quantity
             return []
         self.totals[day] = self.totals.get(day, 0) + event.quantity
+        if j is not None:
+            j.totals[day] = j.totals.get(day, 0) + event.quantity
         alert = self._add(f"item:{event.item_id}", day, event)
         alerts = [] if alert is None else [alert]
         if event.category:
@@ -129,9 +160,14 @@ class DemandBook:
             s = self.series[key] = Series()
         units = s.open.get(day, 0) + event.quantity
         s.open[day] = units
-        if units == event.quantity:
+        first = s.first_sale.get(day)
+        if first is None or event.ts < first:
             s.first_sale[day] = event.ts
-            self.pending.add(key)
+        self.pending.add(key)
+        j = self.journal
+        if j is not None:
+            j.units[key, day] = j.units.get((key, day), 0) + event.quantity
+            j.first_sales[key, day] = s.first_sale[day]
         if units < self.surge_min_units or s.surged == day:
             return None
         return self._surge(key, s, day, units, event)
@@ -146,6 +182,8 @@ class DemandBook:
         if units <= limit:
             return None
         s.surged = day
+        if self.journal is not None:
+            self.journal.docs.add(key)
         kind, _, name = key.partition(":")
         reasons = [Reason(kind, name), Reason("units_today", float(units), round(expected, 4)),
                    Reason("forecast_q90", high), Reason("since", s.first_sale.get(day, event.ts))]
@@ -167,26 +205,44 @@ class DemandBook:
             self.closed_through = min(self.totals) - 1
         if today - 1 <= self.closed_through:
             return []
+        j = self.journal
+        due = [k for k in self.pending if min(self.series[k].open) < today]
+        by_day: dict[int, list[str]] = {}
+        for key in due:
+            for day in self.series[key].open:
+                if day < today:
+                    by_day.setdefault(day, []).append(key)
+        sold: dict[str, int] = {}
+        # Day by day, the shop's rhythm first: what a series learns does not
+        # depend on how many days one close covers (how events fell into batches).
         for day in range(self.closed_through + 1, today):
             self.rhythm.learn_one(float(self.totals.pop(day, 0)), day)
-        self.closed_through = today - 1
-        out = []
-        for key in [k for k in self.pending if min(self.series[k].open) < today]:
-            s = self.series[key]
-            sold = 0
-            for day in sorted(d for d in s.open if d < today):
-                sold = s.open.pop(day)
-                s.forecaster.learn_one(sold, day, self.rhythm)
+            if j is not None:
+                j.totals_closed.append(day)
+            for key in sorted(by_day.get(day, ())):
+                s = self.series[key]
+                sold[key] = s.open.pop(day)
+                s.forecaster.learn_one(sold[key], day, self.rhythm)
                 s.first_sale.pop(day, None)
+                if j is not None:
+                    j.days_closed.setdefault(key, []).append(day)
+        self.closed_through = today - 1
+        if j is not None:
+            j.shop = True
+        out = []
+        for key in due:
+            s = self.series[key]
             if not s.open:
                 self.pending.discard(key)
+            if j is not None:
+                j.docs.add(key)
             if forecast:
                 f = s.forecaster
+                units = sold[key] if f.last_day == today - 1 else 0
                 if f.last_day != today - 1:  # a copy: the state must not depend on publishing
-                    sold = 0
                     f = DemandForecaster.from_list(f.to_list())
                     self._catch_up(f, today - 1)
-                out.append(Forecast(key, today - 1, sold, f.forecast(HORIZON, self.rhythm)))
+                out.append(Forecast(key, today - 1, units, f.forecast(HORIZON, self.rhythm)))
         return out
 
     def _catch_up(self, f: DemandForecaster, day: int) -> None:

@@ -52,6 +52,8 @@ return cjson.encode({rows = rows, occ = occ, pop = pop, ver = ver, top = top,
                      srows = srows, sids = sids, sdocs = sdocs})
 """
 
+from stream.demand_redis import LUA_APPLY as DEMAND_APPLY, LUA_CHECK as DEMAND_CHECK  # noqa: E402
+
 COMMIT_BATCH = """\
 -- Apply one batch atomically, if and only if no other worker has moved the
 -- batch's offsets since they were read. Returns 0 if not; else {1, flags}
@@ -65,14 +67,15 @@ COMMIT_BATCH = """\
 --   "opened": [[key, member, score]], "closed": [[key, member]],
 --   "checks": [[key, member, score or "" to remove]],
 --   "sess_docs": [[key, doc]], "sess_gone": [[key, member]],
---   "sess_touches": [[key, member, score]], "sess_keep": m}
+--   "sess_touches": [[key, member, score]], "sess_keep": m,
+--   "demand": optional, see stream/demand_redis.py}
 -- Numbers travel as strings: Lua would print them with 14 digits only.
 local b = cjson.decode(ARGV[1])
 for _, o in ipairs(b.offsets) do
     local current = redis.call('GET', o[1]) or ''
     if current ~= o[2] then return 0 end
 end
-local flags = {}
+""" + DEMAND_CHECK + """local flags = {}
 for i, c in ipairs(b.checked) do
     flags[i] = ((redis.call('HGET', b.ver_key, c[1]) or '') == c[2]) and 1 or 0
 end
@@ -97,6 +100,6 @@ for _, t in ipairs(b.sess_touches) do
     redis.call('ZREMRANGEBYRANK', t[1], 0, -(b.sess_keep + 1))
 end
 for _, d in ipairs(b.sess_docs) do redis.call('SET', d[1], d[2], 'EX', b.ttl) end
-for _, o in ipairs(b.offsets) do redis.call('SET', o[1], o[3]) end
+""" + DEMAND_APPLY + """for _, o in ipairs(b.offsets) do redis.call('SET', o[1], o[3]) end
 return {1, flags}
 """

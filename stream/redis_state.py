@@ -41,6 +41,7 @@ rebalance), nothing is written and the batch is processed again.
 from __future__ import annotations
 
 import itertools
+import math
 import sys
 import uuid
 from collections import defaultdict
@@ -59,7 +60,9 @@ from stream.events import Event
 from stream.outputs import UserRecommendations
 from stream.redis_scripts import COMMIT_BATCH, LOAD_ROWS
 from stream.row_cache import RowCache
-from stream.state import BatchView, TopicPartition, new_cooccurrence, new_session_neighbours
+from stream import demand_redis
+from stream.demand import DayClock, DemandBook, Forecast
+from stream.state import BatchView, TopicPartition, new_cooccurrence, new_demand_book, new_session_neighbours
 
 
 class RedisKeys:
@@ -119,6 +122,7 @@ class BatchRead:
 
     offsets: dict[TopicPartition, bytes | None]
     row_versions: dict[str, str]
+    demand: "demand_redis.Loaded | None" = None
 
 
 def connect(url: str) -> aioredis.Redis:
@@ -137,6 +141,8 @@ class RedisState:
         self._load_rows = self.client.register_script(LOAD_ROWS)
         self._commit_batch = self.client.register_script(COMMIT_BATCH)
         self.rows = RowCache(settings.row_cache_rows)
+        self.demand_keys = demand_redis.DemandKeys(settings.prefix)
+        self.day_of = DayClock(settings.timezone)
         self.rows_read = self.rows_cached = 0  # rows of batches, from Redis or from the cache
         self._commits = (f"{uuid.uuid4().hex[:12]}:{n}" for n in itertools.count(1))
 
@@ -160,7 +166,18 @@ class RedisState:
                                start=0, num=CLOSE_PER_BATCH)
             pipe.zrangebyscore(keys.churn_checks(partition), "-inf", repr(check_until),
                                start=0, num=CLOSE_PER_BATCH)
-        offsets_raw, profiles_raw, recs_raw, *quiet = await pipe.execute()
+        demand_series: list[str] = []
+        heads, demand_replies = 0, []
+        if self.settings.demand:  # the same round trip (stream/demand_redis.py)
+            today = self.day_of(check_until) if math.isfinite(check_until) and check_until > 0 else None
+            heads = demand_redis.queue_head(pipe, self.demand_keys, today)
+            demand_series = demand_redis.batch_series(events)
+            demand_redis.queue_series(pipe, self.demand_keys, demand_series)
+        replies = await pipe.execute()
+        if self.settings.demand:
+            cut = len(replies) - heads - 2 * len(demand_series)
+            replies, demand_replies = replies[:cut], replies[cut:]
+        offsets_raw, profiles_raw, recs_raw, *quiet = replies
         # Two replies per partition: quiet sessions, then churn checks due.
         owners = [p for p in numbers for _ in (0, 1)]
         due_ids = list(dict.fromkeys(
@@ -229,6 +246,9 @@ class RedisState:
             if pop and item_id not in popularity.scores:
                 popularity.add(item_id, float(pop))
         session_neighbours, sessions_gone = self._sessions(items, reply)
+        demand = loaded = None
+        if self.settings.demand:
+            demand, loaded = await self._demand(demand_series, demand_replies, heads)
         return BatchView(
             profiles=profiles,
             cooccurrence=cooccurrence,
@@ -240,8 +260,26 @@ class RedisState:
             due=due,
             closed=set(gone),
             churn_checks=dict.fromkeys(gone),
-            token=BatchRead({tp: raw for tp, raw in zip(partitions, offsets_raw)}, row_versions),
+            token=BatchRead({tp: raw for tp, raw in zip(partitions, offsets_raw)}, row_versions, loaded),
+            demand=demand,
         )
+
+    async def _demand(self, series: list[str], replies: list, heads: int
+                      ) -> tuple[DemandBook, demand_redis.Loaded]:
+        """The demand book of this batch: its series, and those due for a day
+        close (one more round trip, only when a day closes)."""
+        head, rest = replies[:heads], replies[heads:]
+        due = [m.decode() for m in head[2]] if heads > 2 else []
+        more = [k for k in due if k not in set(series)]
+        if more:
+            pipe = self.client.pipeline(transaction=False)
+            demand_redis.queue_series(pipe, self.demand_keys, more)
+            rest = rest + await pipe.execute()
+        book = new_demand_book(self.settings)
+        assert book is not None
+        book.journaled()
+        loaded = demand_redis.build(book, self.demand_keys, head, series + more, rest)
+        return book, loaded
 
     def _sessions(self, items: list[str], reply: dict) -> tuple[SessionNeighbours, list[tuple[str, str]]]:
         """The session-neighbour state of the batch's items; the listed
@@ -319,6 +357,8 @@ class RedisState:
                              for item, sid, ts in view.session_touches],
             "sess_keep": self.settings.sessions_per_item,
         }
+        if view.demand is not None and read.demand is not None:
+            batch["demand"] = demand_redis.commit_args(view.demand, self.demand_keys, read.demand)
         reply = await self._commit_batch(args=[orjson.dumps(batch), *docs])
         if not reply:
             return False
@@ -370,6 +410,16 @@ class RedisState:
             raw = await self.client.get(key)
             if raw is not None:
                 yield UserProfile.from_dict(orjson.loads(raw))
+
+    async def demand_forecast(self, series: str) -> Forecast | None:
+        """A series' next days as of the last day closed (``item:{id}``, ``category:{name}``)."""
+        pipe = self.client.pipeline(transaction=False)
+        demand_redis.queue_head(pipe, self.demand_keys, None)
+        demand_redis.queue_series(pipe, self.demand_keys, [series])
+        replies = await pipe.execute()
+        book = new_demand_book(self.settings) or DemandBook(self.settings.timezone)
+        demand_redis.build(book, self.demand_keys, replies[:2], [series], replies[2:])
+        return book.forecast(series)
 
     async def recommendations(self, user_id: str) -> UserRecommendations | None:
         raw = await self.client.get(self.keys.recs(user_id))

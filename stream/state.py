@@ -18,7 +18,7 @@ from models.popularity import Popularity
 from models.profile import UserProfile
 from models.session_neighbours import SessionNeighbours
 from stream.config import Settings
-from stream.demand import DemandBook
+from stream.demand import DemandBook, Forecast
 from stream.events import Event
 from stream.outputs import UserRecommendations
 
@@ -218,6 +218,10 @@ class MemoryState:
 
     async def recommendations(self, user_id: str) -> UserRecommendations | None:
         return self.latest.get(user_id)
+
+    async def demand_forecast(self, series: str) -> Forecast | None:
+        """A series' next days as of the last day closed (``item:{id}``, ``category:{name}``)."""
+        return self.demand.forecast(series) if self.demand is not None else None
 
     async def all_profiles(self) -> AsyncIterator[UserProfile]:
         for profile in list(self.profiles.values()):

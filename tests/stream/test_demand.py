@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import orjson
+import pytest
 
 from models.demand import weekday
 from stream.config import Settings
@@ -111,3 +112,31 @@ def test_days_follow_the_shops_time_zone():
     summer_2330_utc = 1_719_876_600.0  # 2024-07-01 23:30 UTC = 2 July 00:30 in London
     assert london(summer_2330_utc) == utc(summer_2330_utc) + 1
     assert london(summer_2330_utc - 3600) == utc(summer_2330_utc)
+
+
+@pytest.mark.services
+def test_redis_keeps_the_demand_state_memory_keeps(services, redis_client):
+    from stream.redis_state import RedisState
+    from tests.support import isolated_settings
+
+    messages = planted(weeks=5)
+    memory = MemoryState()
+    mem_results = run(Processor(memory, publish_recommendations=False), messages)
+    for size in (1, 50, 400):
+        settings = isolated_settings(services)
+
+        async def go() -> tuple:
+            state = RedisState(settings)
+            processor = Processor(state, settings, publish_recommendations=False)
+            out = [await processor.handle(messages[i:i + size]) for i in range(0, len(messages), size)]
+            forecast = await state.demand_forecast("item:mug")
+            await state.close()
+            return out, forecast
+
+        results, got = asyncio.run(go())
+        redis_surges = [a.alert_id for r in results for a in r.alerts if a.kind == "demand_surge"]
+        assert redis_surges == [a.alert_id for r in mem_results for a in r.alerts if a.kind == "demand_surge"]
+        for key, series in memory.demand.series.items():
+            raw = redis_client.get(f"{settings.prefix}demand:{key}")
+            assert orjson.loads(raw)[0] == series.forecaster.to_list(), (size, key)
+        assert got is not None and got.to_dict() == memory.demand.forecast("item:mug").to_dict()
