@@ -370,13 +370,15 @@ async def run(config: ReplayConfig) -> ReplayResult:
 def _demand(records: Sequence[Record], config: ReplayConfig) -> dict | None:
     """Daily demand forecasts scored on the online-retail protocol (backtest/demand_eval.py),
     for inputs with purchases; None without any."""
-    from backtest.demand_eval import from_events
+    from backtest.demand_eval import book_cost, from_events
     from backtest.sources import ORDER_LINE_SKIPS
 
     purchases = [r.event for r in records if r.event is not None and r.event.type == "purchase"]
     if not purchases:
         return None
     out = from_events(purchases, config.settings.timezone, config.progress)
+    if config.settings.demand:
+        out["stream_cost"] = book_cost(purchases, len(records), config.settings.timezone, config.batch_size)
     skipped = {str(p): ORDER_LINE_SKIPS[str(p)] for p in config.inputs if str(p) in ORDER_LINE_SKIPS}
     if skipped:
         out["lines_not_sales"] = skipped

@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
+
+from scipy.special import betainc, gammaincc
 from dataclasses import dataclass
 
 WEEKDAYS = 7
@@ -142,10 +144,26 @@ class DemandForecaster:
         if self.last_day is not None:
             if day <= self.last_day:
                 raise ValueError(f"day {day} is not after the last day learned ({self.last_day})")
-            for skipped in range(self.last_day + 1, min(day, self.last_day + 366)):
-                self._learn(0.0, rhythm.weights[weekday(skipped)])
+            self._learn_zeros(self.last_day + 1, min(day, self.last_day + 366), rhythm.weights)
         self._learn(float(units), rhythm.weights[weekday(day)])
         self.last_day = day
+
+    def _learn_zeros(self, start: int, end: int, weights: list[float]) -> None:
+        """``_learn(0.0, ...)`` for the days start..end-1, inlined: most days
+        of most series are days without a sale."""
+        decay = self._decay
+        units, total, squares, expected = self.units, self.weight, self.squares, self.expected
+        d = (start + THURSDAY) % WEEKDAYS
+        for _ in range(start, end):
+            w = weights[d]
+            if total > 0:
+                mean = units / total * w
+                squares = squares * decay + mean * mean
+                expected = expected * decay + mean
+            units *= decay
+            total = total * decay + w
+            d = d + 1 if d < WEEKDAYS - 1 else 0
+        self.units, self.weight, self.squares, self.expected = units, total, squares, expected
 
     def _learn(self, units: float, weight: float) -> None:
         decay = self._decay
@@ -192,6 +210,44 @@ _EXACT_UP_TO = 60.0  # above this mean the normal approximation is used
 
 def _z(level: float) -> float:
     return NormalDist().inv_cdf(level)
+
+
+def nb_cdf(k: int, mean: float, phi: float) -> float:
+    """P(units <= k) under the negative binomial of :func:`nb_quantiles`.
+
+    >>> round(nb_cdf(2, 2.0, 1.0), 4), round(nb_cdf(0, 2.0, 5.0), 4)
+    (0.6767, 0.4472)
+    """
+    if k < 0:
+        return 0.0
+    if mean <= 1e-9:
+        return 1.0
+    if phi <= 1.0 + 1e-6:
+        return float(gammaincc(k + 1, mean))
+    q = 1.0 / phi
+    return float(betainc(mean * q / (1.0 - q), k + 1, q))
+
+
+def nb_upper(mean: float, phi: float, level: float) -> int:
+    """The smallest whole k with P(units <= k) >= ``level`` (by bisection: a
+    far quantile of a lumpy series lies hundreds of units out).
+
+    >>> nb_upper(2.0, 1.0, 0.9), nb_upper(2.0, 5.0, 0.99)
+    (4, 15)
+    """
+    if mean <= 1e-9:
+        return 0
+    high = max(1, int(mean))
+    while nb_cdf(high, mean, phi) < level:
+        high *= 2
+    low = -1  # cdf(low) < level <= cdf(high)
+    while high - low > 1:
+        mid = (low + high) // 2
+        if nb_cdf(mid, mean, phi) >= level:
+            high = mid
+        else:
+            low = mid
+    return high
 
 
 def nb_quantiles(mean: float, phi: float, lower: float = 0.1, upper: float = 0.9) -> tuple[float, int, float]:

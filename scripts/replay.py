@@ -78,6 +78,10 @@ def _print_demand(d: dict) -> None:
         cover = f"{f['coverage_80']:.1%}" if "coverage_80" in f else "-"
         print(f"  {name:16s} {f['rmsse']:7.4f} {f['mase']:7.4f} {f['wape']:7.4f} {f['bias']:+7.4f} "
               f"{f['per_horizon']['h1']['rmsse']:9.4f} {cover:>9s}")
+    cost = d.get("stream_cost")
+    if cost:
+        print(f"  demand on the stream: {cost['us_per_event']:.2f} µs per replayed event "
+              f"({cost['series']:,} series, {cost['surge_alerts']:,} surge alerts)")
 
 
 def main(argv: list[str] | None = None) -> int:

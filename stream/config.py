@@ -108,10 +108,10 @@ class Settings:
     # The shop's time zone: where its days begin and end (demand per day, models/demand.py).
     timezone: str = "UTC"
     # Demand per item and category (stream/demand.py); a surge alert when a day's units pass
-    # surge_factor x the top of its 80 % interval and at least surge_min_units.
+    # the surge_level quantile of the day's forecast and surge_min_units.
     demand: bool = True
-    surge_factor: float = 2.0
-    surge_min_units: int = 20
+    surge_level: float = 0.99
+    surge_min_units: int = 50
     # Customers seen once (see models/second_visit.py): the share of new
     # customers who ever come back, and the median gap until they do.
     new_return_share: float = 0.3
@@ -248,6 +248,9 @@ class Settings:
             ZoneInfo(settings.timezone)
         except (ValueError, KeyError, OSError):
             raise ConfigError(f"SHOPSTREAM_TIMEZONE={settings.timezone!r} is not a time zone (e.g. UTC, Europe/London)") from None
+        if not (0.5 < settings.surge_level < 1 and settings.surge_min_units >= 1):
+            raise ConfigError("SHOPSTREAM_SURGE_LEVEL must be between 0.5 and 1 (exclusive) "
+                              "and SHOPSTREAM_SURGE_MIN_UNITS >= 1")
         if not settings.gc_full_every_s > 0:
             raise ConfigError("SHOPSTREAM_GC_FULL_EVERY_S must be a number of seconds > 0")
         if not (0 < settings.new_return_share < 1 and settings.new_return_gap_days > 0):

@@ -8,10 +8,10 @@ sale in between learned as 0), the shop's daily totals teach the shared
 weekly rhythm. A series nobody bought from is not touched: its days without
 a sale are learned when it next sells, or when it is forecast.
 
-While a day is open, a series whose units so far exceed
-``SHOPSTREAM_SURGE_FACTOR`` times the top of that day's 80 % interval (and at
-least ``SHOPSTREAM_SURGE_MIN_UNITS``) raises one ``demand_surge`` alert for
-that day. Purchases of a day already closed for their series (behind the
+While a day is open, a series whose units so far pass the
+``SHOPSTREAM_SURGE_LEVEL`` quantile of that day's forecast (.99: far above
+its 80 % interval) and ``SHOPSTREAM_SURGE_MIN_UNITS`` raises one
+``demand_surge`` alert for that day. Purchases of a day already closed for their series (behind the
 watermark) are counted as ``late_units`` and not learned.
 
 Its state is plain numbers (``to_dict``/``from_dict``): per series the
@@ -27,11 +27,12 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from models.demand import DayForecast, DemandForecaster, WeeklyRhythm, nb_quantiles, weekday
+from models.demand import DayForecast, DemandForecaster, WeeklyRhythm, nb_cdf, nb_upper, weekday
 from stream.events import Event
 from stream.outputs import Alert, Reason
 
 HORIZON = 7
+NO_ALERTS: list = []  # shared, never appended to
 
 
 @dataclass(slots=True)
@@ -40,6 +41,9 @@ class Series:
     open: dict[int, int] = field(default_factory=dict)  # day -> units so far
     first_sale: dict[int, float] = field(default_factory=dict)  # day -> time of its first sale
     surged: int = -1  # the last day a surge alert was raised for
+    # The last surge check's line and expected units (not stored).
+    limit: float = 0.0
+    expected: float = 0.0
 
     def to_list(self) -> list:
         return [self.forecaster.to_list(), sorted(self.open.items()), sorted(self.first_sale.items()),
@@ -116,15 +120,15 @@ class DayClock:
 class DemandBook:
     """Every series' demand, the shop's weekly rhythm and the days still open."""
 
-    def __init__(self, timezone: str = "UTC", surge_factor: float = 2.0, surge_min_units: int = 20) -> None:
+    def __init__(self, timezone: str = "UTC", surge_level: float = 0.99, surge_min_units: int = 50) -> None:
         self.day_of = DayClock(timezone)
-        self.surge_factor = surge_factor
+        self.surge_level = surge_level
         self.surge_min_units = surge_min_units
         self.series: dict[str, Series] = {}
         self.rhythm = WeeklyRhythm()
         self.totals: dict[int, int] = {}  # the shop's units per open day
         self.closed_through: int | None = None  # the last day closed for the shop
-        self.pending: set[str] = set()  # series with open days
+        self.pending: dict[str, int] = {}  # series with open days -> the earliest
         self.late_units = 0
         self.journal: Journal | None = None  # what changed, for a store that persists it
 
@@ -136,34 +140,44 @@ class DemandBook:
 
     def add(self, event: Event) -> list[Alert]:
         """Count a purchase; the surge alerts it raises (its item's, its category's)."""
-        day = self.day_of(event.ts)
+        ts, quantity = event.ts, event.quantity
+        clock = self.day_of
+        day = clock.day if clock.start <= ts < clock.end else clock(ts)
         j = self.journal
-        if self.closed_through is not None and day <= self.closed_through:
-            self.late_units += event.quantity
+        closed = self.closed_through
+        if closed is not None and day <= closed:
+            self.late_units += quantity
             if j is not None:
-                j.late += event.quantity
+                j.late += quantity
             return []
-        self.totals[day] = self.totals.get(day, 0) + event.quantity
+        totals = self.totals
+        totals[day] = totals.get(day, 0) + quantity
         if j is not None:
-            j.totals[day] = j.totals.get(day, 0) + event.quantity
-        alert = self._add(f"item:{event.item_id}", day, event)
+            j.totals[day] = j.totals.get(day, 0) + quantity
+        alert = self._add("item:" + event.item_id, day, event)
+        if not event.category:
+            return NO_ALERTS if alert is None else [alert]
         alerts = [] if alert is None else [alert]
-        if event.category:
-            alert = self._add(f"category:{event.category}", day, event)
-            if alert is not None:
-                alerts.append(alert)
+        alert = self._add("category:" + event.category, day, event)
+        if alert is not None:
+            alerts.append(alert)
         return alerts
 
     def _add(self, key: str, day: int, event: Event) -> Alert | None:
         s = self.series.get(key)
         if s is None:
             s = self.series[key] = Series()
-        units = s.open.get(day, 0) + event.quantity
-        s.open[day] = units
-        first = s.first_sale.get(day)
-        if first is None or event.ts < first:
+        open_days = s.open
+        units = open_days.get(day)
+        if units is None:
+            units = open_days[day] = event.quantity
             s.first_sale[day] = event.ts
-        self.pending.add(key)
+            if key not in self.pending or self.pending[key] > day:
+                self.pending[key] = day
+        else:
+            units = open_days[day] = units + event.quantity
+            if event.ts < s.first_sale[day]:
+                s.first_sale[day] = event.ts
         j = self.journal
         if j is not None:
             j.units[key, day] = j.units.get((key, day), 0) + event.quantity
@@ -176,19 +190,21 @@ class DemandBook:
         f = s.forecaster
         if f.last_day is None:
             return None  # nothing learned yet: no forecast to be above
-        expected = f.level * self.rhythm.weights[weekday(day)]
-        _, _, high = nb_quantiles(expected, f.dispersion(), *f.levels)
-        limit = max(self.surge_min_units, self.surge_factor * high)
-        if units <= limit:
+        s.expected = f.level * self.rhythm.weights[weekday(day)]
+        phi = f.dispersion()
+        # One CDF to rule a surge out; the line itself only for an alert.
+        if nb_cdf(units - 1, s.expected, phi) < self.surge_level:
             return None
+        s.limit = float(nb_upper(s.expected, phi, self.surge_level))
         s.surged = day
         if self.journal is not None:
             self.journal.docs.add(key)
         kind, _, name = key.partition(":")
-        reasons = [Reason(kind, name), Reason("units_today", float(units), round(expected, 4)),
-                   Reason("forecast_q90", high), Reason("since", s.first_sale.get(day, event.ts))]
-        return Alert("demand_surge", event.user_id, event.event_id, event.ts, units / max(high, 1e-9),
-                     limit, reasons, key=f"{key}:{day_iso(day)}")
+        reasons = [Reason(kind, name), Reason("units_today", float(units), round(s.expected, 4)),
+                   Reason(f"forecast_q{round(100 * self.surge_level)}", s.limit),
+                   Reason("since", s.first_sale.get(day, event.ts))]
+        return Alert("demand_surge", event.user_id, event.event_id, event.ts, float(units),
+                     s.limit, reasons, key=f"{key}:{day_iso(day)}")
 
     # -- day close ----------------------------------------------------------------
 
@@ -206,7 +222,7 @@ class DemandBook:
         if today - 1 <= self.closed_through:
             return []
         j = self.journal
-        due = [k for k in self.pending if min(self.series[k].open) < today]
+        due = [k for k, first in self.pending.items() if first < today]
         by_day: dict[int, list[str]] = {}
         for key in due:
             for day in self.series[key].open:
@@ -219,7 +235,7 @@ class DemandBook:
             self.rhythm.learn_one(float(self.totals.pop(day, 0)), day)
             if j is not None:
                 j.totals_closed.append(day)
-            for key in sorted(by_day.get(day, ())):
+            for key in by_day.get(day, ()):
                 s = self.series[key]
                 sold[key] = s.open.pop(day)
                 s.forecaster.learn_one(sold[key], day, self.rhythm)
@@ -232,8 +248,10 @@ class DemandBook:
         out = []
         for key in due:
             s = self.series[key]
-            if not s.open:
-                self.pending.discard(key)
+            if s.open:
+                self.pending[key] = min(s.open)
+            else:
+                del self.pending[key]
             if j is not None:
                 j.docs.add(key)
             if forecast:

@@ -119,7 +119,7 @@ def build(book: DemandBook, keys: DemandKeys, head: list, series: Sequence[str],
             book.journal.days_closed[key] = stale
         book.series[key] = s
         if s.open:
-            book.pending.add(key)
+            book.pending[key] = min(s.open)
     return loaded
 
 

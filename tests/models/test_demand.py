@@ -70,3 +70,16 @@ def test_negative_binomial_interval_covers_80_percent_of_draws():
     low, median, high = nb_quantiles(mean, phi)
     assert median == int(np.median(draws))
     assert 0.75 < np.mean((draws >= low) & (draws <= high)) < 0.87
+
+
+@pytest.mark.parametrize("mean,phi", [(0.3, 4.0), (2.0, 1.0), (5.0, 3.0), (40.0, 10.0)])
+def test_cdf_and_far_quantile_match_draws(mean, phi):
+    from models.demand import nb_cdf, nb_upper
+
+    rng = np.random.default_rng(11)
+    p = 1 / phi
+    draws = rng.negative_binomial(mean * p / (1 - p), p, 100_000) if phi > 1 else rng.poisson(mean, 100_000)
+    for k in (0, 1, 3, 10, 60):
+        assert abs(nb_cdf(k, mean, phi) - np.mean(draws <= k)) < 0.01
+    k = nb_upper(mean, phi, 0.99)
+    assert nb_cdf(k, mean, phi) >= 0.99 > nb_cdf(k - 1, mean, phi)

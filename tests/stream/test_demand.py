@@ -54,7 +54,7 @@ def run(processor: Processor, messages: list[Message], size: int = 50) -> list:
 
 
 def test_a_planted_weekly_series_is_forecast_and_its_surge_alerts_once_with_reasons():
-    settings = replace(Settings(), surge_min_units=20, surge_factor=2.0)
+    settings = replace(Settings(), surge_min_units=20, surge_level=0.99)
     state = MemoryState(settings)
     results = run(Processor(state, settings), planted())
     alerts = [a for r in results for a in r.alerts if a.kind == "demand_surge"]
@@ -65,7 +65,7 @@ def test_a_planted_weekly_series_is_forecast_and_its_surge_alerts_once_with_reas
     assert a["alert_id"] == f"demand_surge:item:mug:{day}"
     reasons = {r["name"]: r for r in a["reasons"]}
     assert reasons["item"]["value"] == "mug"
-    assert reasons["units_today"]["value"] > 2 * reasons["forecast_q90"]["value"]
+    assert reasons["units_today"]["value"] > reasons["forecast_q99"]["value"] == a["threshold"]
     assert 3 < reasons["units_today"]["normal"] < 10  # the day's expected units
     assert reasons["since"]["value"] == MONDAY + SURGE_DAY * DAY + 9 * 3600
     # The category holds the mug too: it surges the same day, once.
