@@ -27,8 +27,9 @@ MODEL_OUTPUTS = ("segment", "propensity", "closed_at")
 
 
 def redis_state_snapshot(client: redis.Redis, prefix: str) -> dict:
-    """The state that must be identical between runs: profiles, co-occurrence
-    and session neighbours (each item's sessions, each session's items)."""
+    """The state that must be identical between runs: profiles, co-occurrence,
+    session neighbours (each item's sessions, each session's items) and demand
+    (each series' forecaster and open days, the shop's rhythm and totals)."""
     out = {}
     for key in client.scan_iter(match=f"{prefix}*", count=1000):
         name = key.decode()[len(prefix):]
@@ -43,6 +44,12 @@ def redis_state_snapshot(client: redis.Redis, prefix: str) -> dict:
             out[name] = dict(client.zrange(key, 0, -1, withscores=True))
         elif name.startswith("session:"):
             out[name] = client.get(key)
+        elif name.startswith("demand:") or name == "demand-shop":
+            out[name] = orjson.loads(client.get(key))
+        elif name.startswith("demand-days:") or name == "demand-totals":
+            out[name] = client.hgetall(key)
+        elif name == "demand-pending":
+            out[name] = dict(client.zrange(key, 0, -1, withscores=True))
     return out
 
 

@@ -463,6 +463,25 @@ async def _user(user_id: str) -> "UserView | None":
     return UserView(profile, processor.models, round(processor.alerts.churn_risk(profile, now), 6))
 
 
+async def _demand(web, series: str):  # type: ignore[no-untyped-def]
+    if len(series) > 300:
+        return web.json({"error": "id too long"}, status=400)
+    found = await state.demand_forecast(series)
+    if found is None:
+        return web.json({"error": f"no demand known for {series!r}"}, status=404)
+    return web.json(found.to_dict())
+
+
+@app.page("/items/{item_id}/demand")
+async def item_demand_view(web, request, item_id: str):  # type: ignore[no-untyped-def]
+    return await _demand(web, f"item:{item_id}")
+
+
+@app.page("/categories/{category}/demand")
+async def category_demand_view(web, request, category: str):  # type: ignore[no-untyped-def]
+    return await _demand(web, f"category:{category}")
+
+
 @app.page("/users/{user_id}")
 async def user_view(web, request, user_id: str):  # type: ignore[no-untyped-def]
     return await _per_user(web, user_id, _user, "profile")

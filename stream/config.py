@@ -112,6 +112,9 @@ class Settings:
     demand: bool = True
     surge_level: float = 0.99
     surge_min_units: int = 50
+    # A day closes this long after it ended (on the event-time watermark): purchases of
+    # other workers' partitions still on their way count later than that as late.
+    demand_close_after_s: float = 3600.0
     # Customers seen once (see models/second_visit.py): the share of new
     # customers who ever come back, and the median gap until they do.
     new_return_share: float = 0.3

@@ -120,8 +120,10 @@ class DayClock:
 class DemandBook:
     """Every series' demand, the shop's weekly rhythm and the days still open."""
 
-    def __init__(self, timezone: str = "UTC", surge_level: float = 0.99, surge_min_units: int = 50) -> None:
+    def __init__(self, timezone: str = "UTC", surge_level: float = 0.99, surge_min_units: int = 50,
+                 close_after_s: float = 3600.0) -> None:
         self.day_of = DayClock(timezone)
+        self.close_after_s = close_after_s
         self.surge_level = surge_level
         self.surge_min_units = surge_min_units
         self.series: dict[str, Series] = {}
@@ -209,12 +211,12 @@ class DemandBook:
     # -- day close ----------------------------------------------------------------
 
     def close(self, watermark: float, forecast: bool) -> list[Forecast]:
-        """Close every day that ended before ``watermark``; the forecasts of the
+        """Close every day that ended ``close_after_s`` before ``watermark``; the forecasts of the
         series that sold on them when ``forecast`` (a live worker publishes
         them; replay scores its own)."""
-        if not math.isfinite(watermark) or watermark <= 0:
+        today = self.closing_day(watermark)
+        if today is None:
             return []
-        today = self.day_of(watermark)
         if self.closed_through is None:
             if not self.totals:
                 return []
@@ -262,6 +264,13 @@ class DemandBook:
                     self._catch_up(f, today - 1)
                 out.append(Forecast(key, today - 1, units, f.forecast(HORIZON, self.rhythm)))
         return out
+
+    def closing_day(self, watermark: float) -> int | None:
+        """The first day not to close at this watermark (days close
+        ``close_after_s`` after they end, for purchases still on their way)."""
+        if not math.isfinite(watermark) or watermark <= 0:
+            return None
+        return self.day_of(watermark - self.close_after_s)
 
     def _catch_up(self, f: DemandForecaster, day: int) -> None:
         if f.last_day is not None and f.last_day < day:

@@ -41,7 +41,6 @@ rebalance), nothing is written and the batch is processed again.
 from __future__ import annotations
 
 import itertools
-import math
 import sys
 import uuid
 from collections import defaultdict
@@ -61,7 +60,7 @@ from stream.outputs import UserRecommendations
 from stream.redis_scripts import COMMIT_BATCH, LOAD_ROWS
 from stream.row_cache import RowCache
 from stream import demand_redis
-from stream.demand import DayClock, DemandBook, Forecast
+from stream.demand import DemandBook, Forecast
 from stream.state import BatchView, TopicPartition, new_cooccurrence, new_demand_book, new_session_neighbours
 
 
@@ -142,7 +141,7 @@ class RedisState:
         self._commit_batch = self.client.register_script(COMMIT_BATCH)
         self.rows = RowCache(settings.row_cache_rows)
         self.demand_keys = demand_redis.DemandKeys(settings.prefix)
-        self.day_of = DayClock(settings.timezone)
+        self.demand_days = new_demand_book(settings) or DemandBook(settings.timezone)  # its clock only
         self.rows_read = self.rows_cached = 0  # rows of batches, from Redis or from the cache
         self._commits = (f"{uuid.uuid4().hex[:12]}:{n}" for n in itertools.count(1))
 
@@ -169,7 +168,7 @@ class RedisState:
         demand_series: list[str] = []
         heads, demand_replies = 0, []
         if self.settings.demand:  # the same round trip (stream/demand_redis.py)
-            today = self.day_of(check_until) if math.isfinite(check_until) and check_until > 0 else None
+            today = self.demand_days.closing_day(check_until)
             heads = demand_redis.queue_head(pipe, self.demand_keys, today)
             demand_series = demand_redis.batch_series(events)
             demand_redis.queue_series(pipe, self.demand_keys, demand_series)

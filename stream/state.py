@@ -100,7 +100,8 @@ def new_session_neighbours(settings: Settings) -> SessionNeighbours:
 def new_demand_book(settings: Settings) -> DemandBook | None:
     if not settings.demand:
         return None
-    return DemandBook(settings.timezone, settings.surge_level, settings.surge_min_units)
+    return DemandBook(settings.timezone, settings.surge_level, settings.surge_min_units,
+                      settings.demand_close_after_s)
 
 
 def session_id(profile: UserProfile) -> str:
