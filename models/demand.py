@@ -38,7 +38,6 @@ as JSON.
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 
 from scipy.special import betainc, gammaincc
 from dataclasses import dataclass
@@ -205,11 +204,7 @@ class DemandForecaster:
 
 
 QUANTILES = (0.1, 0.5, 0.9)
-_EXACT_UP_TO = 60.0  # above this mean the normal approximation is used
-
-
-def _z(level: float) -> float:
-    return NormalDist().inv_cdf(level)
+_EXACT_UP_TO = 60.0  # above this mean, quantiles by bisection on the CDF
 
 
 def nb_cdf(k: int, mean: float, phi: float) -> float:
@@ -250,6 +245,13 @@ def nb_upper(mean: float, phi: float, level: float) -> int:
     return high
 
 
+def _mid_bin(mean: float, phi: float, level: float) -> float:
+    k = nb_upper(mean, phi, level)
+    below = nb_cdf(k - 1, mean, phi)
+    mass = nb_cdf(k, mean, phi) - below
+    return round(max(0.0, k - 0.5 + (level - below) / mass), 2) if mass > 0 else float(k)
+
+
 def nb_quantiles(mean: float, phi: float, lower: float = 0.1, upper: float = 0.9) -> tuple[float, int, float]:
     """Quantile ``lower``, the median and quantile ``upper`` of a negative
     binomial with this mean and variance ``phi * mean`` (Poisson when
@@ -270,10 +272,8 @@ def nb_quantiles(mean: float, phi: float, lower: float = 0.1, upper: float = 0.9
     """
     if mean <= 1e-9:
         return 0.0, 0, 0.0
-    if mean > _EXACT_UP_TO:
-        sd = math.sqrt(phi * mean)
-        return (round(max(0.0, mean + _z(lower) * sd), 2), max(0, round(mean)),
-                round(mean + _z(upper) * sd, 2))
+    if mean > _EXACT_UP_TO:  # a long walk through the mass: bisect on the CDF instead
+        return (_mid_bin(mean, phi, lower), nb_upper(mean, phi, 0.5 - 1e-12), _mid_bin(mean, phi, upper))
     if phi <= 1.0 + 1e-6:
         p = math.exp(-mean)
         size, fail = 0.0, 0.0

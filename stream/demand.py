@@ -66,7 +66,7 @@ class Forecast:
 
     @property
     def forecast_id(self) -> str:
-        return f"demand:{self.series}:{self.closed_day}"
+        return f"demand:{self.series}:{day_iso(self.closed_day)}"
 
     def to_dict(self) -> dict:
         kind, _, name = self.series.partition(":")
