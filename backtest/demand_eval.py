@@ -17,10 +17,12 @@ names, computed in the same run from the same matrix: the mean and the
 median of the last 28 days (their interval: the 28 days' own quantiles .1
 and .9), seasonal naive (the same weekday a week before) and zero.
 
-Its two knobs (``models.demand.HALF_LIFE_DAYS``, ``INTERVAL_MASS``) are tuned on the 64 origins *before* the protocol's (origins
-2011-07-28..2011-09-29, forecasts up to the cut, series and scales as of the
-day before the first of them): :func:`tune`; the protocol's origins are never
-looked at to choose them.
+Its two knobs (``models.demand.HALF_LIFE_DAYS``, ``INTERVAL_MASS``) were
+tuned on the 64 origins *before* the protocol's (``Protocol().before()``:
+origins 2011-07-22..2011-09-23, series and scales as of 2011-07-21, every
+forecast day before the protocol's cut): :func:`tune`, printed by
+``scripts/demand_tune.py``; the protocol's origins were never looked at to
+choose them.
 """
 
 from __future__ import annotations
@@ -317,3 +319,23 @@ def book_cost(events: Sequence, total_events: int, timezone: str = "UTC", batch:
     seconds = time.process_time() - started
     return {"seconds": round(seconds, 3), "us_per_event": round(1e6 * seconds / max(total_events, 1), 3),
             "series": len(book.series), "surge_alerts": alerts}
+
+
+def tune(demand: DailyDemand, protocol: Protocol, half_lives: Sequence[float] = (7, 10, 14, 21, 28),
+         masses: Sequence[float] = (0.6, 0.65, 0.7, 0.75, 0.8)) -> list[dict]:
+    """Our forecaster's figures for each half life (at INTERVAL_MASS) and each
+    interval mass (at HALF_LIFE_DAYS), and the peers', on ``protocol``."""
+    s = setup(demand, protocol)
+    rows = []
+    grid = [(h, INTERVAL_MASS) for h in half_lives] + [(HALF_LIFE_DAYS, m) for m in masses
+                                                        if m != INTERVAL_MASS]
+    for half_life, mass in grid:
+        mine = ours(demand, s, half_life, 1.0, mass)
+        e, m = score(s, mine.point, mine.low, mine.high), score(s, mine.median)
+        rows.append({"forecaster": f"ours half life {half_life:g} d, mass {mass:g}", "rmsse": e["rmsse"],
+                     "mase_median": m["mase"], "bias": e["bias"], "coverage_80": e["coverage_80"]})
+    for name, f in peers(demand, s).items():
+        e = score(s, f.point, f.low, f.high)
+        rows.append({"forecaster": name, "rmsse": e["rmsse"], "mase_median": e["mase"], "bias": e["bias"],
+                     "coverage_80": e.get("coverage_80")})
+    return rows
