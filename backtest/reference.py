@@ -53,9 +53,10 @@ def _campaign_outcomes(raw: dict[bytes, bytes]) -> dict[str, int]:
 def redis_state_snapshot(client: redis.Redis, prefix: str) -> dict:
     """The state that must be identical between runs: profiles (with the
     decisions' outcomes so far), co-occurrence, session neighbours (each
-    item's sessions, each session's items) and the campaign totals. Keys of
-    a Redis Cluster are named as on one Redis (their hash tag left out, item
-    occurrences in one hash), so both compare key for key."""
+    item's sessions, each session's items), the campaign totals and demand
+    (each series' forecaster and open days, the shop's rhythm and totals).
+    Keys of a Redis Cluster are named as on one Redis (their hash tag left
+    out, item occurrences in one hash), so both compare key for key."""
     from stream.redis_cluster import plain_name
 
     out: dict = {}
@@ -76,6 +77,12 @@ def redis_state_snapshot(client: redis.Redis, prefix: str) -> dict:
             out[name] = client.get(key)
         elif name == "campaign-outcomes":
             out[name] = _campaign_outcomes(client.hgetall(key))
+        elif name.startswith("demand:") or name == "demand-shop":
+            out[name] = orjson.loads(client.get(key))
+        elif name.startswith("demand-days:") or name == "demand-totals":
+            out[name] = client.hgetall(key)
+        elif name == "demand-pending":
+            out[name] = dict(client.zrange(key, 0, -1, withscores=True))
     return out
 
 

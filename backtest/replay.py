@@ -365,10 +365,31 @@ async def run(config: ReplayConfig) -> ReplayResult:
         buyers = {r.event.user_id for r in records
                   if r.event is not None and r.event.type == "purchase" and r.event.ts >= config.as_of}
         metrics_doc["repeat_ranking"] = repeat_ranking(users, buyers, config.as_of, span_end)
+    demand = _demand(records, config)
+    if demand is not None:
+        metrics_doc["demand"] = demand
     alert_docs = [a.to_dict() for a in alerts]
     return ReplayResult(metrics_doc, users, _timeline(buckets, width, span_start), dead, scores,
                         learner.timeline, alert_docs, [a.to_dict() for a in actions],
                         alert_timeline(alert_docs, purchases, labels))
+
+
+def _demand(records: Sequence[Record], config: ReplayConfig) -> dict | None:
+    """Daily demand forecasts scored on the online-retail protocol (backtest/demand_eval.py),
+    for inputs with purchases; None without any."""
+    from backtest.demand_eval import book_cost, from_events
+    from backtest.sources import ORDER_LINE_SKIPS
+
+    purchases = [r.event for r in records if r.event is not None and r.event.type == "purchase"]
+    if not purchases:
+        return None
+    out = from_events(purchases, config.settings.timezone, config.progress)
+    if config.settings.demand:
+        out["stream_cost"] = book_cost(purchases, len(records), config.settings.timezone, config.batch_size)
+    skipped = {str(p): ORDER_LINE_SKIPS[str(p)] for p in config.inputs if str(p) in ORDER_LINE_SKIPS}
+    if skipped:
+        out["lines_not_sales"] = skipped
+    return out
 
 
 def action_counts(actions: list[Action]) -> dict:

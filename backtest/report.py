@@ -188,6 +188,44 @@ def _campaigns_section(rows: list[dict]) -> str:
     return out
 
 
+    series = demand.get("h1_series")
+    if not series:
+        return []
+    days = series["days"]
+    x = list(range(len(days)))
+    ticks = x[::7]
+    out = []
+    panels = [("all scored products", series["aggregate"])] + list(series["items"].items())
+    for name, s in panels:
+        fig, ax = plt.subplots(figsize=(8, 3))
+        ax.plot(x, s["actual"], color="black", marker=".", linewidth=0.8, label="actual")
+        ax.plot(x, s["expected"], color="tab:blue", label="expected (next day)")
+        if "low" in s:
+            ax.fill_between(x, s["low"], s["high"], color="tab:blue", alpha=0.2, label="80 % interval")
+            ax.plot(x, s["median"], color="tab:orange", linestyle="--", label="median")
+        ax.set_xticks(ticks, [days[i] for i in ticks], rotation=30, fontsize="small")
+        ax.set_ylabel("units")
+        ax.legend(fontsize="small")
+        ax.grid(alpha=0.3)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+        plt.close(fig)
+        out.append((f"Demand, forecast vs actual: {name}", base64.b64encode(buf.getvalue()).decode("ascii")))
+    return out
+
+
+def _demand_section(demand: dict) -> str:
+    if "skipped" in demand:
+        return "<h2>Demand</h2>" + _table([("not scored", demand["skipped"])])
+    rows: list[tuple[str, object]] = []
+    for name, f in demand["forecasters"].items():
+        rows.append((name, "  ".join(f"{k} {v}" for k, v in f.items() if k != "per_horizon")))
+    parts = ["<h2>Demand (online-retail protocol)</h2>" + _table(rows)]
+    for title, png in _demand_plots(demand):
+        parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
+    return "".join(parts)
+
+
 def _page(title: str, sections: list[str]) -> str:
     style = (
         "body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
@@ -228,12 +266,14 @@ def render(result: ReplayResult, inputs: list[str]) -> str:
         f"<h1>shopstream backtest</h1><p class='lead'>{html.escape(headline)}</p>",
         "<h2>Inputs</h2><ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in inputs) + "</ul>",
         "<h2>Figures</h2>" + _table(_flatten({k: v for k, v in m.items()
-                                              if k not in ("segments", "uplift", "campaigns")})),
+                                              if k not in ("segments", "uplift", "campaigns", "demand")})),
     ]
     if m.get("campaigns"):
         sections.append(_campaigns_section(m["campaigns"]))
     if m.get("uplift"):
         sections.append(_uplift_section(m["uplift"]))
+    if m.get("demand"):
+        sections.append(_demand_section(m["demand"]))
     for title, png in _plots(result.timeline, result.models_timeline) + _alert_plots(result.alerts_timeline):
         sections.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
     if m.get("segments"):

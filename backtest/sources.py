@@ -21,7 +21,9 @@ time rather than on first iteration.
 
 from __future__ import annotations
 
+import gzip
 import heapq
+import os
 import math
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -32,9 +34,13 @@ from typing import NamedTuple
 from stream.config import Topics
 from stream.events import HISTORY_MIN_TS, MAX_TS, Event, InvalidEvent, decode, window
 from stream.gc_pause import gc_paused
+from backtest.online_retail import OrderLineError, OrderLines, is_order_lines
 
 JSONL = "jsonl"
 YOOCHOOSE = "yoochoose"
+ORDER_LINES = "order-lines"  # the UCI online-retail CSV (backtest/online_retail.py)
+# Lines of order-lines files that are not sales (cancellations, fees, adjustments), by file and reason.
+ORDER_LINE_SKIPS: dict[str, dict[str, int]] = {}
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 YOOCHOOSE_COLUMNS = ("SessionId", "ItemId", "Time")
 
@@ -80,7 +86,9 @@ ErrorHandler = Callable[[Record], None]
 def _read_bytes(path: Path) -> bytes:
     try:
         data = Path(path).read_bytes()
-    except OSError as exc:
+        if data[:2] == b"\x1f\x8b":  # gzip
+            data = gzip.decompress(data)
+    except (OSError, EOFError) as exc:
         raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not data.strip():
         raise SourceError(f"{path} is empty")
@@ -101,6 +109,8 @@ def detect_format(path: Path, data: bytes | None = None) -> str:
     first = _first_line(data)
     if first.startswith(b"{"):
         return JSONL
+    if is_order_lines(first):
+        return ORDER_LINES
     columns = first.decode("utf-8", "replace").split("\t")
     if set(YOOCHOOSE_COLUMNS) <= set(columns):
         return YOOCHOOSE
@@ -164,12 +174,25 @@ def _yoochoose_records(data: bytes, path: Path, source: int) -> Iterator[Record]
         yield Record(source, line_no, line, event, converted=True)
 
 
+def _order_line_records(data: bytes, path: Path, source: int) -> Iterator[Record]:
+    lines = OrderLines(data.splitlines(), os.environ.get("SHOPSTREAM_TIMEZONE", "UTC"), path.name.split(".")[0])
+    try:
+        events = lines.events()
+    except OrderLineError as exc:
+        raise SourceError(f"{path}: {exc}") from None
+    ORDER_LINE_SKIPS[str(path)] = lines.skipped
+    return (Record(source, int(e.event_id.rsplit(":", 1)[1]), b"", e, converted=True) for e in events)
+
+
 def read_records(path: Path, source: int = 0) -> Iterator[Record]:
     """Every line of a JSONL or yoochoose file as a :class:`Record`, in file order."""
     path = Path(path)
     data = _read_bytes(path)
-    if detect_format(path, data) == JSONL:
+    kind = detect_format(path, data)
+    if kind == JSONL:
         return _jsonl_records(data, source)
+    if kind == ORDER_LINES:
+        return _order_line_records(data, path, source)
     if len(data.splitlines()) < 2:
         raise SourceError(f"{path} has a header but no rows")
     return _yoochoose_records(data, path, source)

@@ -66,6 +66,24 @@ def _campaign(path: Path, seed: int, outcome: str):  # type: ignore[no-untyped-d
     return run
 
 
+def _print_demand(d: dict) -> None:
+    if "skipped" in d:
+        print(f"demand: not scored ({d['skipped']})")
+        return
+    pr = d["protocol"]
+    print(f"demand ({pr['series']:,} products, origins {pr['origins'][0]}..{pr['origins'][1]}, "
+          f"h=1..{pr['horizon']}; {d['seconds']:.1f} s):")
+    print(f"  {'forecaster':16s} {'RMSSE':>7s} {'MASE':>7s} {'WAPE':>7s} {'bias':>7s} {'h1 RMSSE':>9s} {'cover 80':>9s}")
+    for name, f in d["forecasters"].items():
+        cover = f"{f['coverage_80']:.1%}" if "coverage_80" in f else "-"
+        print(f"  {name:16s} {f['rmsse']:7.4f} {f['mase']:7.4f} {f['wape']:7.4f} {f['bias']:+7.4f} "
+              f"{f['per_horizon']['h1']['rmsse']:9.4f} {cover:>9s}")
+    cost = d.get("stream_cost")
+    if cost:
+        print(f"  demand on the stream: {cost['us_per_event']:.2f} µs per replayed event "
+              f"({cost['series']:,} series, {cost['surge_alerts']:,} surge alerts)")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = Parser(prog="replay", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", action="append", type=Path, default=[],
@@ -191,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     if churn.get("precision") is not None:
         print(f"churn: precision {churn['precision']:.4f}, recall {churn['recall']:.4f} "
               f"({churn['flagged']} flagged, {churn['planted_churners']} planted churners)")
+    if m.get("demand"):
+        _print_demand(m["demand"])
     if "note" in ev:
         print(f"note: {ev['note']}")
     if args.out:

@@ -138,6 +138,7 @@ async def publish(result: BatchResult) -> None:
     outputs += [(topics.actions, a.user_id.encode(), a.to_json()) for a in result.actions]
     outputs += [(topics.campaign_results, r["result_id"].encode(), orjson.dumps(r))
                 for r in result.campaign_results]
+    outputs += [(topics.demand, f.series.encode(), f.to_json()) for f in result.demand]
     if result.model_rows:
         # One fixed key: every row reaches the same partition, hence one learner,
         # even if the topic was created with more partitions than asked for.
@@ -478,6 +479,25 @@ async def _user(user_id: str) -> "UserView | None":
         return None
     now = clock.watermark() or profile.last_seen or 0.0
     return UserView(profile, processor.models, round(processor.alerts.churn_risk(profile, now), 6))
+
+
+async def _demand(web, series: str):  # type: ignore[no-untyped-def]
+    if len(series) > 300:
+        return web.json({"error": "id too long"}, status=400)
+    found = await state.demand_forecast(series)
+    if found is None:
+        return web.json({"error": f"no demand known for {series!r}"}, status=404)
+    return web.json(found.to_dict())
+
+
+@app.page("/items/{item_id}/demand")
+async def item_demand_view(web, request, item_id: str):  # type: ignore[no-untyped-def]
+    return await _demand(web, f"item:{item_id}")
+
+
+@app.page("/categories/{category}/demand")
+async def category_demand_view(web, request, category: str):  # type: ignore[no-untyped-def]
+    return await _demand(web, f"category:{category}")
 
 
 @app.page("/users/{user_id}")

@@ -45,6 +45,7 @@ class Topics:
     labels: str = "labels"
     actions: str = "actions"
     campaign_results: str = "campaign-results"
+    demand: str = "demand"
 
     @property
     def inputs(self) -> tuple[str, str, str]:
@@ -107,6 +108,16 @@ class Settings:
     # Alerts (see models/churn.py and models/fraud.py).
     churn_threshold: float = 0.8
     churn_prior_gap_days: float = 2.0
+    # The shop's time zone: where its days begin and end (demand per day, models/demand.py).
+    timezone: str = "UTC"
+    # Demand per item and category (stream/demand.py); a surge alert when a day's units pass
+    # the surge_level quantile of the day's forecast and surge_min_units.
+    demand: bool = True
+    surge_level: float = 0.99
+    surge_min_units: int = 50
+    # A day closes this long after it ended (on the event-time watermark): purchases of
+    # other workers' partitions still on their way count later than that as late.
+    demand_close_after_s: float = 3600.0
     # Customers seen once (see models/second_visit.py): the share of new
     # customers who ever come back, and the median gap until they do.
     new_return_share: float = 0.3
@@ -224,6 +235,7 @@ class Settings:
             labels=_env("TOPIC_LABELS", d.topics.labels),
             actions=_env("TOPIC_ACTIONS", d.topics.actions),
             campaign_results=_env("TOPIC_CAMPAIGN_RESULTS", d.topics.campaign_results),
+            demand=_env("TOPIC_DEMAND", d.topics.demand),
         )
         values: dict[str, object] = {"topics": topics}
         for f in fields(cls):
@@ -248,6 +260,18 @@ class Settings:
         if settings.redis_cluster and settings.neighbour_weight > 0:
             raise ConfigError("SHOPSTREAM_NEIGHBOUR_WEIGHT > 0 is not supported with "
                               "SHOPSTREAM_REDIS_CLUSTER=1 yet (session neighbours read across slots)")
+        if settings.redis_cluster and settings.demand:
+            raise ConfigError("demand forecasting is not supported with SHOPSTREAM_REDIS_CLUSTER=1 yet "
+                              "(its documents are compared and set across slots): set SHOPSTREAM_DEMAND=0")
+        try:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(settings.timezone)
+        except (ValueError, KeyError, OSError):
+            raise ConfigError(f"SHOPSTREAM_TIMEZONE={settings.timezone!r} is not a time zone (e.g. UTC, Europe/London)") from None
+        if not (0.5 < settings.surge_level < 1 and settings.surge_min_units >= 1):
+            raise ConfigError("SHOPSTREAM_SURGE_LEVEL must be between 0.5 and 1 (exclusive) "
+                              "and SHOPSTREAM_SURGE_MIN_UNITS >= 1")
         if not settings.gc_full_every_s > 0:
             raise ConfigError("SHOPSTREAM_GC_FULL_EVERY_S must be a number of seconds > 0")
         if not (0 < settings.new_return_share < 1 and settings.new_return_gap_days > 0):

@@ -26,6 +26,7 @@ from stream.learner import EXAMPLE, FORGET, FRAUD, PURCHASE, USER, ModelRow, Use
 from stream import campaigns
 from stream.actions import OFFER, Action, Actions, held_out, load_campaigns
 from stream.alerts import Alerts
+from stream.demand import Forecast
 from stream.outputs import Alert, DeadLetter, Message, SegmentChange, UserRecommendations
 from stream.privacy import pseudonymiser
 from stream.state import BatchView, State, TopicPartition, new_profile, session_id
@@ -69,6 +70,7 @@ class BatchResult:
     campaign_results: list[dict] = field(default_factory=list)
     # (event, {score name: value}) per event, when collect_scores is on
     scores: list[tuple[Event, dict[str, float]]] = field(default_factory=list)
+    demand: list[Forecast] = field(default_factory=list)  # series whose day closed (live only)
     view: BatchView | None = None
 
     @property
@@ -235,6 +237,8 @@ class Processor:
         self._close_quiet_sessions(view, last_event, watermark, result)
         self._check_churn(view, last_event, watermark, result)
         await self._close_day(view, watermark, result)
+        if view.demand is not None:
+            result.demand = view.demand.close(watermark, forecast=self.publish_recommendations)
         if self.publish_recommendations:  # a live consumer reads these; replay exports its own
             self._refresh_propensity(view, last_event)
             self._recommend_after(view, last_event, result)
@@ -300,6 +304,10 @@ class Processor:
                 session, event.item_id, event.type, event.ts, view.pairs if view.journal else None
             )
             increment = view.popularity.learn_one(event.item_id, event.ts)
+            if event.type == "purchase" and view.demand is not None:
+                surges = view.demand.add(event)
+                if surges:
+                    result.alerts += surges
             view.touched_items.update(map(first, pairs))
             if view.journal:
                 view.occurrences.append((event.item_id, occurrence))

@@ -296,6 +296,9 @@ class ClusterState(RedisState):
         if settings.neighbour_weight > 0:
             raise ValueError("session neighbours (SHOPSTREAM_NEIGHBOUR_WEIGHT > 0) are not "
                              "supported on Redis Cluster yet")
+        if settings.demand:
+            raise ValueError("demand forecasting (SHOPSTREAM_DEMAND, on by default) is not supported on "
+                             "Redis Cluster yet: set SHOPSTREAM_DEMAND=0 with a cluster")
         client = client or connect_cluster(settings.redis_url)
         super().__init__(settings, client)  # type: ignore[arg-type]
         self.keys: ClusterKeys = ClusterKeys(settings.prefix, settings.partitions)
@@ -308,7 +311,9 @@ class ClusterState(RedisState):
     # -- reads
 
     async def _read_start(self, offset_keys: list[str], users: list[str], numbers: list[int],
-                          close_before: float, check_until: float) -> tuple[list, list, list, Any, dict, list]:
+                          close_before: float, check_until: float,
+                          extra: Any = None) -> tuple[list, list, list, Any, dict, list, list]:
+        assert extra is None, "demand is refused on a cluster (see __init__)"
         offsets_raw = await self._offsets_after_pending(offset_keys)
         keys = self.keys
         client: Any = self.client
@@ -323,7 +328,7 @@ class ClusterState(RedisState):
             pipe.zrangebyscore(keys.churn_checks(partition), "-inf", repr(check_until),
                                start=0, num=CLOSE_PER_BATCH)
         campaign_day, sent, *quiet = await pipe.execute()
-        return offsets_raw, profiles_raw, recs_raw, campaign_day, sent, quiet
+        return offsets_raw, profiles_raw, recs_raw, campaign_day, sent, quiet, []
 
     async def _offsets_after_pending(self, offset_keys: list[str]) -> list[bytes | None]:
         """The offsets, once no journal of these partitions is pending (any

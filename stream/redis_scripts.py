@@ -52,6 +52,8 @@ return cjson.encode({rows = rows, occ = occ, pop = pop, ver = ver, top = top,
                      srows = srows, sids = sids, sdocs = sdocs})
 """
 
+from stream.demand_redis import LUA_APPLY as DEMAND_APPLY, LUA_CHECK as DEMAND_CHECK  # noqa: E402
+
 COMMIT_BATCH = """\
 -- Apply one batch atomically, if and only if no other worker has moved the
 -- batch's offsets since they were read. Returns 0 if not; else {1, flags}
@@ -67,14 +69,15 @@ COMMIT_BATCH = """\
 --   "sess_docs": [[key, doc]], "sess_gone": [[key, member]],
 --   "sess_touches": [[key, member, score]], "sess_keep": m,
 --   "camp_key": k, "camp": [[field, integer increment]], "sent_key": k,
---   "sent": [[field, integer increment]], "day_key": k, "day": day or ""}
+--   "sent": [[field, integer increment]], "day_key": k, "day": day or "",
+--   "demand": optional, see stream/demand_redis.py}
 -- Numbers travel as strings: Lua would print them with 14 digits only.
 local b = cjson.decode(ARGV[1])
 for _, o in ipairs(b.offsets) do
     local current = redis.call('GET', o[1]) or ''
     if current ~= o[2] then return 0 end
 end
-local flags = {}
+""" + DEMAND_CHECK + """local flags = {}
 for i, c in ipairs(b.checked) do
     flags[i] = ((redis.call('HGET', b.ver_key, c[1]) or '') == c[2]) and 1 or 0
 end
@@ -105,6 +108,6 @@ for _, c in ipairs(b.sent) do redis.call('HINCRBY', b.sent_key, c[1], c[2]) end
 if b.day ~= '' and tonumber(redis.call('GET', b.day_key) or '-1') < tonumber(b.day) then
     redis.call('SET', b.day_key, b.day)
 end
-for _, o in ipairs(b.offsets) do redis.call('SET', o[1], o[3]) end
+""" + DEMAND_APPLY + """for _, o in ipairs(b.offsets) do redis.call('SET', o[1], o[3]) end
 return {1, flags}
 """

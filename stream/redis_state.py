@@ -52,7 +52,7 @@ import sys
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Iterator, Sequence
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
 import orjson
 import redis.asyncio as aioredis
@@ -66,7 +66,9 @@ from stream.events import Event
 from stream.outputs import UserRecommendations
 from stream.redis_scripts import COMMIT_BATCH, LOAD_ROWS
 from stream.row_cache import RowCache
-from stream.state import BatchView, TopicPartition, new_cooccurrence, new_session_neighbours
+from stream import demand_redis
+from stream.demand import DemandBook, Forecast
+from stream.state import BatchView, TopicPartition, new_cooccurrence, new_demand_book, new_session_neighbours
 
 
 class RedisKeys:
@@ -129,6 +131,7 @@ class BatchRead:
 
     offsets: dict[TopicPartition, bytes | None]
     row_versions: dict[str, str]
+    demand: "demand_redis.Loaded | None" = None
 
 
 def connect(url: str) -> aioredis.Redis:
@@ -147,6 +150,8 @@ class RedisState:
         self._load_rows = self.client.register_script(LOAD_ROWS)
         self._commit_batch = self.client.register_script(COMMIT_BATCH)
         self.rows = RowCache(settings.row_cache_rows)
+        self.demand_keys = demand_redis.DemandKeys(settings.prefix)
+        self.demand_days = new_demand_book(settings) or DemandBook(settings.timezone)  # its clock only
         self.rows_read = self.rows_cached = 0  # rows of batches, from Redis or from the cache
         self._commits = (f"{uuid.uuid4().hex[:12]}:{n}" for n in itertools.count(1))
 
@@ -161,8 +166,21 @@ class RedisState:
         users = list(dict.fromkeys(e.user_id for e in events))
         offset_keys = [keys.offset(tp) for tp in partitions]
         numbers = sorted({p for _, p in partitions})
-        offsets_raw, profiles_raw, recs_raw, campaign_day, sent, quiet = await self._read_start(
-            offset_keys, users, numbers, close_before, check_until)
+        demand_series: list[str] = []
+        heads = 0
+        today: int | None = None
+        if self.settings.demand:  # in the same round trip (stream/demand_redis.py)
+            today = self.demand_days.closing_day(check_until)
+            demand_series = demand_redis.batch_series(events)
+
+        def queue_demand(pipe: Any) -> None:
+            nonlocal heads
+            heads = demand_redis.queue_head(pipe, self.demand_keys, today)
+            demand_redis.queue_series(pipe, self.demand_keys, demand_series)
+
+        offsets_raw, profiles_raw, recs_raw, campaign_day, sent, quiet, demand_replies = await self._read_start(
+            offset_keys, users, numbers, close_before, check_until,
+            queue_demand if self.settings.demand else None)
         # Two replies per partition: quiet sessions, then churn checks due.
         owners = [p for p in numbers for _ in (0, 1)]
         due_ids = list(dict.fromkeys(
@@ -231,6 +249,9 @@ class RedisState:
             if pop and item_id not in popularity.scores:
                 popularity.add(item_id, float(pop))
         session_neighbours, sessions_gone = self._sessions(items, reply)
+        demand = loaded = None
+        if self.settings.demand:
+            demand, loaded = await self._demand(demand_series, demand_replies, heads)
         return BatchView(
             profiles=profiles,
             cooccurrence=cooccurrence,
@@ -244,17 +265,20 @@ class RedisState:
             churn_checks=dict.fromkeys(gone),
             campaign_day=None if campaign_day is None else int(campaign_day),
             offers_sent={k.decode(): int(v) for k, v in sent.items()},
-            token=BatchRead({tp: raw for tp, raw in zip(partitions, offsets_raw)}, row_versions),
+            token=BatchRead({tp: raw for tp, raw in zip(partitions, offsets_raw)}, row_versions, loaded),
+            demand=demand,
         )
 
     # The reads and the write, apart from what is made of them: a store on
     # Redis Cluster (stream/redis_cluster.py) does these its own way.
 
     async def _read_start(self, offset_keys: list[str], users: list[str], numbers: list[int],
-                          close_before: float, check_until: float) -> tuple[list, list, list, Any, dict, list]:
+                          close_before: float, check_until: float,
+                          extra: Callable[[Any], None] | None = None) -> tuple[list, list, list, Any, dict, list, list]:
         """The batch's offsets, its users' profiles and recommendations, the
-        last campaign day closed and the offers sent per day, and per
-        partition the quiet sessions and the churn checks due."""
+        last campaign day closed and the offers sent per day, per partition
+        the quiet sessions and the churn checks due, and the replies of what
+        ``extra`` queued on the same pipeline."""
         keys = self.keys
         pipe = self.client.pipeline(transaction=False)
         pipe.mget(offset_keys or [keys.offset(("-", 0))])
@@ -267,8 +291,28 @@ class RedisState:
                                start=0, num=CLOSE_PER_BATCH)
             pipe.zrangebyscore(keys.churn_checks(partition), "-inf", repr(check_until),
                                start=0, num=CLOSE_PER_BATCH)
-        offsets_raw, profiles_raw, recs_raw, campaign_day, sent, *quiet = await pipe.execute()
-        return offsets_raw, profiles_raw, recs_raw, campaign_day, sent, quiet
+        if extra is not None:
+            extra(pipe)
+        offsets_raw, profiles_raw, recs_raw, campaign_day, sent, *rest = await pipe.execute()
+        cut = 2 * len(numbers)
+        return offsets_raw, profiles_raw, recs_raw, campaign_day, sent, rest[:cut], rest[cut:]
+
+    async def _demand(self, series: list[str], replies: list, heads: int
+                      ) -> tuple[DemandBook, demand_redis.Loaded]:
+        """The demand book of this batch: its series, and those due for a day
+        close (one more round trip, only when a day closes)."""
+        head, rest = replies[:heads], replies[heads:]
+        due = [m.decode() for m in head[2]] if heads > 2 else []
+        more = [k for k in due if k not in set(series)]
+        if more:
+            pipe = self.client.pipeline(transaction=False)
+            demand_redis.queue_series(pipe, self.demand_keys, more)
+            rest = rest + await pipe.execute()
+        book = new_demand_book(self.settings)
+        assert book is not None
+        book.journaled()
+        loaded = demand_redis.build(book, self.demand_keys, head, series + more, rest)
+        return book, loaded
 
     async def _read_docs(self, names: list[str]) -> list[bytes | None]:
         return await self.client.mget(names)
@@ -363,6 +407,8 @@ class RedisState:
             "day_key": keys.campaign_day,
             "day": "" if view.new_campaign_day is None else str(view.new_campaign_day),
         }
+        if view.demand is not None and read.demand is not None:
+            batch["demand"] = demand_redis.commit_args(view.demand, self.demand_keys, read.demand)
         reply = await self._write(batch, docs)
         if not reply:
             return False
@@ -418,6 +464,16 @@ class RedisState:
             raw = await self.client.get(key)
             if raw is not None:
                 yield UserProfile.from_dict(orjson.loads(raw))
+
+    async def demand_forecast(self, series: str) -> Forecast | None:
+        """A series' next days as of the last day closed (``item:{id}``, ``category:{name}``)."""
+        pipe = self.client.pipeline(transaction=False)
+        demand_redis.queue_head(pipe, self.demand_keys, None)
+        demand_redis.queue_series(pipe, self.demand_keys, [series])
+        replies = await pipe.execute()
+        book = new_demand_book(self.settings) or DemandBook(self.settings.timezone)
+        demand_redis.build(book, self.demand_keys, replies[:2], [series], replies[2:])
+        return book.forecast(series)
 
     async def recommendations(self, user_id: str) -> UserRecommendations | None:
         raw = await self.client.get(self.keys.recs(user_id))

@@ -18,6 +18,7 @@ from models.popularity import Popularity
 from models.profile import UserProfile
 from models.session_neighbours import SessionNeighbours
 from stream.config import Settings
+from stream.demand import DemandBook, Forecast
 from stream.events import Event
 from stream.outputs import UserRecommendations
 
@@ -66,6 +67,7 @@ class BatchView:
     offers_sent: dict[str, int] = field(default_factory=dict)
     offers_added: dict[str, int] = field(default_factory=dict)
     token: Any = None  # the store's own handle for this batch
+    demand: DemandBook | None = None  # stream/demand.py; None: not kept by this store
 
 
 class UserTimes:
@@ -102,6 +104,13 @@ def new_session_neighbours(settings: Settings) -> SessionNeighbours:
         neighbours=settings.session_neighbours,
         max_session_items=settings.recent_items,
     )
+
+
+def new_demand_book(settings: Settings) -> DemandBook | None:
+    if not settings.demand:
+        return None
+    return DemandBook(settings.timezone, settings.surge_level, settings.surge_min_units,
+                      settings.demand_close_after_s)
 
 
 def session_id(profile: UserProfile) -> str:
@@ -167,6 +176,7 @@ class MemoryState:
         self.campaigns: dict[str, int] = {}
         self.campaign_day: int | None = None
         self.offers_sent: dict[str, int] = {}
+        self.demand = new_demand_book(self.settings)
 
     async def load(
         self, events: Sequence[Event], partitions: Sequence[TopicPartition], close_before: float,
@@ -189,6 +199,7 @@ class MemoryState:
             due=due,
             campaign_day=self.campaign_day,
             offers_sent=self.offers_sent,
+            demand=self.demand,
         )
 
     async def commit(self, view: BatchView) -> bool:
@@ -236,6 +247,10 @@ class MemoryState:
 
     async def recommendations(self, user_id: str) -> UserRecommendations | None:
         return self.latest.get(user_id)
+
+    async def demand_forecast(self, series: str) -> Forecast | None:
+        """A series' next days as of the last day closed (``item:{id}``, ``category:{name}``)."""
+        return self.demand.forecast(series) if self.demand is not None else None
 
     async def all_profiles(self) -> AsyncIterator[UserProfile]:
         for profile in list(self.profiles.values()):

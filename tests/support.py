@@ -54,6 +54,7 @@ def isolated_settings(services: Services, partitions: int = 4, **overrides: obje
         labels=f"labels-{tag}",
         actions=f"actions-{tag}",
         campaign_results=f"campaign-results-{tag}",
+        demand=f"demand-{tag}",
     )
     values: dict = dict(
         broker=services.broker,
@@ -64,6 +65,7 @@ def isolated_settings(services: Services, partitions: int = 4, **overrides: obje
         partitions=partitions,
         topics=topics,
         idle_after_s=3.0,
+        demand=not services.redis_cluster,  # not on a cluster yet (stream/redis_cluster.py)
     )
     values.update(overrides)
     return Settings(**values)

@@ -46,7 +46,8 @@ def cluster_client(redis_cluster: RedisClusterProcesses) -> Iterator[RedisCluste
 
 def settings_for(url: str, cluster: bool, **overrides: object) -> Settings:
     values: dict = dict(redis_url=url, redis_cluster=cluster, prefix=f"t-{uuid.uuid4().hex[:8]}:",
-                        max_neighbours=100_000, rec_throttle_s=0)
+                        max_neighbours=100_000, rec_throttle_s=0,
+                        demand=False)  # demand is not on a cluster yet: both sides compare without it
     values.update(overrides)
     return replace(Settings(), **values)
 

@@ -1,0 +1,286 @@
+"""Demand per item and category on event time: what the Processor keeps of purchases.
+
+A :class:`DemandBook` counts the units bought per series (``item:{id}``,
+``category:{name}``) and day in the shop's time zone (``SHOPSTREAM_TIMEZONE``),
+and closes a day when the event-time watermark has passed its end: each
+series that sold learns its open days (``models/demand.py``, days without a
+sale in between learned as 0), the shop's daily totals teach the shared
+weekly rhythm. A series nobody bought from is not touched: its days without
+a sale are learned when it next sells, or when it is forecast.
+
+While a day is open, a series whose units so far pass the
+``SHOPSTREAM_SURGE_LEVEL`` quantile of that day's forecast (.99: far above
+its 80 % interval) and ``SHOPSTREAM_SURGE_MIN_UNITS`` raises one
+``demand_surge`` alert for that day. Purchases of a day already closed for their series (behind the
+watermark) are counted as ``late_units`` and not learned.
+
+Its state is plain numbers (``to_dict``/``from_dict``): per series the
+forecaster's five numbers, its open days and the day of its last surge.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from models.demand import DayForecast, DemandForecaster, WeeklyRhythm, nb_cdf, nb_upper, weekday
+from stream.events import Event
+from stream.outputs import Alert, Reason
+
+HORIZON = 7
+NO_ALERTS: list = []  # shared, never appended to
+
+
+@dataclass(slots=True)
+class Series:
+    forecaster: DemandForecaster = field(default_factory=DemandForecaster)
+    open: dict[int, int] = field(default_factory=dict)  # day -> units so far
+    first_sale: dict[int, float] = field(default_factory=dict)  # day -> time of its first sale
+    surged: int = -1  # the last day a surge alert was raised for
+    # The last surge check's line and expected units (not stored).
+    limit: float = 0.0
+    expected: float = 0.0
+
+    def to_list(self) -> list:
+        return [self.forecaster.to_list(), sorted(self.open.items()), sorted(self.first_sale.items()),
+                self.surged]
+
+    @classmethod
+    def from_list(cls, values: list) -> "Series":
+        return cls(DemandForecaster.from_list(values[0]), {int(d): u for d, u in values[1]},
+                   {int(d): t for d, t in values[2]}, int(values[3]))
+
+
+@dataclass(slots=True)
+class Forecast:
+    """A series' next days as of the day it closed (published on the ``demand`` topic)."""
+
+    series: str
+    closed_day: int
+    units: int | None  # sold on the closed day (None: not known here)
+    days: list[DayForecast]
+
+    @property
+    def forecast_id(self) -> str:
+        return f"demand:{self.series}:{day_iso(self.closed_day)}"
+
+    def to_dict(self) -> dict:
+        kind, _, name = self.series.partition(":")
+        return {"forecast_id": self.forecast_id, kind: name, "day": day_iso(self.closed_day),
+                "units": self.units,
+                "forecast": [{**d.to_dict(), "day": day_iso(d.day)} for d in self.days]}
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+def day_iso(day: int) -> str:
+    return (datetime(1970, 1, 1) + timedelta(days=day)).date().isoformat()
+
+
+@dataclass
+class Journal:
+    """What a batch changed in a :class:`DemandBook`: increments that commute
+    (units per series and day, the shop's totals, late units), and the
+    documents rewritten (series that closed days or surged, the shop's rhythm)."""
+
+    units: dict[tuple[str, int], int] = field(default_factory=dict)
+    first_sales: dict[tuple[str, int], float] = field(default_factory=dict)
+    totals: dict[int, int] = field(default_factory=dict)
+    late: int = 0
+    docs: set[str] = field(default_factory=set)
+    days_closed: dict[str, list[int]] = field(default_factory=dict)
+    totals_closed: list[int] = field(default_factory=list)
+    shop: bool = False
+
+
+class DayClock:
+    """Event time -> day number in a time zone; caches the current day's bounds."""
+
+    def __init__(self, timezone: str = "UTC") -> None:
+        self.zone = ZoneInfo(timezone)
+        self.start = self.end = 0.0
+        self.day = 0
+
+    def __call__(self, ts: float) -> int:
+        if self.start <= ts < self.end:
+            return self.day
+        local = datetime.fromtimestamp(ts, self.zone)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        self.day = (midnight.date() - datetime(1970, 1, 1).date()).days
+        self.start = midnight.timestamp()
+        self.end = (midnight + timedelta(days=1)).replace(tzinfo=None).replace(tzinfo=self.zone).timestamp()
+        return self.day
+
+
+class DemandBook:
+    """Every series' demand, the shop's weekly rhythm and the days still open."""
+
+    def __init__(self, timezone: str = "UTC", surge_level: float = 0.99, surge_min_units: int = 50,
+                 close_after_s: float = 3600.0) -> None:
+        self.day_of = DayClock(timezone)
+        self.close_after_s = close_after_s
+        self.surge_level = surge_level
+        self.surge_min_units = surge_min_units
+        self.series: dict[str, Series] = {}
+        self.rhythm = WeeklyRhythm()
+        self.totals: dict[int, int] = {}  # the shop's units per open day
+        self.closed_through: int | None = None  # the last day closed for the shop
+        self.pending: dict[str, int] = {}  # series with open days -> the earliest
+        self.late_units = 0
+        self.journal: Journal | None = None  # what changed, for a store that persists it
+
+    def journaled(self) -> "DemandBook":
+        self.journal = Journal()
+        return self
+
+    # -- the hot path: one call per purchase ------------------------------------
+
+    def add(self, event: Event) -> list[Alert]:
+        """Count a purchase; the surge alerts it raises (its item's, its category's)."""
+        ts, quantity = event.ts, event.quantity
+        clock = self.day_of
+        day = clock.day if clock.start <= ts < clock.end else clock(ts)
+        j = self.journal
+        closed = self.closed_through
+        if closed is not None and day <= closed:
+            self.late_units += quantity
+            if j is not None:
+                j.late += quantity
+            return []
+        totals = self.totals
+        totals[day] = totals.get(day, 0) + quantity
+        if j is not None:
+            j.totals[day] = j.totals.get(day, 0) + quantity
+        alert = self._add("item:" + event.item_id, day, event)
+        if not event.category:
+            return NO_ALERTS if alert is None else [alert]
+        alerts = [] if alert is None else [alert]
+        alert = self._add("category:" + event.category, day, event)
+        if alert is not None:
+            alerts.append(alert)
+        return alerts
+
+    def _add(self, key: str, day: int, event: Event) -> Alert | None:
+        s = self.series.get(key)
+        if s is None:
+            s = self.series[key] = Series()
+        open_days = s.open
+        units = open_days.get(day)
+        if units is None:
+            units = open_days[day] = event.quantity
+            s.first_sale[day] = event.ts
+            if key not in self.pending or self.pending[key] > day:
+                self.pending[key] = day
+        else:
+            units = open_days[day] = units + event.quantity
+            if event.ts < s.first_sale[day]:
+                s.first_sale[day] = event.ts
+        j = self.journal
+        if j is not None:
+            j.units[key, day] = j.units.get((key, day), 0) + event.quantity
+            j.first_sales[key, day] = s.first_sale[day]
+        if units < self.surge_min_units or s.surged == day:
+            return None
+        return self._surge(key, s, day, units, event)
+
+    def _surge(self, key: str, s: Series, day: int, units: int, event: Event) -> Alert | None:
+        f = s.forecaster
+        if f.last_day is None:
+            return None  # nothing learned yet: no forecast to be above
+        s.expected = f.level * self.rhythm.weights[weekday(day)]
+        phi = f.dispersion()
+        # One CDF to rule a surge out; the line itself only for an alert.
+        if nb_cdf(units - 1, s.expected, phi) < self.surge_level:
+            return None
+        s.limit = float(nb_upper(s.expected, phi, self.surge_level))
+        s.surged = day
+        if self.journal is not None:
+            self.journal.docs.add(key)
+        kind, _, name = key.partition(":")
+        reasons = [Reason(kind, name), Reason("units_today", float(units), round(s.expected, 4)),
+                   Reason(f"forecast_q{round(100 * self.surge_level)}", s.limit),
+                   Reason("since", s.first_sale.get(day, event.ts))]
+        return Alert("demand_surge", event.user_id, event.event_id, event.ts, float(units),
+                     s.limit, reasons, key=f"{key}:{day_iso(day)}")
+
+    # -- day close ----------------------------------------------------------------
+
+    def close(self, watermark: float, forecast: bool) -> list[Forecast]:
+        """Close every day that ended ``close_after_s`` before ``watermark``; the forecasts of the
+        series that sold on them when ``forecast`` (a live worker publishes
+        them; replay scores its own)."""
+        today = self.closing_day(watermark)
+        if today is None:
+            return []
+        if self.closed_through is None:
+            if not self.totals:
+                return []
+            self.closed_through = min(self.totals) - 1
+        if today - 1 <= self.closed_through:
+            return []
+        j = self.journal
+        due = [k for k, first in self.pending.items() if first < today]
+        by_day: dict[int, list[str]] = {}
+        for key in due:
+            for day in self.series[key].open:
+                if day < today:
+                    by_day.setdefault(day, []).append(key)
+        sold: dict[str, int] = {}
+        # Day by day, the shop's rhythm first: what a series learns does not
+        # depend on how many days one close covers (how events fell into batches).
+        for day in range(self.closed_through + 1, today):
+            self.rhythm.learn_one(float(self.totals.pop(day, 0)), day)
+            if j is not None:
+                j.totals_closed.append(day)
+            for key in by_day.get(day, ()):
+                s = self.series[key]
+                sold[key] = s.open.pop(day)
+                s.forecaster.learn_one(sold[key], day, self.rhythm)
+                s.first_sale.pop(day, None)
+                if j is not None:
+                    j.days_closed.setdefault(key, []).append(day)
+        self.closed_through = today - 1
+        if j is not None:
+            j.shop = True
+        out = []
+        for key in due:
+            s = self.series[key]
+            if s.open:
+                self.pending[key] = min(s.open)
+            else:
+                del self.pending[key]
+            if j is not None:
+                j.docs.add(key)
+            if forecast:
+                f = s.forecaster
+                units = sold[key] if f.last_day == today - 1 else 0
+                if f.last_day != today - 1:  # a copy: the state must not depend on publishing
+                    f = DemandForecaster.from_list(f.to_list())
+                    self._catch_up(f, today - 1)
+                out.append(Forecast(key, today - 1, units, f.forecast(HORIZON, self.rhythm)))
+        return out
+
+    def closing_day(self, watermark: float) -> int | None:
+        """The first day not to close at this watermark (days close
+        ``close_after_s`` after they end, for purchases still on their way)."""
+        if not math.isfinite(watermark) or watermark <= 0:
+            return None
+        return self.day_of(watermark - self.close_after_s)
+
+    def _catch_up(self, f: DemandForecaster, day: int) -> None:
+        if f.last_day is not None and f.last_day < day:
+            f.learn_one(0.0, day, self.rhythm)
+
+    def forecast(self, key: str) -> Forecast | None:
+        """A series' next days as of the last closed day (for the web views)."""
+        s = self.series.get(key)
+        if s is None or s.forecaster.last_day is None or self.closed_through is None:
+            return None
+        f = DemandForecaster.from_list(s.forecaster.to_list())
+        self._catch_up(f, self.closed_through)
+        return Forecast(key, self.closed_through, None, f.forecast(HORIZON, self.rhythm))

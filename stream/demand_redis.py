@@ -1,0 +1,190 @@
+"""Demand state in Redis: read with a batch's load, written by its one commit script.
+
+Keys (under ``SHOPSTREAM_PREFIX``):
+
+- ``demand:{series}`` (string, JSON): the series' forecaster and the last day
+  it surged, rewritten only when it closes days or surges;
+- ``demand-days:{series}`` (hash): ``{day}`` -> units so far and ``t{day}`` ->
+  time of the first sale, for the series' open days (``HINCRBY``: workers'
+  increments commute);
+- ``demand-pending`` (sorted set): series -> its earliest open day, to find
+  the series a day close must learn;
+- ``demand-shop`` (string, JSON): the weekly rhythm and the last day closed;
+- ``demand-totals`` (hash): the shop's units per open day, and ``late``.
+
+A document is rewritten only if it is still as the batch read it (compared
+in the commit script, as offsets are): otherwise nothing is written and the
+batch runs again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+
+from models.demand import DemandForecaster, WeeklyRhythm
+from stream.demand import DemandBook, Series
+from stream.events import Event
+
+CLOSE_PER_BATCH = 2000  # series closed per batch at most (the rest wait for the next)
+
+
+class DemandKeys:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.shop = f"{prefix}demand-shop"
+        self.totals = f"{prefix}demand-totals"
+        self.pending = f"{prefix}demand-pending"
+
+    def series(self, key: str) -> str:
+        return f"{self.prefix}demand:{key}"
+
+    def days(self, key: str) -> str:
+        return f"{self.prefix}demand-days:{key}"
+
+
+def batch_series(events: Sequence[Event]) -> list[str]:
+    """The series a batch's purchases add to."""
+    out: dict[str, None] = {}
+    for e in events:
+        if e.type == "purchase":
+            out[f"item:{e.item_id}"] = None
+            if e.category:
+                out[f"category:{e.category}"] = None
+    return list(out)
+
+
+def queue_head(pipe, keys: DemandKeys, today: int | None) -> int:  # type: ignore[no-untyped-def]
+    """The shop's state and the series due for a day close; how many replies."""
+    pipe.get(keys.shop)
+    pipe.hgetall(keys.totals)
+    if today is None:
+        return 2
+    pipe.zrangebyscore(keys.pending, "-inf", f"({today}", start=0, num=CLOSE_PER_BATCH)
+    return 3
+
+
+def queue_series(pipe, keys: DemandKeys, series: Sequence[str]) -> None:  # type: ignore[no-untyped-def]
+    for s in series:
+        pipe.get(keys.series(s))
+        pipe.hgetall(keys.days(s))
+
+
+class Loaded:
+    """What a batch read of the demand documents, for the commit to check."""
+
+    def __init__(self) -> None:
+        self.raw: dict[str, bytes | None] = {}  # Redis key -> document as read
+
+
+def build(book: DemandBook, keys: DemandKeys, head: list, series: Sequence[str],
+          replies: list) -> Loaded:
+    """Fill a journaled book with what was read."""
+    loaded = Loaded()
+    shop_raw, totals = head[0], head[1]
+    loaded.raw[keys.shop] = shop_raw
+    if shop_raw is not None:
+        rhythm, closed_through = orjson.loads(shop_raw)
+        book.rhythm = WeeklyRhythm.from_list(rhythm)
+        book.closed_through = closed_through
+    for field, value in totals.items():
+        name = field.decode()
+        if name == "late":
+            book.late_units = int(value)
+        elif book.closed_through is not None and int(name) <= book.closed_through:
+            if book.journal is not None:  # a late increment that landed after its day closed
+                book.journal.totals_closed.append(int(name))
+        else:
+            book.totals[int(name)] = int(value)
+    for key, raw, days in zip(series, replies[0::2], replies[1::2]):
+        loaded.raw[keys.series(key)] = raw
+        s = Series()
+        if raw is not None:
+            state, s.surged = orjson.loads(raw)
+            s.forecaster = DemandForecaster.from_list(state)
+        last = s.forecaster.last_day
+        stale = []
+        for field, value in days.items():
+            name = field.decode()
+            if name.startswith("t"):
+                s.first_sale[int(name[1:])] = float(value)
+            elif last is not None and int(name) <= last:
+                stale.append(int(name))  # a late increment that landed after its day closed
+            else:
+                s.open[int(name)] = int(value)
+        for day in stale:
+            s.first_sale.pop(day, None)
+        if stale and book.journal is not None:
+            book.journal.days_closed[key] = stale
+        book.series[key] = s
+        if s.open:
+            book.pending[key] = min(s.open)
+    return loaded
+
+
+def series_doc(s: Series) -> bytes:
+    return orjson.dumps([s.forecaster.to_list(), s.surged])
+
+
+def commit_args(book: DemandBook, keys: DemandKeys, loaded: Loaded) -> dict:
+    """The ``demand`` part of the commit script's argument."""
+    j = book.journal
+    assert j is not None
+    cas, docs = [], []
+    for key in sorted(j.docs):
+        rkey = keys.series(key)
+        cas.append((rkey, (loaded.raw.get(rkey) or b"").decode()))
+        docs.append((rkey, series_doc(book.series[key]).decode()))
+    if j.shop:
+        cas.append((keys.shop, (loaded.raw.get(keys.shop) or b"").decode()))
+        docs.append((keys.shop, orjson.dumps([book.rhythm.to_list(), book.closed_through]).decode()))
+    units = [(keys.days(k), str(d), str(u)) for (k, d), u in j.units.items()]
+    first = [(keys.days(k), f"t{d}", repr(t)) for (k, d), t in j.first_sales.items()]
+    closed = [(keys.days(k), str(d)) for k, days in j.days_closed.items() for d in days]
+    # Series whose earliest open day may have moved: recomputed in the script.
+    pending = sorted({k for k, _ in j.units} | set(j.days_closed))
+    return {
+        "cas": cas, "docs": docs, "units": units, "first": first, "closed": closed,
+        "pending_key": keys.pending,
+        "pending": [(k, keys.days(k)) for k in pending],
+        "totals_key": keys.totals,
+        "totals": [(str(d), str(u)) for d, u in j.totals.items()],
+        "totals_closed": [str(d) for d in j.totals_closed],
+        "late": str(j.late),
+    }
+
+
+# The demand part of COMMIT_BATCH (stream/redis_scripts.py), run after the checks.
+LUA_CHECK = """\
+if b.demand then
+    for _, c in ipairs(b.demand.cas) do
+        if (redis.call('GET', c[1]) or '') ~= c[2] then return 0 end
+    end
+end
+"""
+
+LUA_APPLY = """\
+if b.demand then
+    local d = b.demand
+    for _, x in ipairs(d.docs) do redis.call('SET', x[1], x[2]) end
+    for _, x in ipairs(d.units) do redis.call('HINCRBY', x[1], x[2], x[3]) end
+    for _, x in ipairs(d.first) do
+        local t = redis.call('HGET', x[1], x[2])
+        if (not t) or tonumber(x[3]) < tonumber(t) then redis.call('HSET', x[1], x[2], x[3]) end
+    end
+    for _, x in ipairs(d.closed) do redis.call('HDEL', x[1], x[2], 't' .. x[2]) end
+    for _, x in ipairs(d.pending) do
+        local first = nil
+        for _, f in ipairs(redis.call('HKEYS', x[2])) do
+            local day = tonumber(f)
+            if day and (first == nil or day < first) then first = day end
+        end
+        if first == nil then redis.call('ZREM', d.pending_key, x[1])
+        else redis.call('ZADD', d.pending_key, first, x[1]) end
+    end
+    for _, x in ipairs(d.totals) do redis.call('HINCRBY', d.totals_key, x[1], x[2]) end
+    for _, f in ipairs(d.totals_closed) do redis.call('HDEL', d.totals_key, f) end
+    if d.late ~= '0' then redis.call('HINCRBY', d.totals_key, 'late', d.late) end
+end
+"""
