@@ -260,9 +260,6 @@ class Settings:
         if settings.redis_cluster and settings.neighbour_weight > 0:
             raise ConfigError("SHOPSTREAM_NEIGHBOUR_WEIGHT > 0 is not supported with "
                               "SHOPSTREAM_REDIS_CLUSTER=1 yet (session neighbours read across slots)")
-        if settings.redis_cluster and settings.demand:
-            raise ConfigError("demand forecasting is not supported with SHOPSTREAM_REDIS_CLUSTER=1 yet "
-                              "(its documents are compared and set across slots): set SHOPSTREAM_DEMAND=0")
         try:
             from zoneinfo import ZoneInfo
 

@@ -47,8 +47,10 @@ number at least as high in the fence and does nothing.
 from __future__ import annotations
 
 import asyncio
+import logging
 import zlib
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any, AsyncIterator
 
 import orjson
@@ -60,6 +62,8 @@ from stream.config import Settings
 from stream.redis_scripts import COMMIT_BATCH
 from stream.redis_state import CLOSE_PER_BATCH, BatchRead, RedisKeys, RedisState, _glob
 from stream.state import BatchView, TopicPartition
+
+log = logging.getLogger(__name__)
 
 ITEM_BUCKETS = 256
 CONTROL = "{ctl}"
@@ -297,8 +301,7 @@ class ClusterState(RedisState):
             raise ValueError("session neighbours (SHOPSTREAM_NEIGHBOUR_WEIGHT > 0) are not "
                              "supported on Redis Cluster yet")
         if settings.demand:
-            raise ValueError("demand forecasting (SHOPSTREAM_DEMAND, on by default) is not supported on "
-                             "Redis Cluster yet: set SHOPSTREAM_DEMAND=0 with a cluster")
+            raise ValueError("demand forecasting is not supported on Redis Cluster yet (open_state turns it off)")
         client = client or connect_cluster(settings.redis_url)
         super().__init__(settings, client)  # type: ignore[arg-type]
         self.keys: ClusterKeys = ClusterKeys(settings.prefix, settings.partitions)
@@ -531,4 +534,9 @@ def open_state(settings: Settings) -> RedisState:
     """The state store the settings ask for, or the URL names: Redis Cluster
     or one Redis."""
     settings = with_cluster_detected(settings)
-    return ClusterState(settings) if settings.redis_cluster else RedisState(settings)
+    if not settings.redis_cluster:
+        return RedisState(settings)
+    if settings.demand:
+        log.warning("demand forecasting is off on Redis Cluster (not supported there yet)")
+        settings = replace(settings, demand=False)
+    return ClusterState(settings)
