@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.text import rating_label
+from models.text import UNKNOWN, rating_label
 from stream.text_events import CustomerMessage, Review
 from stream.voice import TextModels
 
@@ -90,7 +90,7 @@ def intent_run(messages: Sequence[CustomerMessage], models: TextModels, progress
 
     truth: list[str] = []
     guess: list[str] = []
-    confidence: list[float] = []
+    known: list[bool] = []
     spent = 0.0
     for message in _progress(messages, "messages", progress):
         started = time.perf_counter()
@@ -99,21 +99,20 @@ def intent_run(messages: Sequence[CustomerMessage], models: TextModels, progress
         if message.intent is not None:
             truth.append(message.intent)
             guess.append(scored.intent or "")
-            confidence.append(scored.confidence)
+            known.append(models.known_intent(scored) != UNKNOWN)
     right = np.array([a == b for a, b in zip(truth, guess)])
     window = _window(len(right))
     timeline = [{"texts": end, "accuracy": float(right[end - window:end].mean())}
                 for end in range(window, len(right) + 1, max(1, window // 4))]
-    t, g, c = truth[warmup:], guess[warmup:], np.array(confidence[warmup:])
-    known = c >= models.intent.threshold
+    t, g, told = truth[warmup:], guess[warmup:], np.array(known[warmup:], dtype=bool)
     metrics = {
         "messages": len(messages), "labelled": len(truth), "after": warmup, "scored": len(t),
         "intents": len(set(truth)),
         "accuracy": float(right[warmup:].mean()) if t else None,
         "macro_f1": float(f1_score(t, g, average="macro")) if t else None,
         "threshold": models.intent.threshold,
-        "unknown_share": float(1 - known.mean()) if t else None,
-        "accuracy_when_known": float(right[warmup:][known].mean()) if t and known.any() else None,
+        "unknown_share": float(1 - told.mean()) if t else None,
+        "accuracy_when_known": float(right[warmup:][told].mean()) if t and told.any() else None,
     }
     return metrics, timeline, spent
 

@@ -17,7 +17,9 @@ scaled by ``1/sqrt(n)``. ``Sentiment`` learns from ratings (4-5 positive,
 1-2 negative, 3 is neither and teaches nothing) and answers ``None`` until
 it has seen ``min_seen`` texts of each side: no confident score from
 nothing. ``Intent`` is the multinomial (softmax) version over the intents
-agents gave so far; below ``threshold`` its answer is ``unknown``.
+agents gave so far; below ``threshold``, or for a text less than
+``min_familiar`` of whose features were ever seen in training, its answer is
+``unknown``.
 
 >>> sentiment = Sentiment(min_seen=2)
 >>> sentiment.predict_proba_one("质量很好") is None
@@ -202,6 +204,7 @@ class Intent:
     features: TextFeatures = field(default_factory=TextFeatures)
     lr: float = 1.0
     threshold: float = 0.5
+    min_familiar: float = 0.5
     intents: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -235,9 +238,17 @@ class Intent:
         k = int(p.argmax())
         return self.intents[k], float(p[k])
 
+    def familiar(self, x: Text) -> float:
+        """The share of the text's features seen in training: a text made of
+        what no label ever showed is ``unknown`` however the softmax leans."""
+        slots = self._x(x)
+        return sum(s in self.rows for s in slots.tolist()) / len(slots) if len(slots) else 0.0
+
     def predict_one(self, x: Text) -> str:
-        intent, confidence = self.best_one(x)
-        return intent if confidence >= self.threshold else UNKNOWN
+        slots = self._x(x)
+        intent, confidence = self.best_one(slots)
+        known = confidence >= self.threshold and self.familiar(slots) >= self.min_familiar
+        return intent if known else UNKNOWN
 
     def learn_one(self, x: Text, intent: str) -> None:
         slots = self._x(x)

@@ -69,6 +69,7 @@ app = faust.App(
 )
 inputs = app.topic(
     *settings.topics.inputs,
+    *settings.topics.texts,  # reviews and messages: same agent, outside the event-time clock
     key_serializer="raw",
     value_serializer="raw",
     partitions=settings.partitions,
@@ -79,7 +80,8 @@ fetched = app.channel(maxsize=FETCHES_BUFFERED)
 app.transport = KafkaTransport(app.conf.broker_consumer, app,
                                fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
                                fetch_min_bytes=settings.kafka_fetch_min_bytes,
-                               batches={topic: fetched for topic in settings.topics.inputs})
+                               batches={topic: fetched for topic in (*settings.topics.inputs,
+                                                                      *settings.topics.texts)})
 dead_letters_topic = app.topic(
     settings.topics.dead_letters,
     key_serializer="raw",
@@ -139,6 +141,7 @@ async def publish(result: BatchResult) -> None:
     outputs += [(topics.campaign_results, r["result_id"].encode(), orjson.dumps(r))
                 for r in result.campaign_results]
     outputs += [(topics.demand, f.series.encode(), f.to_json()) for f in result.demand]
+    outputs += [(topics.service, r.user_id.encode(), r.to_json()) for r in result.service]
     if result.model_rows:
         # One fixed key: every row reaches the same partition, hence one learner,
         # even if the topic was created with more partitions than asked for.
@@ -473,12 +476,40 @@ async def recommendations_view(web, request, user_id: str):  # type: ignore[no-u
     return await _per_user(web, user_id, state.recommendations, "recommendations")
 
 
-async def _user(user_id: str) -> "UserView | None":
+@dataclass
+class _WithVoice:
+    """A user's view with their latest sentiment (stream/voice_batch.py)."""
+
+    view: "UserView | None"
+    voice: dict | None
+
+    def to_dict(self) -> dict:
+        base = self.view.to_dict() if self.view is not None else {}
+        voice = self.voice or {}
+        return {**base, "sentiment": voice.get("sentiment"), "sentiment_ts": voice.get("ts")}
+
+
+async def _user(user_id: str) -> "_WithVoice | None":
     profile = await state.profile(user_id)
+    voice = await state.user_voice(user_id)
     if profile is None:
-        return None
+        return None if voice is None else _WithVoice(None, voice)
     now = clock.watermark() or profile.last_seen or 0.0
-    return UserView(profile, processor.models, round(processor.alerts.churn_risk(profile, now), 6))
+    view = UserView(profile, processor.models, round(processor.alerts.churn_risk(profile, now), 6))
+    return _WithVoice(view, voice)
+
+
+@app.page("/items/{item_id}/satisfaction")
+async def satisfaction_view(web, request, item_id: str):  # type: ignore[no-untyped-def]
+    from stream.satisfaction import satisfaction
+
+    if len(item_id) > 256:
+        return web.json({"error": "item id too long"}, status=400)
+    doc = await state.item_voice(item_id)
+    if doc is None:
+        return web.json({"error": f"no reviews for item {item_id!r}"}, status=404)
+    now = max([r[0] for r in doc["recent"]] + [clock.watermark() or 0.0])
+    return web.json({"item_id": item_id, **satisfaction(doc, now, settings.text_ttl_s)})
 
 
 async def _demand(web, series: str):  # type: ignore[no-untyped-def]
