@@ -95,7 +95,9 @@ class TextFeatures:
 
     def terms(self, text: str) -> list[str]:
         toks = tokens(text)
-        out = toks + [a + b if _cjk(a) and _cjk(b) else f"{a} {b}" for a, b in zip(toks, toks[1:])]
+        cjk = [len(t) == 1 and _cjk(t) for t in toks]
+        out = toks + [a + b if ca and cb else f"{a} {b}"
+                      for a, b, ca, cb in zip(toks, toks[1:], cjk, cjk[1:])]
         n = self.subword
         for t in toks:
             if len(t) > n and t.isascii():
@@ -103,10 +105,18 @@ class TextFeatures:
                 out += ["#" + w[i:i + n] for i in range(len(w) - n + 1)]
         return out
 
-    def transform_one(self, text: str) -> np.ndarray:
+    def hashed(self, text: str) -> dict[str, int]:
+        """Each distinct term of the text and its slot."""
         mask = (1 << self.bits) - 1
-        slots = {zlib.crc32(t.encode()) & mask for t in self.terms(text)}
-        return np.array(sorted(slots), dtype=np.int64)
+        return {t: zlib.crc32(t.encode()) & mask for t in dict.fromkeys(self.terms(text))}
+
+    def transform_one(self, text: str) -> np.ndarray:
+        return slots_of(self.hashed(text))
+
+
+def slots_of(hashed: dict[str, int]) -> np.ndarray:
+    """The sorted distinct slots of :meth:`TextFeatures.hashed` terms."""
+    return np.array(sorted(set(hashed.values())), dtype=np.int64)
 
 
 def _cjk(token: str) -> bool:
@@ -159,7 +169,7 @@ class Sentiment:
     def learn_one(self, x: Text, rating: float | None) -> None:
         self.learn_label(x, rating_label(rating))
 
-    def negative_terms(self, text: str, k: int = 3) -> list[str]:
+    def negative_terms(self, text: str | dict[str, int], k: int = 3) -> list[str]:
         """The text's words (Latin words, Chinese character pairs) that push its
         score down most, worst first.
 
@@ -167,19 +177,23 @@ class Sentiment:
         >>> for _ in range(30):
         ...     s.learn_one("物流太慢了", 1)
         ...     s.learn_one("很好看", 5)
-        >>> s.negative_terms("物流太慢")
+        >>> sorted(s.negative_terms("物流太慢"))
         ['太慢', '流太', '物流']
         """
-        mask = (1 << self.features.bits) - 1
-        weights: dict[str, float] = {}
-        for term in self.features.terms(text):
-            if term[0] == "#" or not (len(term) > 1 or term.isalnum()) or " " in term:
-                continue
-            if len(term) == 1 and _cjk(term):
-                continue
-            weights[term] = float(self.w[zlib.crc32(term.encode()) & mask])
-        worst = sorted((w, t) for t, w in weights.items() if w < 0)
-        return [t for _, t in worst[:k]]
+        hashed = self.features.hashed(text) if isinstance(text, str) else text
+        if not hashed:
+            return []
+        terms = list(hashed)
+        weights = self.w[np.fromiter(hashed.values(), dtype=np.int64, count=len(terms))]
+        out: list[str] = []
+        for i in np.argsort(weights, kind="stable").tolist():
+            if weights[i] >= 0 or len(out) == k:
+                break
+            term = terms[i]
+            # Words only: no subwords, English pairs, single characters or punctuation.
+            if term[0] != "#" and " " not in term and term.isalnum() and (len(term) > 1 or term.isascii()):
+                out.append(term)
+        return out
 
     def learn_label(self, x: Text, positive: bool | None) -> None:
         if positive is None:

@@ -91,7 +91,8 @@ def _print_demand(d: dict) -> None:
               f"({cost['series']:,} series, {cost['surge_alerts']:,} surge alerts)")
 
 
-def _voice(reviews: list[Path], messages: list[Path], seed: int, progress: bool):  # type: ignore[no-untyped-def]
+def _voice(reviews: list[Path], messages: list[Path], seed: int, progress: bool,  # type: ignore[no-untyped-def]
+           settings: Settings):
     """Prequential sentiment and intent with the offline reference; prints its table."""
     from backtest.voice_eval import evaluate
     from backtest.voice_sources import read_messages, read_reviews
@@ -103,7 +104,7 @@ def _voice(reviews: list[Path], messages: list[Path], seed: int, progress: bool)
     if progress:
         print(f"voice: {len(texts):,} reviews, {len(asked):,} messages (seed {seed}); "
               "the offline reference fits 5 folds after each stream", file=sys.stderr)
-    run = evaluate(texts, asked, seed=seed, progress=progress)
+    run = evaluate(texts, asked, seed=seed, progress=progress, settings=settings)
     print(voice_table(run.metrics))
     return run
 
@@ -133,7 +134,8 @@ def voice_table(m: dict) -> str:
     cost = m.get("text_cost", {})
     if cost.get("us_per_text") is not None:
         lines.append(f"text cost: {cost['us_per_text']:.0f} µs per text event "
-                     f"({cost['texts']:,} texts, scoring and learning)")
+                     f"({cost['texts']:,} texts through Processor.handle in batches of "
+                     f"{cost['batch_size']}, in-memory state)")
     return "\n".join(lines)
 
 
@@ -205,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             print(summary)
             return 0
         uplift = _campaign(args.campaign, args.seed, args.outcome) if args.campaign else None
-        voice_run = _voice(args.reviews, args.messages, args.seed, not args.quiet) if voice else None
+        voice_run = _voice(args.reviews, args.messages, args.seed, not args.quiet, settings) if voice else None
         if not args.input and voice_run is not None:
             if args.out:
                 from backtest import voice_report

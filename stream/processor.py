@@ -32,8 +32,8 @@ from stream.privacy import pseudonymiser
 from stream.state import BatchView, State, TopicPartition, new_profile, session_id
 from stream.targeting import (CANDIDATE, CONVERTED, DECISION, explores, sent_field, targeted,
                               uplift_features)
-from stream.text_events import MESSAGES, REVIEWS, decode_text
-from stream.voice import ServiceRecord
+from stream.text_events import MESSAGES, REVIEWS, TextEvent, decode_text
+from stream.voice import ScoredText, ServiceRecord
 from stream.voice_batch import Voice
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ class BatchResult:
     scores: list[tuple[Event, dict[str, float]]] = field(default_factory=list)
     demand: list[Forecast] = field(default_factory=list)  # series whose day closed (live only)
     service: list[ServiceRecord] = field(default_factory=list)  # triaged messages (stream/voice_batch.py)
+    # (review or message, its scores before it was learnt) per text, when collect_scores is on
+    text_scores: list[tuple[TextEvent, ScoredText]] = field(default_factory=list)
     view: BatchView | None = None
 
     @property
@@ -265,7 +267,8 @@ class Processor:
         items = list(dict.fromkeys(t.item_id for t, _ in texts if hasattr(t, "item_id")))
         view.voice = await self.state.load_voice(users, items)
         applied, repeats = self.voice.apply(texts, view, view.voice, result.alerts, result.service,
-                                            self.alerts, self.models)
+                                            self.alerts, self.models,
+                                            result.text_scores if self.collect_scores else None)
         result.processed += applied
         result.duplicates += repeats
 

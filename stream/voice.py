@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from models.text import UNKNOWN, Intent, Sentiment, rating_label
+from models.text import UNKNOWN, Intent, Sentiment, rating_label, slots_of
 from stream.text_events import CustomerMessage, Review
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ class ScoredText:
     intent: str | None = None  # likeliest intent (messages), before the label was learnt
     confidence: float = 0.0
     familiar: float = 0.0  # share of the message's features seen in intent training
+    terms: dict[str, int] = field(default_factory=dict)  # the text's terms and slots
 
 
 @dataclass
@@ -44,12 +45,13 @@ class TextModels:
             raise ValueError("sentiment and intent must share their text features")
 
     def on_review(self, review: Review) -> ScoredText:
-        x = self.sentiment.features.transform_one(review.text)
+        terms = self.sentiment.features.hashed(review.text)
+        x = slots_of(terms)
         raw = self.sentiment.raw_proba_one(x)
         positive = raw if self.sentiment.ready else None
         label = rating_label(review.rating)
         self.sentiment.learn_label(x, label)
-        return ScoredText(raw, positive, label is not None)
+        return ScoredText(raw, positive, label is not None, terms=terms)
 
     def on_message(self, message: CustomerMessage) -> ScoredText:
         x = self.sentiment.features.transform_one(message.text)

@@ -25,7 +25,7 @@ from stream.faq import ROUTE, Faq, Suggestion, load_faq
 from stream.outputs import Alert, Message, Reason
 from stream.text_events import CustomerMessage, Review, TextEvent
 from stream.voice import (
-    NEGATIVE_BELOW, RECENT_TEXTS, SEEN_IDS, TEXT_ITEMS, ServiceRecord, TextModels, VoiceDocs,
+    NEGATIVE_BELOW, RECENT_TEXTS, SEEN_IDS, TEXT_ITEMS, ScoredText, ServiceRecord, TextModels, VoiceDocs,
     new_user_voice,
 )
 
@@ -43,6 +43,7 @@ class Voice:
     settings: Settings
     models: TextModels = field(default_factory=TextModels)
     faq: Faq | None = None
+    _scored: list | None = field(default=None, repr=False)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> "Voice":
@@ -50,8 +51,11 @@ class Voice:
 
     def apply(self, texts: Sequence[tuple[TextEvent, Message]], view: "BatchView", docs: VoiceDocs,
               alerts_out: list[Alert], service_out: list[ServiceRecord], alerts: "Alerts",
-              models: "UserModels") -> tuple[int, int]:
-        """(texts applied, repeats dropped); offsets of the texts into the view."""
+              models: "UserModels", scored_out: list[tuple[TextEvent, ScoredText]] | None = None,
+              ) -> tuple[int, int]:
+        """(texts applied, repeats dropped); offsets of the texts into the view;
+        each text's scores (given before it was learnt) into ``scored_out``."""
+        self._scored = scored_out
         applied = repeats = 0
         for text, message in texts:
             tp = (message.topic, message.partition)
@@ -85,6 +89,8 @@ class Voice:
     def _review(self, review: Review, user: dict, docs: VoiceDocs, profile: "UserProfile | None",
                 alerts: "Alerts", models: "UserModels") -> list[Alert]:
         scored = self.models.on_review(review)
+        if self._scored is not None:
+            self._scored.append((review, scored))
         user["sentiment"], user["ts"] = scored.positive, review.ts
         if review.item_id not in user["items"]:
             user["items"] = (user["items"] + [review.item_id])[-TEXT_ITEMS:]
@@ -95,7 +101,7 @@ class Voice:
         item = docs.items.setdefault(review.item_id, satisfaction.new_item())
         satisfaction.prune_text(item, review.ts, self.settings.text_ttl_s)
         if review.rating is not None or scored.positive is not None:
-            terms = self.models.sentiment.negative_terms(review.text) if negative else []
+            terms = self.models.sentiment.negative_terms(scored.terms) if negative else []
             snippet = (review.user_id, review.review_id, review.text) if negative else None
             drop = satisfaction.add_review(item, review.ts, positive, review.rating, terms, snippet)
             docs.dirty_items.add(review.item_id)
@@ -109,6 +115,8 @@ class Voice:
     def _message(self, message: CustomerMessage, user: dict, profile: "UserProfile | None",
                  alerts: "Alerts", models: "UserModels") -> tuple[ServiceRecord, list[Alert]]:
         scored = self.models.on_message(message)
+        if self._scored is not None:
+            self._scored.append((message, scored))
         if scored.positive is not None:
             user["sentiment"], user["ts"] = scored.positive, message.ts
         intent = self.models.known_intent(scored)

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from backtest.sources import SourceError
-from backtest.voice_eval import evaluate
+from backtest.voice_eval import evaluate, replay_texts
 from backtest.voice_sources import read_messages, read_reviews
 from tests.support import DATA, ROOT
 
@@ -66,16 +66,13 @@ def test_the_labelled_sets_draw_users_items_and_times_with_the_seed(tmp_path: Pa
 def test_every_text_is_scored_before_it_is_learnt() -> None:
     from stream.text_events import review_from_dict
 
-    reviews = [review_from_dict(r) for r in _reviews(3)]
-    # The same text twice: had the first been learnt before scoring, the
-    # second score would differ from the first's.
-    twice = [reviews[0], reviews[0]]
-    run = evaluate(twice, [], reference=False)
-    assert run.metrics["sentiment"]["rated"] == 2
-    from stream.voice import TextModels
-
-    models = TextModels()
-    assert models.on_review(reviews[0]).raw_positive == 0.5  # nothing learnt yet
+    first, second = (review_from_dict(r) for r in _reviews(2))
+    again = review_from_dict({**first.to_dict(), "review_id": "again", "ts": first.ts + 10})
+    scored, _, _ = replay_texts([first, second, again], [], batch_size=3)
+    assert [t.review_id for t, _ in scored] == ["r0", "r1", "again"]
+    assert scored[0][1].raw_positive == 0.5  # nothing learnt before it, its own rating included
+    assert scored[2][1].raw_positive < 0.5  # its twin, rated 1, was learnt before it
+    assert scored[0][1].positive is None  # and the model says it has not seen enough
 
 
 @pytest.mark.slow
