@@ -80,7 +80,7 @@ def rating_label(rating: float | None) -> bool | None:
 
 @dataclass(frozen=True, slots=True)
 class TextFeatures:
-    """Hashed features of a text: sorted distinct slots in ``[0, 2**bits)``.
+    """Hashed features of a text: distinct slots in ``[0, 2**bits)``.
 
     >>> f = TextFeatures(bits=10)
     >>> x = f.transform_one("物流很快")
@@ -115,8 +115,9 @@ class TextFeatures:
 
 
 def slots_of(hashed: dict[str, int]) -> np.ndarray:
-    """The sorted distinct slots of :meth:`TextFeatures.hashed` terms."""
-    return np.array(sorted(set(hashed.values())), dtype=np.int64)
+    """The distinct slots of :meth:`TextFeatures.hashed` terms."""
+    slots = set(hashed.values())
+    return np.fromiter(slots, dtype=np.int64, count=len(slots))
 
 
 def _cjk(token: str) -> bool:

@@ -128,7 +128,7 @@ def voice_table(m: dict) -> str:
         ref = i.get("offline_reference", {})
         lines.append(f"intent: {i['labelled']:,} labelled messages, {i['intents']} intents; prequential "
                      f"after the first {i['after']:,}: accuracy {_f(i['accuracy'])}, macro-F1 "
-                     f"{_f(i['macro_f1'])}, unknown below {i['threshold']}: {_f(i['unknown_share'])}"
+                     f"{_f(i['macro_f1'])}, unknown (below {i['threshold']} or unfamiliar): {_f(i['unknown_share'])}"
                      f" | offline reference ({ref.get('model', 'none')}): accuracy "
                      f"{_f(ref.get('accuracy'))}, macro-F1 {_f(ref.get('macro_f1'))}")
     cost = m.get("text_cost", {})

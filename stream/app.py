@@ -442,6 +442,10 @@ async def metrics_view(web, request):  # type: ignore[no-untyped-def]
         "models_version": models.version,
         "propensity": models.metrics,
         "fraud": {"threshold": models.fraud_threshold, **models.fraud_metrics},
+        # This worker's text models (stream/voice_batch.py): what they have learnt from.
+        "voice": {"sentiment_seen": dict(processor.voice.models.sentiment.seen),
+                  "sentiment_ready": processor.voice.models.sentiment.ready,
+                  "intents": len(processor.voice.models.intent.intents)},
     })
 
 
