@@ -216,3 +216,16 @@ def test_both_languages_through_a_worker(services, redis_client: redis.Redis, tm
     finally:
         producer.close()
         worker.stop()
+
+
+def test_tail_prints_a_service_record_on_one_line(tmp_path: Path) -> None:
+    from scripts.tail import format_value
+
+    settings = Settings(faq=str(write_faq(tmp_path)))
+    processor = Processor(MemoryState(settings), settings)
+    results = run(processor, [("purchases", purchase(1, "rich", 250.0, T0))]
+                  + [("messages", m) for m in labelled(T0 + 10)]
+                  + [("messages", ask("q1", "rich", T0 + 900, "where is my order now?"))])
+    line = format_value(results[-1].service[0].to_json())
+    assert "\n" not in line and "SERVICE HIGH" in line and "intent track_order" in line
+    assert "sentiment not enough seen yet" in line and line.endswith(f"-> {FAQ[0]['answer']}")
