@@ -133,8 +133,9 @@ def voice_table(m: dict) -> str:
                      f"{_f(ref.get('accuracy'))}, macro-F1 {_f(ref.get('macro_f1'))}")
     cost = m.get("text_cost", {})
     if cost.get("us_per_text") is not None:
-        lines.append(f"text cost: {cost['us_per_text']:.0f} µs per text event "
-                     f"({cost['texts']:,} texts through Processor.handle in batches of "
+        lines.append(f"text cost: {cost['us_per_text']:.0f} µs of CPU per text event "
+                     f"({cost['wall_us_per_text']:.0f} µs wall, with whatever else the machine runs; "
+                     f"{cost['texts']:,} texts through Processor.handle in batches of "
                      f"{cost['batch_size']}, in-memory state)")
     return "\n".join(lines)
 

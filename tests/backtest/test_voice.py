@@ -109,3 +109,20 @@ def test_replay_cli_bad_text_file_is_one_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [f"replay: {bad}:1: missing field 'ts'"]
+
+
+def test_beside_a_replay_of_events_the_voice_joins_its_files(tmp_path: Path) -> None:
+    clicks = tmp_path / "clicks.tsv"
+    clicks.write_text("SessionId\tItemId\tTime\n1\tA\t1396310400\n1\tB\t1396310460\n2\tA\t1396314000\n")
+    reviews = _jsonl(tmp_path / "r.jsonl", _reviews(30))
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "replay.py"), "--quiet", "--input", str(clicks),
+         "--reviews", str(reviews), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    metrics = orjson.loads((out / "metrics.json").read_bytes())
+    assert "next_item" in metrics and metrics["sentiment"]["rated"] == 30
+    page = (out / "report.html").read_text()
+    assert "shopstream backtest" in page and "Customer voice" in page
