@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--to-kafka", action="store_true",
-                   help="push the events into the input topics instead of processing them")
+                   help="push the events (and reviews, messages) into the input topics instead of "
+                        "processing them")
     p.add_argument("--speed", type=float, default=0.0,
                    help="with --to-kafka: pace by event time, X times real time (0 = flat out)")
     args = p.parse_args(argv)
@@ -183,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     voice = bool(args.reviews or args.messages)
     if not args.input and not args.campaign and not voice:
         p.error("give --input (events), --campaign (a campaign log), --reviews or --messages")
-    if args.to_kafka and not args.input:
-        p.error("--to-kafka needs --input")
+    if args.to_kafka and not (args.input or voice):
+        p.error("--to-kafka needs --input, --reviews or --messages")
     if args.speed < 0:
         p.error("--speed must be >= 0")
     try:
@@ -202,10 +203,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.to_kafka:
-            from shop.publish import push_files
+            from shop.publish import push_files, push_texts
 
-            summary = push_files(args.input, settings, speed=args.speed, progress=not args.quiet)
-            print(summary)
+            if args.input:
+                print(push_files(args.input, settings, speed=args.speed, progress=not args.quiet))
+            if voice:
+                from backtest.voice_sources import read_messages, read_reviews
+
+                print(push_texts([r for f in args.reviews for r in read_reviews(f, args.seed)],
+                                 [m for f in args.messages for m in read_messages(f, args.seed)], settings))
             return 0
         uplift = _campaign(args.campaign, args.seed, args.outcome) if args.campaign else None
         voice_run = _voice(args.reviews, args.messages, args.seed, not args.quiet, settings) if voice else None
