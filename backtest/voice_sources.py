@@ -5,7 +5,7 @@ public labelled sets taken as they are (gzipped CSV, told apart by header):
 
 - **reviews-zh** (``cat,label,review``): no user, item, time or rating. The
   rows are shuffled with ``seed``; each review gets a user drawn from
-  ``len/4`` users, an item drawn from 50 per category (``书籍-7``), a time a
+  ``len/4`` users, an item drawn from 50 per category (``books-7`` for 书籍), a time a
   minute after the previous one, ``rating`` 5 for label 1 and 1 for label 0
   (the label is all the set says), ``lang`` ``zh``. The empty review is skipped.
 - **support intents** (Bitext: ``instruction``, ``intent``, ...): shuffled with
@@ -32,6 +32,10 @@ from stream.text_events import CustomerMessage, Review, message_from_dict, revie
 
 START_TS = 1704067200.0  # 2024-01-01 UTC: where drawn times begin
 ITEMS_PER_CATEGORY = 50
+# The set's product kinds, as item ids name them (ASCII: easy to put in a URL).
+CATEGORIES = {"书籍": "books", "平板": "tablets", "手机": "phones", "水果": "fruit", "洗发水": "shampoo",
+              "热水器": "water-heaters", "蒙牛": "dairy", "衣服": "clothes", "计算机": "computers",
+              "酒店": "hotels"}
 
 
 def _lines(path: Path) -> list[str]:
@@ -74,7 +78,7 @@ def read_reviews(path: Path, seed: int = 1) -> list[Review]:
     for i, row in enumerate(rows):
         out.append(Review(
             review_id=f"rz{i}", user_id=f"u{rng.randrange(users)}",
-            item_id=f"{row['cat']}-{rng.randrange(ITEMS_PER_CATEGORY)}",
+            item_id=f"{CATEGORIES.get(row['cat'], 'other')}-{rng.randrange(ITEMS_PER_CATEGORY)}",
             ts=START_TS + 60.0 * i, text=row["review"], rating=5.0 if row["label"] == "1" else 1.0,
             lang="zh",
         ))
