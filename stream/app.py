@@ -112,6 +112,16 @@ health = Health(
 RETRY_MAX_S = 10.0
 
 
+@dataclass
+class TextModelsSaved:
+    """How far this worker's text models had learnt when last saved or loaded."""
+
+    learnt: int = 0
+
+
+text_models_saved = TextModelsSaved()
+
+
 @app.on_worker_init.connect
 def _wait_for_broker(app: faust.App, **kwargs: object) -> None:
     if not COMPILED:
@@ -119,11 +129,33 @@ def _wait_for_broker(app: faust.App, **kwargs: object) -> None:
                     "(install with a C compiler for several times the speed)")
     wait_for_broker(settings)
     create_topics(settings)
+    _load_text_models()
     # What is loaded by now (Faust, river, scikit-learn: ~10^5 objects) lives as long
     # as the worker: keep it out of the cyclic collector's full passes, which
     # from now on run only on the worker's schedule (collect_garbage).
     gc.freeze()
     full_passes_on_schedule()
+
+
+def _load_text_models() -> None:
+    """The text models the last saver left (stream/text_store.py), before any
+    text is read; without Redis, or unreadable, they start afresh."""
+    import redis
+
+    from stream import text_store
+
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    try:
+        models = text_store.loads(client.get(f"{settings.prefix}{text_store.KEY}"))
+    except Exception as exc:  # Redis away, or a blob of another version
+        log.warning("text models start afresh: could not load the saved ones (%s)", exc)
+        return
+    finally:
+        client.close()
+    if models is not None:
+        processor.voice.models = models
+        text_models_saved.learnt = models.learnt
+        log.info("text models loaded (%d texts learnt)", models.learnt)
 
 
 async def publish(result: BatchResult) -> None:
@@ -394,6 +426,22 @@ async def _resume_learner() -> Learner:
         return Learner.for_settings(settings)
     learner.offers.configure(settings)
     return learner
+
+
+@app.timer(interval=settings.text_models_save_s)
+async def save_text_models() -> None:
+    from stream import text_store
+
+    models = processor.voice.models
+    if models.learnt == text_models_saved.learnt:
+        return
+    try:
+        size = await text_store.save(state.client, settings.prefix, models)
+    except (RedisError, OSError) as exc:
+        log.warning("could not save the text models (%s); trying again later", exc)
+        return
+    text_models_saved.learnt = models.learnt
+    log.info("text models saved (%d texts learnt, %d bytes)", models.learnt, size)
 
 
 @app.timer(interval=2.0)

@@ -160,6 +160,9 @@ class Settings:
     # shop's FAQ (JSONL of intent/question/answer) answers service messages.
     text_ttl_days: float = 30.0
     faq: str = ""
+    # A worker saves its text models to Redis this often when they learnt
+    # something (stream/text_store.py); a restarted worker loads them.
+    text_models_save_s: float = 30.0
     # Kafka security, passed to Faust and kafka-python alike (Redis takes its
     # password and TLS in the URL: redis://:password@host, rediss://host).
     kafka_security_protocol: str = "PLAINTEXT"

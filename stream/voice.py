@@ -39,6 +39,7 @@ class ScoredText:
 class TextModels:
     sentiment: Sentiment = field(default_factory=Sentiment)
     intent: Intent = field(default_factory=Intent)
+    learnt: int = 0  # texts learnt so far (a worker saves the models when this moved)
 
     def __post_init__(self) -> None:
         if self.sentiment.features != self.intent.features:
@@ -51,6 +52,7 @@ class TextModels:
         positive = raw if self.sentiment.ready else None
         label = rating_label(review.rating)
         self.sentiment.learn_label(x, label)
+        self.learnt += label is not None
         return ScoredText(raw, positive, label is not None, terms=terms)
 
     def on_message(self, message: CustomerMessage) -> ScoredText:
@@ -60,6 +62,7 @@ class TextModels:
         familiar = self.intent.familiar(x)
         if message.intent is not None:
             self.intent.learn_one(x, message.intent)
+            self.learnt += 1
         return ScoredText(raw, raw if self.sentiment.ready else None, message.intent is not None,
                           intent, confidence, familiar)
 

@@ -10,8 +10,9 @@ text from a customer worth keeping (revenue at least
 ``SHOPSTREAM_RETENTION_MIN_REVENUE``) raises ``unhappy_customer``, once per text.
 
 The text models live in the worker that runs the batch (each worker learns
-from the texts of its partitions; a restarted worker starts them afresh):
-they are not in the learn agent's snapshot yet.
+from the texts of its partitions; ``stream/text_store.py`` saves them to
+Redis and a starting worker loads them): they are not in the learn agent's
+snapshot yet.
 """
 
 from __future__ import annotations

@@ -242,3 +242,52 @@ def test_tail_prints_a_service_record_on_one_line(tmp_path: Path) -> None:
     line = format_value(results[-1].service[0].to_json())
     assert "\n" not in line and "SERVICE HIGH" in line and "intent track_order" in line
     assert "sentiment not enough seen yet" in line and line.endswith(f"-> {FAQ[0]['answer']}")
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_a_restarted_worker_keeps_what_its_text_models_learnt(services, redis_client: redis.Redis,
+                                                              tmp_path: Path) -> None:
+    import time
+
+    from kafka import KafkaProducer
+
+    from stream import text_store
+    from stream.topics import create_topics
+    from tests.support import Worker, isolated_settings, read_topic
+
+    settings = isolated_settings(services, partitions=1, text_models_save_s=1.0)
+    create_topics(settings)
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    training = labelled(T0)
+    try:
+        first = Worker(settings, tmp_path / "first").start()
+        try:
+            first.wait_ready()
+            for m in training:
+                producer.send(settings.topics.messages, key=b"k", value=orjson.dumps(m))
+            producer.flush()
+            first.wait_received(len(training))
+            deadline = time.monotonic() + 30
+            saved = None
+            while time.monotonic() < deadline:
+                saved = text_store.loads(redis_client.get(f"{settings.prefix}{text_store.KEY}"))
+                if saved is not None and saved.learnt == len(training):
+                    break
+                time.sleep(0.3)
+            assert saved is not None and saved.learnt == len(training), first.log_tail()
+        finally:
+            first.stop()
+        second = Worker(settings, tmp_path / "second").start()
+        try:
+            second.wait_ready()
+            producer.send(settings.topics.messages, key=b"k",
+                          value=orjson.dumps(ask("q1", "new", T0 + 900, "where is my order now?")))
+            producer.flush()
+            records = read_topic(settings, settings.topics.service, expect=len(training) + 1)
+            assert records[-1]["message_id"] == "q1" and records[-1]["intent"] == "track_order"
+            assert second.metrics()["voice"]["intents"] == 2
+        finally:
+            second.stop()
+    finally:
+        producer.close()
