@@ -213,7 +213,9 @@ def test_both_languages_through_a_worker(services, redis_client: redis.Redis, tm
         status, item = worker.get("/items/i1/satisfaction")
         assert status == 200 and item["reviews"] == 3 and item["mean_rating"] == 1.0
         assert len(item["negative_snippets"]) == 2
-        assert worker.get("/users/zh-rich")[0] == 200
+        status, user = worker.get("/users/zh-rich")
+        # Latest sentiment: none yet (fewer than 100 rated reviews of each kind seen), as of its review.
+        assert status == 200 and user["sentiment"] is None and user["sentiment_ts"] == T0 + 60
 
         prefix = settings.prefix
         assert redis_client.exists(f"{prefix}text:zh-rich")
