@@ -2,12 +2,12 @@
 
 Reviews and messages go, merged by time, through the worker's own
 ``Processor.handle`` (in-memory state): every text is scored before it is
-learnt, and the time per text is that of the whole live path (satisfaction,
-alerts, service records included). Sentiment: ROC AUC and accuracy (at 0.5) over the rated
-reviews after the first ``SENTIMENT_WARMUP`` (ratings 4-5 positive, 1-2
-negative); intent: accuracy and macro-F1 of the likeliest intent over the
-labelled messages after the first ``INTENT_WARMUP``, and how many fall below
-the ``unknown`` threshold. The reference in the same run is offline TF-IDF +
+learnt, and the time per text is that of the whole live path but Redis
+(satisfaction, alerts, service records included). Sentiment: ROC AUC and
+accuracy (at 0.5) over the rated reviews after the first
+``SENTIMENT_WARMUP`` (ratings 4-5 positive, 1-2 negative); intent: accuracy
+and macro-F1 of the likeliest intent over the labelled messages after the
+first ``INTENT_WARMUP``, and how many would be ``unknown``. The reference in the same run is offline TF-IDF +
 logistic regression (scikit-learn), scored by 5-fold cross-validation on the
 same texts: character 1-2-grams for reviews, word 1-2-grams for messages.
 """
@@ -33,12 +33,12 @@ from stream.voice import ScoredText, TextModels
 SENTIMENT_WARMUP = 5000
 INTENT_WARMUP = 2000
 WINDOW = 2000  # texts per point of the timeline (a tenth of a shorter stream)
+FOLDS = 5
+BATCH = 100  # texts per Processor batch (a review is rarer than a click)
 
 
 def _window(n: int) -> int:
     return min(WINDOW, max(10, n // 10))
-FOLDS = 5
-BATCH = 100  # texts per Processor batch (a review is rarer than a click)
 
 
 @dataclass
