@@ -17,6 +17,7 @@ import gc
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -144,7 +145,12 @@ def _load_text_models() -> None:
 
     from stream import text_store
 
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    if settings.redis_cluster:
+        from redis.cluster import RedisCluster
+
+        client: Any = RedisCluster.from_url(settings.redis_url, socket_timeout=5)
+    else:
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
     try:
         models = text_store.loads(client.get(f"{settings.prefix}{text_store.KEY}"))
     except Exception as exc:  # Redis away, or a blob of another version

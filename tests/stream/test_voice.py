@@ -293,3 +293,55 @@ def test_a_restarted_worker_keeps_what_its_text_models_learnt(services, redis_cl
             second.stop()
     finally:
         producer.close()
+
+
+@pytest.mark.services
+def test_reviews_and_messages_on_a_redis_cluster(redis_cluster, tmp_path: Path) -> None:
+    """The voice documents are tagged like their user's or item's keys and go
+    into the cluster's commit; erasure finds them there."""
+    import uuid
+
+    from redis.cluster import RedisCluster
+
+    from stream.redis_cluster import ClusterState
+
+    settings = replace(Settings(), redis_url=redis_cluster.url, redis_cluster=True,
+                       prefix=f"v-{uuid.uuid4().hex[:8]}:", faq=str(write_faq(tmp_path)))
+    docs: list[tuple[str, dict]] = [("purchases", purchase(1, "rich", 300.0, T0)),
+                                    ("reviews", review("r1", "rich", "i1", T0 + 60, "质量太差，物流太慢", 1)),
+                                    ("reviews", review("r2", "other", "i2", T0 + 61, "Great battery", 5))]
+    docs += [("messages", m) for m in labelled(T0 + 100)]
+    docs += [("messages", ask("q1", "rich", T0 + 900, "where is my order now?"))]
+
+    async def go() -> tuple:
+        state = ClusterState(settings)
+        processor = Processor(state, settings)
+        try:
+            offsets: dict[str, int] = {}
+            results = []
+            for start in range(0, len(docs), 10):
+                batch = []
+                for topic, doc in docs[start:start + 10]:
+                    offsets[topic] = offsets.get(topic, -1) + 1
+                    batch.append(Message(orjson.dumps(doc), topic, 0, offsets[topic], b"k"))
+                results.append(await processor.handle(batch))
+            item = await state.item_voice("i1")
+            user = await state.user_voice("rich")
+            erased, _ = await processor.forget("rich")
+            return results, item, user, erased, await state.user_voice("rich"), await state.item_voice("i1")
+        finally:
+            await state.close()
+
+    results, item, user, erased, user_after, item_after = asyncio.run(go())
+    alerts = [a.alert_id for r in results for a in r.alerts if a.kind == "unhappy_customer"]
+    service = {s.message_id: s for r in results for s in r.service}
+    assert alerts == ["unhappy_customer:r1"] and service["q1"].intent == "track_order"
+    assert item["n"] == 1 and item["snippets"][0][1] == "rich" and user["items"] == ["i1"]
+    assert erased["texts"] == 2 and erased["snippets"] == 1 and erased["voice"] == 1
+    assert user_after is None and item_after["snippets"] == [] and item_after["n"] == 1
+    client = RedisCluster.from_url(redis_cluster.url)
+    try:
+        keys = {k.decode() for k in client.scan_iter(match=f"{settings.prefix}*voice*", count=1000)}
+    finally:
+        client.close()
+    assert keys and all("}:voice:" in k for k in keys)  # tagged like the user's or item's keys
