@@ -305,7 +305,7 @@ def test_reviews_and_messages_on_a_redis_cluster(redis_cluster, tmp_path: Path) 
 
     from stream.redis_cluster import ClusterState
 
-    settings = replace(Settings(), redis_url=redis_cluster.url, redis_cluster=True,
+    settings = replace(Settings(), redis_url=redis_cluster.url, redis_cluster=True, demand=False,
                        prefix=f"v-{uuid.uuid4().hex[:8]}:", faq=str(write_faq(tmp_path)))
     docs: list[tuple[str, dict]] = [("purchases", purchase(1, "rich", 300.0, T0)),
                                     ("reviews", review("r1", "rich", "i1", T0 + 60, "质量太差，物流太慢", 1)),
