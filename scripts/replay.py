@@ -8,6 +8,13 @@ Example (the published train/test split of the yoochoose sample)::
         --input ../shared/data/yoochoose-100k/train_full.tsv \\
         --input ../shared/data/yoochoose-100k/test.tsv \\
         --eval-from ../shared/data/yoochoose-100k/test.tsv --out out/test
+
+Reviews and customer-service messages (sentiment and intent, prequential,
+with the offline reference)::
+
+    python scripts/replay.py \\
+        --reviews ../shared/data/reviews-zh/online_shopping_10_cats.csv.gz \\
+        --messages ../shared/data/support-intents/bitext_customer_support.csv.gz --out out/voice
 """
 
 from __future__ import annotations
@@ -84,6 +91,55 @@ def _print_demand(d: dict) -> None:
               f"({cost['series']:,} series, {cost['surge_alerts']:,} surge alerts)")
 
 
+def _voice(reviews: list[Path], messages: list[Path], seed: int, progress: bool,  # type: ignore[no-untyped-def]
+           settings: Settings):
+    """Prequential sentiment and intent with the offline reference; prints its table."""
+    from backtest.voice_eval import evaluate
+    from backtest.voice_sources import read_messages, read_reviews
+
+    texts = [r for f in reviews for r in read_reviews(f, seed)]
+    asked = [m for f in messages for m in read_messages(f, seed)]
+    texts.sort(key=lambda r: r.ts)
+    asked.sort(key=lambda m: m.ts)
+    if progress:
+        print(f"voice: {len(texts):,} reviews, {len(asked):,} messages (seed {seed}); "
+              "the offline reference fits 5 folds after each stream", file=sys.stderr)
+    run = evaluate(texts, asked, seed=seed, progress=progress, settings=settings)
+    print(voice_table(run.metrics))
+    return run
+
+
+def _f(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "-"
+
+
+def voice_table(m: dict) -> str:
+    """The sentiment and intent figures beside the offline reference, one line each."""
+    lines = []
+    s = m.get("sentiment")
+    if s:
+        ref = s.get("offline_reference", {})
+        lines.append(f"sentiment: {s['rated']:,} rated reviews; prequential after the first "
+                     f"{s['after']:,}: ROC AUC {_f(s['roc_auc'])}, accuracy {_f(s['accuracy'])}"
+                     f" | offline reference ({ref.get('model', 'none')}): ROC AUC "
+                     f"{_f(ref.get('roc_auc'))}, accuracy {_f(ref.get('accuracy'))}")
+    i = m.get("intent")
+    if i:
+        ref = i.get("offline_reference", {})
+        lines.append(f"intent: {i['labelled']:,} labelled messages, {i['intents']} intents; prequential "
+                     f"after the first {i['after']:,}: accuracy {_f(i['accuracy'])}, macro-F1 "
+                     f"{_f(i['macro_f1'])}, unknown (below {i['threshold']} or unfamiliar): {_f(i['unknown_share'])}"
+                     f" | offline reference ({ref.get('model', 'none')}): accuracy "
+                     f"{_f(ref.get('accuracy'))}, macro-F1 {_f(ref.get('macro_f1'))}")
+    cost = m.get("text_cost", {})
+    if cost.get("us_per_text") is not None:
+        lines.append(f"text cost: {cost['us_per_text']:.0f} µs of CPU per text event "
+                     f"({cost['wall_us_per_text']:.0f} µs wall, with whatever else the machine runs; "
+                     f"{cost['texts']:,} texts through Processor.handle in batches of "
+                     f"{cost['batch_size']}, in-memory state)")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = Parser(prog="replay", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", action="append", type=Path, default=[],
@@ -91,8 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--campaign", type=Path, metavar="FILE",
                    help="a campaign log (JSONL of decisions, features, outcomes, or the Hillstrom CSV): "
                         "prequential uplift, in metrics.json as 'uplift'")
+    p.add_argument("--reviews", action="append", type=Path, default=[], metavar="FILE",
+                   help="reviews: JSONL of the contract or the reviews-zh CSV (users, items, times "
+                        "drawn with --seed); sentiment in metrics.json")
+    p.add_argument("--messages", action="append", type=Path, default=[], metavar="FILE",
+                   help="customer-service messages: JSONL of the contract or the Bitext support CSV "
+                        "(users, times drawn with --seed); intent in metrics.json")
     p.add_argument("--seed", type=int, default=1,
-                   help="with --campaign: draws the order of a log without times (default 1)")
+                   help="with --campaign, --reviews, --messages: draws the order (and users, items, "
+                        "times) of files without them (default 1)")
     p.add_argument("--outcome", default="visit",
                    help="with --campaign: the outcome the uplift is of (default visit)")
     p.add_argument("--eval-from", type=parse_time_or_file,
@@ -111,16 +174,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--to-kafka", action="store_true",
-                   help="push the events into the input topics instead of processing them")
+                   help="push the events (and reviews, messages) into the input topics instead of "
+                        "processing them")
     p.add_argument("--speed", type=float, default=0.0,
                    help="with --to-kafka: pace by event time, X times real time (0 = flat out)")
     args = p.parse_args(argv)
     if args.batch_size < 1:
         p.error("--batch-size must be >= 1")
-    if not args.input and not args.campaign:
-        p.error("give --input (events) or --campaign (a campaign log), or both")
-    if args.to_kafka and not args.input:
-        p.error("--to-kafka needs --input")
+    voice = bool(args.reviews or args.messages)
+    if not args.input and not args.campaign and not voice:
+        p.error("give --input (events), --campaign (a campaign log), --reviews or --messages")
+    if args.to_kafka and not (args.input or voice):
+        p.error("--to-kafka needs --input, --reviews or --messages")
     if args.speed < 0:
         p.error("--speed must be >= 0")
     try:
@@ -138,12 +203,27 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.to_kafka:
-            from shop.publish import push_files
+            from shop.publish import push_files, push_texts
 
-            summary = push_files(args.input, settings, speed=args.speed, progress=not args.quiet)
-            print(summary)
+            if args.input:
+                print(push_files(args.input, settings, speed=args.speed, progress=not args.quiet))
+            if voice:
+                from backtest.voice_sources import read_messages, read_reviews
+
+                print(push_texts([r for f in args.reviews for r in read_reviews(f, args.seed)],
+                                 [m for f in args.messages for m in read_messages(f, args.seed)], settings))
             return 0
         uplift = _campaign(args.campaign, args.seed, args.outcome) if args.campaign else None
+        voice_run = _voice(args.reviews, args.messages, args.seed, not args.quiet, settings) if voice else None
+        if not args.input and voice_run is not None:
+            if args.out:
+                from backtest import voice_report
+
+                for path in voice_report.write(voice_run, args.out,
+                                               [str(f) for f in args.reviews + args.messages]):
+                    print(f"wrote {path}")
+            if uplift is None:
+                return 0
         if not args.input:
             assert uplift is not None
             if args.out:
@@ -216,6 +296,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         for path in write(result, args.out, config):
             print(f"wrote {path}")
+        if voice_run is not None:
+            from backtest import voice_report
+
+            voice_report.write(voice_run, args.out, [str(f) for f in args.reviews + args.messages],
+                               alone=False)
     return 0
 
 

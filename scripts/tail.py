@@ -4,8 +4,9 @@
     python scripts/tail.py recommendations --count 10
     python scripts/tail.py events-dlq --timeout 5
     python scripts/tail.py alerts --latest --json
+    python scripts/tail.py service --latest
 
-Recommendations, dead letters and alerts get one readable line each, anything
+Recommendations, dead letters, alerts and service records get one readable line each, anything
 else is printed as indented JSON; ``--json`` prints the raw values, one per
 line. Reads from the beginning of the topic unless ``--latest``; stops after
 ``--count`` messages or ``--timeout`` seconds without one, else on Ctrl-C.
@@ -134,6 +135,23 @@ def format_alert(d: dict) -> str:
     )
 
 
+def format_service(d: dict) -> str:
+    """A triaged customer-service message: priority, intent, customer, suggestion."""
+    c = d.get("customer") or {}
+    who = (f"revenue {_compact(c.get('revenue'))}, {c.get('orders', 0)} orders, churn risk "
+           f"{_compact(c.get('churn_risk'))}" if c.get("known") else "unknown customer")
+    s = d.get("suggestion") or {}
+    sentiment = d.get("sentiment")
+    text = str(d.get("text", ""))[:ORIGINAL_CHARS]
+    return (
+        f"{when(d.get('ts'))}  SERVICE {str(d.get('priority', '')).upper()} "
+        f"({_compact(d.get('priority_score'))})  {d.get('user_id')} via {d.get('channel')}  "
+        f"intent {d.get('intent')} ({_compact(d.get('confidence'))})  sentiment "
+        f"{'not enough seen yet' if sentiment is None else _compact(sentiment)}  [{who}]  "
+        f"{text!r}  -> {s.get('answer')}"
+    )
+
+
 def format_value(value: bytes | None) -> str:
     """One message value as text for a person."""
     if value is None:
@@ -149,6 +167,8 @@ def format_value(value: bytes | None) -> str:
             return format_dead_letter(d)
         if {"kind", "score", "reasons"} <= d.keys():
             return format_alert(d)
+        if "service_id" in d:
+            return format_service(d)
     return orjson.dumps(d, option=orjson.OPT_INDENT_2).decode()
 
 

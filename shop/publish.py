@@ -131,3 +131,31 @@ def push_files(paths: list[Path], settings: Settings, speed: float = 0.0, progre
     if sink.failed:
         raise Failure(line + f"; {sink.failed} NOT DELIVERED")
     return line
+
+
+def push_texts(reviews: list, messages: list, settings: Settings) -> str:
+    """Send reviews and messages (``backtest/voice_sources.py``) to their topics
+    in time order, keyed by user; a summary line."""
+    from stream.text_events import Review, to_json
+
+    sink = KafkaSink(settings)
+    topics = settings.topics
+    started = time.perf_counter()
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=sink.where, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+                                 **settings.kafka_options())
+        try:
+            ensure_topics(admin, topics.texts, settings.partitions)
+        finally:
+            admin.close()
+        texts = sorted([*reviews, *messages], key=lambda t: t.ts)
+        for text in texts:
+            topic = topics.reviews if isinstance(text, Review) else topics.messages
+            sink.send(Message(topic, text.user_id.encode(), to_json(text)))
+    finally:
+        sink.close()
+    line = (f"pushed {len(reviews)} reviews and {len(messages)} messages to {sink.where} "
+            f"in {time.perf_counter() - started:.2f} s")
+    if sink.failed:
+        raise Failure(line + f"; {sink.failed} NOT DELIVERED")
+    return line

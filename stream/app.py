@@ -17,6 +17,7 @@ import gc
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -69,6 +70,7 @@ app = faust.App(
 )
 inputs = app.topic(
     *settings.topics.inputs,
+    *settings.topics.texts,  # reviews and messages: same agent, outside the event-time clock
     key_serializer="raw",
     value_serializer="raw",
     partitions=settings.partitions,
@@ -79,7 +81,8 @@ fetched = app.channel(maxsize=FETCHES_BUFFERED)
 app.transport = KafkaTransport(app.conf.broker_consumer, app,
                                fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
                                fetch_min_bytes=settings.kafka_fetch_min_bytes,
-                               batches={topic: fetched for topic in settings.topics.inputs})
+                               batches={topic: fetched for topic in (*settings.topics.inputs,
+                                                                      *settings.topics.texts)})
 dead_letters_topic = app.topic(
     settings.topics.dead_letters,
     key_serializer="raw",
@@ -110,6 +113,16 @@ health = Health(
 RETRY_MAX_S = 10.0
 
 
+@dataclass
+class TextModelsSaved:
+    """How far this worker's text models had learnt when last saved or loaded."""
+
+    learnt: int = 0
+
+
+text_models_saved = TextModelsSaved()
+
+
 @app.on_worker_init.connect
 def _wait_for_broker(app: faust.App, **kwargs: object) -> None:
     if not COMPILED:
@@ -117,11 +130,38 @@ def _wait_for_broker(app: faust.App, **kwargs: object) -> None:
                     "(install with a C compiler for several times the speed)")
     wait_for_broker(settings)
     create_topics(settings)
+    _load_text_models()
     # What is loaded by now (Faust, river, scikit-learn: ~10^5 objects) lives as long
     # as the worker: keep it out of the cyclic collector's full passes, which
     # from now on run only on the worker's schedule (collect_garbage).
     gc.freeze()
     full_passes_on_schedule()
+
+
+def _load_text_models() -> None:
+    """The text models the last saver left (stream/text_store.py), before any
+    text is read; without Redis, or unreadable, they start afresh."""
+    import redis
+
+    from stream import text_store
+
+    if settings.redis_cluster:
+        from redis.cluster import RedisCluster
+
+        client: Any = RedisCluster.from_url(settings.redis_url, socket_timeout=5)
+    else:
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    try:
+        models = text_store.loads(client.get(f"{settings.prefix}{text_store.KEY}"))
+    except Exception as exc:  # Redis away, or a blob of another version
+        log.warning("text models start afresh: could not load the saved ones (%s)", exc)
+        return
+    finally:
+        client.close()
+    if models is not None:
+        processor.voice.models = models
+        text_models_saved.learnt = models.learnt
+        log.info("text models loaded (%d texts learnt)", models.learnt)
 
 
 async def publish(result: BatchResult) -> None:
@@ -139,6 +179,7 @@ async def publish(result: BatchResult) -> None:
     outputs += [(topics.campaign_results, r["result_id"].encode(), orjson.dumps(r))
                 for r in result.campaign_results]
     outputs += [(topics.demand, f.series.encode(), f.to_json()) for f in result.demand]
+    outputs += [(topics.service, r.user_id.encode(), r.to_json()) for r in result.service]
     if result.model_rows:
         # One fixed key: every row reaches the same partition, hence one learner,
         # even if the topic was created with more partitions than asked for.
@@ -393,6 +434,22 @@ async def _resume_learner() -> Learner:
     return learner
 
 
+@app.timer(interval=settings.text_models_save_s)
+async def save_text_models() -> None:
+    from stream import text_store
+
+    models = processor.voice.models
+    if models.learnt == text_models_saved.learnt:
+        return
+    try:
+        size = await text_store.save(state.client, settings.prefix, models)
+    except (RedisError, OSError) as exc:
+        log.warning("could not save the text models (%s); trying again later", exc)
+        return
+    text_models_saved.learnt = models.learnt
+    log.info("text models saved (%d texts learnt, %d bytes)", models.learnt, size)
+
+
 @app.timer(interval=2.0)
 async def load_newer_models() -> None:
     """Pick up the learn agent's latest snapshot (one GET when nothing changed)."""
@@ -439,6 +496,10 @@ async def metrics_view(web, request):  # type: ignore[no-untyped-def]
         "models_version": models.version,
         "propensity": models.metrics,
         "fraud": {"threshold": models.fraud_threshold, **models.fraud_metrics},
+        # This worker's text models (stream/voice_batch.py): what they have learnt from.
+        "voice": {"sentiment_seen": dict(processor.voice.models.sentiment.seen),
+                  "sentiment_ready": processor.voice.models.sentiment.ready,
+                  "intents": len(processor.voice.models.intent.intents)},
     })
 
 
@@ -473,12 +534,40 @@ async def recommendations_view(web, request, user_id: str):  # type: ignore[no-u
     return await _per_user(web, user_id, state.recommendations, "recommendations")
 
 
-async def _user(user_id: str) -> "UserView | None":
+@dataclass
+class _WithVoice:
+    """A user's view with their latest sentiment (stream/voice_batch.py)."""
+
+    view: "UserView | None"
+    voice: dict | None
+
+    def to_dict(self) -> dict:
+        base = self.view.to_dict() if self.view is not None else {}
+        voice = self.voice or {}
+        return {**base, "sentiment": voice.get("sentiment"), "sentiment_ts": voice.get("ts")}
+
+
+async def _user(user_id: str) -> "_WithVoice | None":
     profile = await state.profile(user_id)
+    voice = await state.user_voice(user_id)
     if profile is None:
-        return None
+        return None if voice is None else _WithVoice(None, voice)
     now = clock.watermark() or profile.last_seen or 0.0
-    return UserView(profile, processor.models, round(processor.alerts.churn_risk(profile, now), 6))
+    view = UserView(profile, processor.models, round(processor.alerts.churn_risk(profile, now), 6))
+    return _WithVoice(view, voice)
+
+
+@app.page("/items/{item_id}/satisfaction")
+async def satisfaction_view(web, request, item_id: str):  # type: ignore[no-untyped-def]
+    from stream.satisfaction import satisfaction
+
+    if len(item_id) > 256:
+        return web.json({"error": "item id too long"}, status=400)
+    doc = await state.item_voice(item_id)
+    if doc is None:
+        return web.json({"error": f"no reviews for item {item_id!r}"}, status=404)
+    now = max([r[0] for r in doc["recent"]] + [clock.watermark() or 0.0])
+    return web.json({"item_id": item_id, **satisfaction(doc, now, settings.text_ttl_s)})
 
 
 async def _demand(web, series: str):  # type: ignore[no-untyped-def]

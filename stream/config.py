@@ -46,10 +46,19 @@ class Topics:
     actions: str = "actions"
     campaign_results: str = "campaign-results"
     demand: str = "demand"
+    # What customers write (stream/voice.py), and the triage of their messages.
+    reviews: str = "reviews"
+    messages: str = "messages"
+    service: str = "service"
 
     @property
     def inputs(self) -> tuple[str, str, str]:
         return (self.clicks, self.views, self.purchases)
+
+    @property
+    def texts(self) -> tuple[str, str]:
+        """The text input topics: read by the ingest agent, outside the event-time clock."""
+        return (self.reviews, self.messages)
 
     def for_event_type(self, event_type: str) -> str:
         """The input topic an event of this type belongs on."""
@@ -147,6 +156,13 @@ class Settings:
     # whether the web view that erases a user is on.
     user_key: str = field(default="", repr=False)
     enable_forget: bool = False
+    # What customers write (stream/voice.py): raw text is kept this long; the
+    # shop's FAQ (JSONL of intent/question/answer) answers service messages.
+    text_ttl_days: float = 30.0
+    faq: str = ""
+    # A worker saves its text models to Redis this often when they learnt
+    # something (stream/text_store.py); a restarted worker loads them.
+    text_models_save_s: float = 30.0
     # Kafka security, passed to Faust and kafka-python alike (Redis takes its
     # password and TLS in the URL: redis://:password@host, rediss://host).
     kafka_security_protocol: str = "PLAINTEXT"
@@ -165,6 +181,10 @@ class Settings:
     group_session_timeout: float = 6.0
     group_heartbeat_interval: float = 2.0
     group_rebalance_timeout: float = 6.0
+
+    @property
+    def text_ttl_s(self) -> int:
+        return max(1, int(self.text_ttl_days * 86400))
 
     @property
     def user_ttl_s(self) -> int:
@@ -236,6 +256,9 @@ class Settings:
             actions=_env("TOPIC_ACTIONS", d.topics.actions),
             campaign_results=_env("TOPIC_CAMPAIGN_RESULTS", d.topics.campaign_results),
             demand=_env("TOPIC_DEMAND", d.topics.demand),
+            reviews=_env("TOPIC_REVIEWS", d.topics.reviews),
+            messages=_env("TOPIC_MESSAGES", d.topics.messages),
+            service=_env("TOPIC_SERVICE", d.topics.service),
         )
         values: dict[str, object] = {"topics": topics}
         for f in fields(cls):
@@ -288,6 +311,15 @@ class Settings:
                 load_campaigns(settings.campaigns)
             except CampaignError as exc:
                 raise ConfigError(f"SHOPSTREAM_CAMPAIGNS: {exc}") from None
+        if not settings.text_ttl_days > 0:
+            raise ConfigError("SHOPSTREAM_TEXT_TTL_DAYS must be a number of days > 0")
+        if settings.faq:
+            from stream.faq import FaqError, load_faq
+
+            try:
+                load_faq(settings.faq)
+            except FaqError as exc:
+                raise ConfigError(f"SHOPSTREAM_FAQ: {exc}") from None
         if settings.kafka_sasl_mechanism not in SASL_MECHANISMS:
             raise ConfigError(f"SHOPSTREAM_KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)}")
         return settings

@@ -32,6 +32,9 @@ from stream.privacy import pseudonymiser
 from stream.state import BatchView, State, TopicPartition, new_profile, session_id
 from stream.targeting import (CANDIDATE, CONVERTED, DECISION, explores, sent_field, targeted,
                               uplift_features)
+from stream.text_events import MESSAGES, REVIEWS, TextEvent, decode_text
+from stream.voice import ScoredText, ServiceRecord
+from stream.voice_batch import Voice
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,9 @@ class BatchResult:
     # (event, {score name: value}) per event, when collect_scores is on
     scores: list[tuple[Event, dict[str, float]]] = field(default_factory=list)
     demand: list[Forecast] = field(default_factory=list)  # series whose day closed (live only)
+    service: list[ServiceRecord] = field(default_factory=list)  # triaged messages (stream/voice_batch.py)
+    # (review or message, its scores before it was learnt) per text, when collect_scores is on
+    text_scores: list[tuple[TextEvent, ScoredText]] = field(default_factory=list)
     view: BatchView | None = None
 
     @property
@@ -116,7 +122,9 @@ class Processor:
         self.offer_window_s = s.offer_window_days * campaigns.DAY_S
         self.pseudonym = pseudonymiser(self.settings.user_key)
         topics = self.settings.topics
-        self._roles = {topics.views: "views", topics.clicks: "clicks", topics.purchases: "purchases"}
+        self._roles = {topics.views: "views", topics.clicks: "clicks", topics.purchases: "purchases",
+                       topics.reviews: REVIEWS, topics.messages: MESSAGES}
+        self.voice = Voice.for_settings(self.settings)
 
     def decode(
         self, messages: Sequence[Message]
@@ -125,8 +133,12 @@ class Processor:
         bad: list[DeadLetter] = []
         limit = self.settings.max_message_bytes
         for message in messages:
+            role = self._roles.get(message.topic)
             try:
-                good.append((decode(message.value, self._roles.get(message.topic), limit), message))
+                if role in (REVIEWS, MESSAGES):  # what customers write: stream/voice_batch.py
+                    good.append((decode_text(message.value, role, limit), message))  # type: ignore[arg-type]
+                    continue
+                good.append((decode(message.value, role, limit), message))
             except InvalidEvent as exc:
                 bad.append(DeadLetter(message, exc.reason))
             except Exception as exc:  # a decoder bug must not stop the stream
@@ -164,6 +176,7 @@ class Processor:
         pseudonym = self.pseudonym(user_id)
         async with self._lock:
             erased = await self.state.forget(pseudonym)
+            erased.update(await self.state.forget_voice(pseudonym))
         return erased, ModelRow(FORGET, pseudonym, f"forget:{pseudonym}", 0.0)
 
     async def sweep(
@@ -202,6 +215,9 @@ class Processor:
         ``partitions``: those to sweep when there are no events (``sweep``)."""
         if partitions is None:
             partitions = sorted({(m.topic, m.partition) for _, m in decoded})
+        texts = [(e, m) for e, m in decoded if not isinstance(e, Event)]
+        if texts:  # reviews and messages: after the batch's events, outside the event-time clock
+            decoded = [(e, m) for e, m in decoded if isinstance(e, Event)]
         watermark = self._watermark(decoded)
         view = await self.state.load(
             [e for e, _ in decoded], partitions, close_before=watermark - SESSION_GAP_S,
@@ -234,6 +250,8 @@ class Processor:
                 view.opened[message.partition, event.user_id] = last_seen or event.ts
             else:
                 result.duplicates += 1
+        if texts:
+            await self._apply_texts(texts, view, result)
         self._close_quiet_sessions(view, last_event, watermark, result)
         self._check_churn(view, last_event, watermark, result)
         await self._close_day(view, watermark, result)
@@ -243,6 +261,16 @@ class Processor:
             self._refresh_propensity(view, last_event)
             self._recommend_after(view, last_event, result)
         return result
+
+    async def _apply_texts(self, texts: list, view: BatchView, result: BatchResult) -> None:
+        users = list(dict.fromkeys(t.user_id for t, _ in texts))
+        items = list(dict.fromkeys(t.item_id for t, _ in texts if hasattr(t, "item_id")))
+        view.voice = await self.state.load_voice(users, items)
+        applied, repeats = self.voice.apply(texts, view, view.voice, result.alerts, result.service,
+                                            self.alerts, self.models,
+                                            result.text_scores if self.collect_scores else None)
+        result.processed += applied
+        result.duplicates += repeats
 
     def _watermark(self, decoded: Sequence[tuple[Event, Message]]) -> float:
         """How far event time has come: sessions and churn checks before it are due.

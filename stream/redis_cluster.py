@@ -140,6 +140,15 @@ class ClusterKeys(RedisKeys):
     def neighbours(self, item_id: str) -> str:
         return f"{self._i(item_id)}item:{item_id}:next"
 
+    def user_voice(self, user_id: str) -> str:
+        return f"{self._u(user_id)}voice:user:{user_id}"
+
+    def texts(self, user_id: str) -> str:
+        return f"{self._u(user_id)}text:{user_id}"
+
+    def item_voice(self, item_id: str) -> str:
+        return f"{self._i(item_id)}voice:item:{item_id}"
+
     def item_sessions(self, item_id: str) -> str:
         return f"{self._i(item_id)}item:{item_id}:sessions"
 
@@ -245,12 +254,13 @@ _KEYED = {"pairs", "opened", "closed", "checks", "sess_docs", "sess_gone", "sess
 _DOCS = {"users", "recs"}  # [key, index of the document among the arguments]
 _ITEMS = {"occ", "touched", "checked"}  # by the item's bucket
 _CAMPAIGN = {"camp", "sent"}  # all in the campaigns' slot, as is "day"
+_VOICE = {"voice"}  # [key, index of the document, expiry] (stream/voice_batch.py)
 
 
 def split_batch(batch: dict, docs: list[bytes], keys: ClusterKeys) -> dict[str, tuple[dict, list[bytes]]]:
     """COMMIT_BATCH's document and documents, one part per hash tag; every
     part has every field (empty where nothing of it falls there)."""
-    unknown = set(batch) - _SCALARS - _KEYED - _DOCS - _ITEMS - _CAMPAIGN - {"trim", "pop", "day"}
+    unknown = set(batch) - _SCALARS - _KEYED - _DOCS - _ITEMS - _CAMPAIGN - _VOICE - {"trim", "pop", "day"}
     if unknown:
         raise RuntimeError(f"the Redis Cluster layout does not know the batch's {sorted(unknown)} yet "
                            "(stream/redis_cluster.py split_batch)")
@@ -278,6 +288,10 @@ def split_batch(batch: dict, docs: list[bytes], keys: ClusterKeys) -> dict[str, 
             doc, own = part(tag_of(key))
             own.append(docs[index - 2])
             doc[name].append((key, 1 + len(own)))
+    for key, index, ttl in batch.get("voice", ()):
+        doc, own = part(tag_of(key))
+        own.append(docs[index - 2])
+        doc["voice"].append((key, 1 + len(own), ttl))
     for name in _ITEMS:
         for entry in batch.get(name, ()):
             item = entry if isinstance(entry, str) else entry[0]
@@ -488,6 +502,19 @@ class ClusterState(RedisState):
         profile, recs, *removed = await pipe.execute()
         return {"profile": profile, "recommendations": recs, "index_entries": sum(removed),
                 "sessions": 0}
+
+    async def _forget_snippets(self, key: str, user_id: str, forget_user: Any) -> int:
+        """As on one Redis, without the transaction (a batch writing the item's
+        document in the same moment can put a snippet back or lose its update)."""
+        raw = await self.client.get(key)
+        if raw is None:
+            return 0
+        doc = orjson.loads(raw)
+        found = forget_user(doc, user_id)
+        if found:
+            ttl = await self.client.ttl(key)
+            await self.client.set(key, orjson.dumps(doc), ex=ttl if ttl > 0 else self.settings.user_ttl_s)
+        return found
 
     async def all_profiles(self) -> AsyncIterator:  # type: ignore[override]
         from models.profile import UserProfile

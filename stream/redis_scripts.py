@@ -70,7 +70,8 @@ COMMIT_BATCH = """\
 --   "sess_touches": [[key, member, score]], "sess_keep": m,
 --   "camp_key": k, "camp": [[field, integer increment]], "sent_key": k,
 --   "sent": [[field, integer increment]], "day_key": k, "day": day or "",
---   "demand": optional, see stream/demand_redis.py}
+--   "demand": optional, see stream/demand_redis.py,
+--   "voice": [[key, i, expiry s]] (optional)}
 -- Numbers travel as strings: Lua would print them with 14 digits only.
 local b = cjson.decode(ARGV[1])
 for _, o in ipairs(b.offsets) do
@@ -107,6 +108,11 @@ for _, c in ipairs(b.camp) do redis.call('HINCRBY', b.camp_key, c[1], c[2]) end
 for _, c in ipairs(b.sent) do redis.call('HINCRBY', b.sent_key, c[1], c[2]) end
 if b.day ~= '' and tonumber(redis.call('GET', b.day_key) or '-1') < tonumber(b.day) then
     redis.call('SET', b.day_key, b.day)
+end
+-- What customers wrote (stream/voice.py): documents with their own expiry;
+-- an expiry of 0 deletes the key.
+for _, v in ipairs(b.voice or {}) do
+    if v[3] == 0 then redis.call('DEL', v[1]) else redis.call('SET', v[1], ARGV[v[2]], 'EX', v[3]) end
 end
 """ + DEMAND_APPLY + """for _, o in ipairs(b.offsets) do redis.call('SET', o[1], o[3]) end
 return {1, flags}

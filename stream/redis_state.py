@@ -56,6 +56,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import WatchError
 
 from models.neighbours import Neighbours
 from models.popularity import Popularity
@@ -65,6 +66,7 @@ from stream.config import Settings
 from stream.events import Event
 from stream.outputs import UserRecommendations
 from stream.redis_scripts import COMMIT_BATCH, LOAD_ROWS
+from stream.voice import VoiceDocs
 from stream.row_cache import RowCache
 from stream import demand_redis
 from stream.demand import DemandBook, Forecast
@@ -83,6 +85,15 @@ class RedisKeys:
 
     def user(self, user_id: str) -> str:
         return f"{self.prefix}user:{user_id}"
+
+    def user_voice(self, user_id: str) -> str:
+        return f"{self.prefix}voice:user:{user_id}"
+
+    def texts(self, user_id: str) -> str:
+        return f"{self.prefix}text:{user_id}"
+
+    def item_voice(self, item_id: str) -> str:
+        return f"{self.prefix}voice:item:{item_id}"
 
     def recs(self, user_id: str) -> str:
         return f"{self.prefix}recs:{user_id}"
@@ -409,11 +420,99 @@ class RedisState:
         }
         if view.demand is not None and read.demand is not None:
             batch["demand"] = demand_redis.commit_args(view.demand, self.demand_keys, read.demand)
+        if view.voice is not None:
+            batch["voice"] = self._voice_writes(view.voice, docs)
         reply = await self._write(batch, docs)
         if not reply:
             return False
         self._remember_rows(view, token, checked, reply[1])
         return True
+
+    def _voice_writes(self, voice: VoiceDocs, docs: list[bytes]) -> list[tuple[str, int, int]]:
+        """The voice documents a batch changed, as (key, argument, expiry) of the
+        commit script; their documents appended to ``docs``."""
+        keys, settings = self.keys, self.settings
+        writes = []
+
+        def put(key: str, doc: object, ttl: int) -> None:
+            writes.append((key, 2 + len(docs), ttl))
+            docs.append(orjson.dumps(doc))
+
+        for user_id in voice.dirty_users:
+            put(keys.user_voice(user_id), voice.users[user_id], settings.user_ttl_s)
+            texts = voice.texts.get(user_id)
+            put(keys.texts(user_id), texts or [], settings.text_ttl_s if texts else 0)
+        for item_id in voice.dirty_items:
+            put(keys.item_voice(item_id), voice.items[item_id], settings.user_ttl_s)
+        return writes
+
+    async def load_voice(self, users: Sequence[str], items: Sequence[str]) -> VoiceDocs:
+        keys = self.keys
+        users, items = list(users), list(items)
+        # A few keys a batch of texts (rare next to clicks): one MGET each kind.
+        voices = await self._read_docs([keys.user_voice(u) for u in users]) if users else []
+        texts = await self._read_docs([keys.texts(u) for u in users]) if users else []
+        item_docs = await self._read_docs([keys.item_voice(i) for i in items]) if items else []
+        profiles = await self._read_docs([keys.user(u) for u in users]) if users else []
+        docs = VoiceDocs()
+        for user_id, voice, text, profile in zip(users, voices, texts, profiles):
+            if voice is not None:
+                docs.users[user_id] = orjson.loads(voice)
+            if text is not None:
+                docs.texts[user_id] = orjson.loads(text)
+            if profile is not None:
+                docs.profiles[user_id] = UserProfile.from_dict(orjson.loads(profile))
+        for item_id, doc in zip(items, item_docs):
+            if doc is not None:
+                docs.items[item_id] = orjson.loads(doc)
+        return docs
+
+    async def item_voice(self, item_id: str) -> dict | None:
+        raw = await self.client.get(self.keys.item_voice(item_id))
+        return None if raw is None else orjson.loads(raw)
+
+    async def user_voice(self, user_id: str) -> dict | None:
+        raw = await self.client.get(self.keys.user_voice(user_id))
+        return None if raw is None else orjson.loads(raw)
+
+    async def forget_voice(self, user_id: str) -> dict[str, int]:
+        """The user's voice and texts go; their snippets leave the items they
+        reviewed (one transaction per item, retried if a batch wrote it meanwhile)."""
+        from stream.satisfaction import forget_user
+
+        keys = self.keys
+        user = await self.user_voice(user_id)
+        snippets = 0
+        for item_id in (user or {}).get("items", []):
+            snippets += await self._forget_snippets(keys.item_voice(item_id), user_id, forget_user)
+        voice, texts = await self.client.delete(keys.user_voice(user_id)), 0
+        raw = await self.client.get(keys.texts(user_id))
+        if raw is not None:
+            texts = len(orjson.loads(raw))
+        await self.client.delete(keys.texts(user_id))
+        return {"voice": voice, "texts": texts, "snippets": snippets}
+
+    async def _forget_snippets(self, key: str, user_id: str, forget_user: Any) -> int:
+        """Take the user's snippets out of one item's document, in a
+        transaction retried if a batch wrote the document meanwhile."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        return 0
+                    doc = orjson.loads(raw)
+                    found = forget_user(doc, user_id)
+                    if not found:
+                        return 0
+                    ttl = await pipe.ttl(key)
+                    pipe.multi()
+                    pipe.set(key, orjson.dumps(doc), ex=ttl if ttl > 0 else self.settings.user_ttl_s)
+                    await pipe.execute()
+                    return found
+                except WatchError:
+                    continue
 
     def _remember_rows(self, view: BatchView, token: str, checked: list[str], flags: list[int]) -> None:
         """Cache the rows the commit wrote as they now are in Redis (trimmed as

@@ -21,6 +21,7 @@ from stream.config import Settings
 from stream.demand import DemandBook, Forecast
 from stream.events import Event
 from stream.outputs import UserRecommendations
+from stream.voice import VoiceDocs
 
 TopicPartition = tuple[str, int]
 
@@ -68,6 +69,7 @@ class BatchView:
     offers_added: dict[str, int] = field(default_factory=dict)
     token: Any = None  # the store's own handle for this batch
     demand: DemandBook | None = None  # stream/demand.py; None: not kept by this store
+    voice: VoiceDocs | None = None  # the batch's texts' state, when it has texts (stream/voice.py)
 
 
 class UserTimes:
@@ -156,6 +158,18 @@ class State(Protocol):
 
     async def recommendations(self, user_id: str) -> UserRecommendations | None: ...
 
+    async def load_voice(self, users: Sequence[str], items: Sequence[str]) -> VoiceDocs:
+        """The voice state of a batch's texts (read only when it has any)."""
+        ...
+
+    async def item_voice(self, item_id: str) -> dict | None: ...
+
+    async def user_voice(self, user_id: str) -> dict | None: ...
+
+    async def forget_voice(self, user_id: str) -> dict[str, int]:
+        """Erase the user's texts, sentiment and snippets; how many there were."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -177,6 +191,7 @@ class MemoryState:
         self.campaign_day: int | None = None
         self.offers_sent: dict[str, int] = {}
         self.demand = new_demand_book(self.settings)
+        self.voice = VoiceDocs()
 
     async def load(
         self, events: Sequence[Event], partitions: Sequence[TopicPartition], close_before: float,
@@ -251,6 +266,24 @@ class MemoryState:
     async def demand_forecast(self, series: str) -> Forecast | None:
         """A series' next days as of the last day closed (``item:{id}``, ``category:{name}``)."""
         return self.demand.forecast(series) if self.demand is not None else None
+    async def load_voice(self, users: Sequence[str], items: Sequence[str]) -> VoiceDocs:
+        self.voice.profiles = self.profiles
+        return self.voice
+
+    async def item_voice(self, item_id: str) -> dict | None:
+        return self.voice.items.get(item_id)
+
+    async def user_voice(self, user_id: str) -> dict | None:
+        return self.voice.users.get(user_id)
+
+    async def forget_voice(self, user_id: str) -> dict[str, int]:
+        from stream.satisfaction import forget_user
+
+        user = self.voice.users.pop(user_id, None)
+        texts = self.voice.texts.pop(user_id, [])
+        snippets = sum(forget_user(self.voice.items[i], user_id)
+                       for i in (user or {}).get("items", []) if i in self.voice.items)
+        return {"voice": int(user is not None), "texts": len(texts), "snippets": snippets}
 
     async def all_profiles(self) -> AsyncIterator[UserProfile]:
         for profile in list(self.profiles.values()):

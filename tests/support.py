@@ -55,6 +55,9 @@ def isolated_settings(services: Services, partitions: int = 4, **overrides: obje
         actions=f"actions-{tag}",
         campaign_results=f"campaign-results-{tag}",
         demand=f"demand-{tag}",
+        reviews=f"reviews-{tag}",
+        messages=f"messages-{tag}",
+        service=f"service-{tag}",
     )
     values: dict = dict(
         broker=services.broker,
