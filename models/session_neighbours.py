@@ -110,7 +110,7 @@ class SessionNeighbours:
         self.compiled = compiled and SessionIndex is not None
         # The same lists as numbers in C arrays, for the compiled votes; kept
         # in step by every method here that changes the dicts.
-        self._index = SessionIndex() if self.compiled else None
+        self._index = SessionIndex(self.max_session_items) if self.compiled else None
 
     def learn_one(
         self, session_id: str, session_items: Sequence[str], ts: float, before: Sequence[str] = (),
@@ -238,8 +238,8 @@ class SessionNeighbours:
         nearest sessions that hold it), as a row the co-occurrence ranking
         adds in."""
         if self._index is not None:
-            return self._index.votes(self.weights(session_items, occurrences or {}), own,
-                                     self.neighbours, self.length_norm, self.item_decay)
+            return self._index.votes(session_items, occurrences or {}, own, self.horizon, self.position_decay,
+                                     self.idf, self.neighbours, self.length_norm, self.item_decay)
         return Neighbours.from_pairs(self.votes_python(session_items, own, occurrences).items())
 
     def explain(
@@ -276,7 +276,7 @@ class SessionNeighbours:
         rows = state.pop("item_sessions")
         self.__dict__.update(state)
         self.compiled = self.compiled and SessionIndex is not None
-        self._index = SessionIndex() if self.compiled else None
+        self._index = SessionIndex(self.max_session_items) if self.compiled else None
         self.sessions, self.item_sessions = {}, {}
         for session_id, items in sessions.items():
             self.load(session_id, items)

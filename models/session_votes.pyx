@@ -16,13 +16,26 @@ its dicts (:class:`models.session_neighbours.SessionNeighbours`).
 from array import array as make_array
 
 from cpython.array cimport array, clone
+from cpython.float cimport PyFloat_AsDouble
+from cpython.list cimport PyList_GET_ITEM, PyList_New, PyList_SET_ITEM
 from cpython.object cimport Py_GT, PyObject, PyObject_RichCompareBool
-from libc.math cimport pow
+from cpython.ref cimport Py_INCREF
+from libc.math cimport log1p, pow
 from libc.stdlib cimport free, malloc, realloc
 from libc.stdint cimport int32_t
 from libc.string cimport memset
 
 from models.neighbours import Neighbours
+
+
+cdef extern from "Python.h":
+    PyObject* PyDict_GetItemWithError(object mapping, PyObject* key) except? NULL
+    ctypedef struct PyListObject:
+        PyObject** ob_item
+
+
+# Occurrences are counted in 1/UNIT (models.session_neighbours.UNIT).
+DEF UNIT = 840.0
 
 
 cdef struct Listing:  # one item's sessions, in no particular order
@@ -31,14 +44,20 @@ cdef struct Listing:  # one item's sessions, in no particular order
     int32_t n, cap
 
 
-cdef struct Doc:  # one session's items, latest last
-    int32_t* items
-    int32_t n, cap
-
-
-cdef struct Sum:  # a running sum per session or item, valid when stamp is the call's
+cdef struct Session:
+    # A running sum of the call (valid when stamp is the call's), then the
+    # session's items, latest last: inline when they fit, so that the vote
+    # finds them on the lines its similarity just read.
     double value
     double ts
+    int32_t stamp
+    int32_t n
+    int32_t* overflow  # the items when more than fit inline
+    int32_t items[1]  # really the index's ``inline_items``
+
+
+cdef struct Sum:  # a running sum per item, valid when stamp is the call's
+    double value
     int32_t stamp
 
 
@@ -46,6 +65,8 @@ cdef struct Near:
     double sim
     double ts  # the latest time the session touched a shared item
     int32_t session
+    int32_t n
+    int32_t* items
 
 
 # Powers a session can need (item_decay ** steps, length ** length_norm), made
@@ -97,8 +118,8 @@ cdef class SessionIndex:
     cdef list item_ids, session_ids
     cdef array item_hashes
     cdef Listing* listings
-    cdef Doc* docs
-    cdef Sum* session_sums
+    cdef char* sessions  # Session records, ``stride`` bytes apart
+    cdef Py_ssize_t stride, inline_items
     cdef Sum* item_sums
     cdef Py_ssize_t items_cap, sessions_cap
     cdef int32_t stamp
@@ -107,15 +128,16 @@ cdef class SessionIndex:
     cdef int32_t* met
     cdef Py_ssize_t near_cap, met_cap
 
-    def __cinit__(self):
+    def __cinit__(self, Py_ssize_t inline_items=20):
+        self.inline_items = max(1, inline_items)
+        self.stride = (sizeof(Session) + (self.inline_items - 1) * sizeof(int32_t) + 7) // 8 * 8
         self.item_no = {}
         self.session_no = {}
         self.item_ids = []
         self.session_ids = []
         self.item_hashes = make_array("q")
         self.listings = NULL
-        self.docs = NULL
-        self.session_sums = NULL
+        self.sessions = NULL
         self.item_sums = NULL
         self.items_cap = 0
         self.sessions_cap = 0
@@ -131,10 +153,9 @@ cdef class SessionIndex:
             free(self.listings[i].sessions)
             free(self.listings[i].ts)
         for i in range(len(self.session_ids)):
-            free(self.docs[i].items)
+            free(self._at(i).overflow)
         free(self.listings)
-        free(self.docs)
-        free(self.session_sums)
+        free(self.sessions)
         free(self.item_sums)
         free(self.near)
         free(self.met)
@@ -156,6 +177,12 @@ cdef class SessionIndex:
         self.item_hashes.append(hash(item_id))
         return <int32_t>n
 
+    cdef inline Session* _at(self, Py_ssize_t s) noexcept:
+        return <Session*>(self.sessions + s * self.stride)
+
+    cdef inline int32_t* _items(self, Session* session) noexcept:
+        return session.overflow if session.overflow != NULL else session.items
+
     cdef int32_t _session(self, str session_id) except -1:
         """The session's number, given one if new. A number is never reused:
         item lists may still name a session whose items are gone."""
@@ -165,10 +192,8 @@ cdef class SessionIndex:
         cdef Py_ssize_t n = len(self.session_ids)
         if n == self.sessions_cap:
             self.sessions_cap = max(1024, 2 * self.sessions_cap)
-            self.docs = <Doc*>_grow(self.docs, self.sessions_cap, sizeof(Doc))
-            self.session_sums = <Sum*>_grow(self.session_sums, self.sessions_cap, sizeof(Sum))
-        memset(&self.docs[n], 0, sizeof(Doc))
-        memset(&self.session_sums[n], 0, sizeof(Sum))
+            self.sessions = <char*>_grow(self.sessions, self.sessions_cap, self.stride)
+        memset(self._at(n), 0, self.stride)
         self.session_no[session_id] = n
         self.session_ids.append(session_id)
         return <int32_t>n
@@ -177,13 +202,27 @@ cdef class SessionIndex:
         """The session's items, latest last (an empty list: it has none)."""
         cdef int32_t s = self._session(session_id)
         cdef Py_ssize_t i, n = len(items)
-        cdef Doc* doc = &self.docs[s]
-        if n > doc.cap:
-            doc.items = <int32_t*>_grow(doc.items, n, sizeof(int32_t))
-            doc.cap = <int32_t>n
-        for i in range(n):
-            doc.items[i] = self._item(items[i])
-        doc.n = <int32_t>n
+        cdef int32_t* numbers
+        # Items get their numbers first: that may move the session records.
+        numbers = <int32_t*>malloc((n + 1) * sizeof(int32_t))
+        if numbers == NULL:
+            raise MemoryError()
+        try:
+            for i in range(n):
+                numbers[i] = self._item(items[i])
+        except BaseException:
+            free(numbers)
+            raise
+        cdef Session* session = self._at(s)
+        free(session.overflow)
+        session.overflow = NULL
+        if n > self.inline_items:
+            session.overflow = numbers
+        else:
+            for i in range(n):
+                session.items[i] = numbers[i]
+            free(numbers)
+        session.n = <int32_t>n
 
     def touch(self, str item_id, str session_id, double ts):
         """The item lists the session at ``ts``, or at its time there if later."""
@@ -232,8 +271,9 @@ cdef class SessionIndex:
         found = self.session_no.get(session_id)
         if found is None:
             return []
-        cdef Doc* doc = &self.docs[<Py_ssize_t>found]
-        return [self.item_ids[doc.items[i]] for i in range(doc.n)]
+        cdef Session* session = self._at(<Py_ssize_t>found)
+        cdef int32_t* numbers = self._items(session)
+        return [self.item_ids[numbers[i]] for i in range(session.n)]
 
     cdef int _reserve(self, Py_ssize_t near, Py_ssize_t met) except -1:
         if near > self.near_cap:
@@ -251,99 +291,124 @@ cdef class SessionIndex:
             for i in range(len(self.item_ids)):
                 self.item_sums[i].stamp = 0
             for i in range(len(self.session_ids)):
-                self.session_sums[i].stamp = 0
+                self._at(i).stamp = 0
             self.stamp = 0
         self.stamp += 1
         return self.stamp
 
-    def votes(self, dict weights, own, Py_ssize_t k, double length_norm, double decay):
-        """See :meth:`models.session_neighbours.SessionNeighbours.votes`;
-        ``weights``: the current session's items that look for neighbours."""
+    def votes(self, session_items, occurrences, own, Py_ssize_t horizon, double position_decay,
+              double idf, Py_ssize_t k, double length_norm, double decay):
+        """See :meth:`models.session_neighbours.SessionNeighbours.votes` (and
+        ``weights`` there, which this computes as well, the same way)."""
         cdef int32_t stamp = self._next_stamp()
-        cdef int32_t wanted[64]  # the weighted items' numbers (those the index knows)
+        # The weighted items the index knows, latest first, and their weights.
+        cdef int32_t wanted[64]
+        cdef double weight[64]
         cdef Py_ssize_t n_wanted = 0, capacity = 0, i, j, pos, m, top, anchor, step, n_met = 0
+        cdef Py_ssize_t n_session = len(session_items), first = max(0, n_session - horizon)
         cdef int32_t s, own_no = -1, item
-        cdef double w, sim, total = 0.0
+        cdef double w = 1.0, rarity, sim, total = 0.0
         cdef Listing* row
-        cdef Doc* doc
+        cdef Session* session
         cdef Sum* e
         cdef Near* c
+        cdef int32_t* numbers
         cdef bint shared
+        cdef PyObject* found_occ
+        cdef PyObject** ids
         _powers(decay, length_norm)
+        if type(occurrences) is not dict:
+            occurrences = dict(occurrences)
         if own is not None:
             found = self.session_no.get(own)
             if found is not None:
                 own_no = <int32_t>found
-        # Similarities: each session's summed weights, in the order the
-        # reference adds them (the weighted items', latest first).
-        for item_id, w in weights.items():
-            found = self.item_no.get(item_id)
-            if found is None:
-                continue
-            if n_wanted < 64:
-                wanted[n_wanted] = <int32_t>found
-                n_wanted += 1
-            row = &self.listings[<Py_ssize_t>found]
-            capacity += row.n
-            for i in range(row.n):
-                e = &self.session_sums[row.sessions[i]]
-                if e.stamp != stamp:
-                    e.stamp = stamp
-                    e.value = 0.0 + w
-                    e.ts = row.ts[i]
-                else:
-                    e.value = e.value + w
-                    if row.ts[i] > e.ts:
-                        e.ts = row.ts[i]
-        result = Neighbours()
+        for pos in range(n_session - 1, first - 1, -1):
+            found = self.item_no.get(session_items[pos])
+            if found is not None:
+                if n_wanted == 64:
+                    raise ValueError("session votes: at most 64 items look for neighbours")
+                item = <int32_t>found
+                shared = False
+                for m in range(n_wanted):
+                    if wanted[m] == item:
+                        shared = True
+                        break
+                if not shared:
+                    found_occ = PyDict_GetItemWithError(occurrences, <PyObject*>self.item_ids[item])
+                    rarity = pow(1.0 + log1p((0.0 if found_occ == NULL else PyFloat_AsDouble(<object>found_occ))
+                                             / UNIT), idf)
+                    wanted[n_wanted] = item
+                    weight[n_wanted] = w / rarity
+                    n_wanted += 1
+                    capacity += self.listings[item].n
+            w *= position_decay
+        result = Neighbours.__new__(Neighbours)
         if capacity == 0:
+            result.__init__()
             return result
         self._reserve(capacity, 0)
+        # Similarities: each session's summed weights, in the order the
+        # reference adds them (the weighted items', latest first).
+        for m in range(n_wanted):
+            row = &self.listings[wanted[m]]
+            w = weight[m]
+            for i in range(row.n):
+                session = self._at(row.sessions[i])
+                if session.stamp != stamp:
+                    session.stamp = stamp
+                    session.value = 0.0 + w
+                    session.ts = row.ts[i]
+                else:
+                    session.value = session.value + w
+                    if row.ts[i] > session.ts:
+                        session.ts = row.ts[i]
         # Each candidate once (stamp flipped to -stamp once taken); sessions
         # without items, and the own one, drop out.
         j = 0
-        for item_id, w in weights.items():
-            found = self.item_no.get(item_id)
-            if found is None:
-                continue
-            row = &self.listings[<Py_ssize_t>found]
+        for m in range(n_wanted):
+            row = &self.listings[wanted[m]]
             for i in range(row.n):
                 s = row.sessions[i]
-                e = &self.session_sums[s]
-                if e.stamp != stamp:
+                session = self._at(s)
+                if session.stamp != stamp:
                     continue
-                e.stamp = -stamp
-                m = self.docs[s].n
-                if s == own_no or m == 0:
+                session.stamp = -stamp
+                if s == own_no or session.n == 0:
                     continue
                 c = &self.near[j]
                 j += 1
                 c.session = s
-                c.sim = e.value / (_norms[m] if m < POWERS else pow(<double>m, length_norm))
-                c.ts = e.ts
-        _sort(self.near, j, self.session_ids)
+                c.n = session.n
+                c.items = self._items(session)
+                c.sim = session.value / (_norms[c.n] if c.n < POWERS else pow(<double>c.n, length_norm))
+                c.ts = session.ts
+        ids = <PyObject**>(<PyListObject*>self.session_ids).ob_item
         top = min(j, k)
+        if top < j:  # only the nearest k are sorted
+            _select(self.near, j, top, ids)
+        _sort(self.near, top, ids)
         capacity = 0
         for i in range(top):
-            capacity += self.docs[self.near[i].session].n
+            capacity += self.near[i].n
         self._reserve(0, capacity)
         for i in range(top):
             c = &self.near[i]
             sim = c.sim
             total += sim
-            doc = &self.docs[c.session]
-            anchor = doc.n - 1
+            numbers = c.items
+            anchor = c.n - 1
             while anchor > 0:
                 shared = False
                 for m in range(n_wanted):
-                    if wanted[m] == doc.items[anchor]:
+                    if wanted[m] == numbers[anchor]:
                         shared = True
                         break
                 if shared:
                     break
                 anchor -= 1
-            for pos in range(doc.n):
-                item = doc.items[pos]
+            for pos in range(c.n):
+                item = numbers[pos]
                 e = &self.item_sums[item]
                 step = pos - anchor if pos >= anchor else anchor - pos
                 w = sim * (_decays[step] if step < POWERS else pow(decay, <double>step))
@@ -357,10 +422,12 @@ cdef class SessionIndex:
         cdef list item_ids = self.item_ids
         cdef array hashes = clone(_HASHES, n_met, False)
         cdef array values = clone(_WEIGHTS, n_met, False)
-        chosen = [None] * n_met
+        chosen = PyList_New(n_met)
         for i in range(n_met):
             item = self.met[i]
-            chosen[i] = item_ids[item]
+            ref = <PyObject*>PyList_GET_ITEM(item_ids, item)
+            Py_INCREF(<object>ref)
+            PyList_SET_ITEM(chosen, i, <object>ref)
             hashes.data.as_longlongs[i] = self.item_hashes.data.as_longlongs[item]
             w = self.item_sums[item].value
             values.data.as_doubles[i] = w / total if total > 0 else w
@@ -371,17 +438,43 @@ cdef class SessionIndex:
         return result
 
 
-cdef inline bint _nearer(const Near* x, const Near* y, list ids):
+cdef inline bint _nearer(const Near* x, const Near* y, PyObject** ids) noexcept:
     """x before y: higher similarity, then the later touch, then the larger id."""
     if x.sim != y.sim:
         return x.sim > y.sim
     if x.ts != y.ts:
         return x.ts > y.ts
+    if x.session == y.session:  # the pivot against itself
+        return False
     # Distinct str ids: the comparison cannot fail.
-    return PyObject_RichCompareBool(ids[x.session], ids[y.session], Py_GT) == 1
+    return PyObject_RichCompareBool(<object>ids[x.session], <object>ids[y.session], Py_GT) == 1
 
 
-cdef void _sort(Near* a, Py_ssize_t n, list ids):
+cdef void _select(Near* a, Py_ssize_t n, Py_ssize_t k, PyObject** ids) noexcept:
+    """Reorder so that the nearest k come first, in any order (0 < k < n)."""
+    cdef Py_ssize_t lo = 0, hi = n - 1, i, j, target = k - 1
+    cdef Near pivot, tmp
+    while lo < hi:
+        pivot = a[lo + (hi - lo) // 2]
+        i, j = lo, hi
+        while i <= j:
+            while _nearer(&a[i], &pivot, ids):
+                i += 1
+            while _nearer(&pivot, &a[j], ids):
+                j -= 1
+            if i <= j:
+                tmp = a[i]; a[i] = a[j]; a[j] = tmp
+                i += 1
+                j -= 1
+        if target <= j:
+            hi = j
+        elif target >= i:
+            lo = i
+        else:
+            break
+
+
+cdef void _sort(Near* a, Py_ssize_t n, PyObject** ids) noexcept:
     """Sort nearest first: quicksort, insertion sort for short runs (qsort's
     calls through a pointer per comparison were a fifth of the time)."""
     cdef Py_ssize_t i, j, lo = 0, hi = n - 1, mid
