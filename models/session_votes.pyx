@@ -385,7 +385,7 @@ cdef class SessionIndex:
                 c.ts = session.ts
         ids = <PyObject**>(<PyListObject*>self.session_ids).ob_item
         top = min(j, k)
-        if top < j:  # only the nearest k are sorted
+        if 0 < top < j:  # only the nearest k are sorted
             _select(self.near, j, top, ids)
         _sort(self.near, top, ids)
         capacity = 0
