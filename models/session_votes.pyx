@@ -17,15 +17,13 @@ from array import array as make_array
 
 from cpython.array cimport array, clone
 from cpython.float cimport PyFloat_AsDouble
-from cpython.list cimport PyList_GET_ITEM, PyList_New, PyList_SET_ITEM
 from cpython.object cimport Py_GT, PyObject, PyObject_RichCompareBool
-from cpython.ref cimport Py_INCREF
 from libc.math cimport log1p, pow
 from libc.stdlib cimport free, malloc, realloc
 from libc.stdint cimport int32_t
 from libc.string cimport memset
 
-from models.neighbours import Neighbours
+from models.neighbours import Neighbours, NumberedVotes
 
 
 cdef extern from "Python.h":
@@ -99,6 +97,7 @@ cdef void* _grow(void* block, Py_ssize_t count, Py_ssize_t size) except NULL:
 
 cdef array _HASHES = make_array("q")
 cdef array _WEIGHTS = make_array("d")
+cdef array _NUMBERS = make_array("i")
 
 
 cdef class SessionIndex:
@@ -343,10 +342,8 @@ cdef class SessionIndex:
                     n_wanted += 1
                     capacity += self.listings[item].n
             w *= position_decay
-        result = Neighbours.__new__(Neighbours)
         if capacity == 0:
-            result.__init__()
-            return result
+            return Neighbours()
         self._reserve(capacity, 0)
         # Similarities: each session's summed weights, in the order the
         # reference adds them (the weighted items', latest first).
@@ -419,23 +416,16 @@ cdef class SessionIndex:
                     n_met += 1
                 else:
                     e.value = e.value + w
-        cdef list item_ids = self.item_ids
         cdef array hashes = clone(_HASHES, n_met, False)
         cdef array values = clone(_WEIGHTS, n_met, False)
-        chosen = PyList_New(n_met)
+        cdef array chosen = clone(_NUMBERS, n_met, False)
         for i in range(n_met):
             item = self.met[i]
-            ref = <PyObject*>PyList_GET_ITEM(item_ids, item)
-            Py_INCREF(<object>ref)
-            PyList_SET_ITEM(chosen, i, <object>ref)
+            chosen.data.as_ints[i] = item
             hashes.data.as_longlongs[i] = self.item_hashes.data.as_longlongs[item]
             w = self.item_sums[item].value
             values.data.as_doubles[i] = w / total if total > 0 else w
-        result.item_ids = chosen
-        result.weights = values
-        result._hashes = hashes
-        result._slot = None
-        return result
+        return NumberedVotes.of(self.item_ids, chosen, values, hashes)
 
 
 cdef inline bint _nearer(const Near* x, const Near* y, PyObject** ids) noexcept:
