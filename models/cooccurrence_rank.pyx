@@ -21,8 +21,6 @@ from libc.string cimport memcpy, memset
 
 cdef extern from "Python.h":
     PyObject* PyDict_GetItemWithError(object mapping, PyObject* key) except? NULL
-    ctypedef struct PyListObject:
-        PyObject** ob_item
 
 
 from models.neighbours import NumberedVotes
@@ -232,19 +230,26 @@ cdef tuple _rank(list rows, list relatives, Py_ssize_t k, excluded, popularity, 
         popularity = dict(popularity)
     cdef Py_ssize_t entries = 0, mask = 0, n = 0, r, s, live = 0, m = 0, i
     cdef list items
-    cdef array hashes, weights, numbers
-    cdef PyObject** ids
-    cdef Py_ssize_t n_ids
-    cdef bint numbered
+    cdef array hashes, weights, addresses
     cdef PyObject* item
     cdef Py_hash_t h
     cdef double relative, w, floor
     cdef Entry* e
     for row in rows:
-        entries += len(row.item_ids)
+        entries += len(row.weights)
     _reserve(entries, &mask)
     for r in range(len(rows)):
         row = rows[r]
+        if type(row) is NumberedVotes and row.addresses is not None and row._hashes is not None:
+            # The votes of a session index: its items' addresses, no list of their own.
+            addresses, hashes, weights = row.addresses, row._hashes, row.weights
+            if len(addresses) != len(weights) or len(hashes) != len(weights):
+                raise ValueError("a NumberedVotes row's arrays differ in length")
+            relative = relatives[r]
+            for i in range(len(weights)):
+                _add(mask, <PyObject*>addresses.data.as_longlongs[i], hashes.data.as_longlongs[i],
+                     weights.data.as_doubles[i], r, relative, &n)
+            continue
         if row._hashes is None:  # loaded, not yet hashed: Neighbours.arrays() does it
             items, hashes, weights = row.arrays()
         else:  # the same arrays, without a Python call

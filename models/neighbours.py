@@ -154,12 +154,16 @@ class NumberedVotes(Neighbours):
     (2, ['mat', 'tent'], 0.25)
     """
 
-    __slots__ = ("ids", "numbers")
+    __slots__ = ("ids", "numbers", "addresses")
 
     @classmethod
-    def of(cls, ids: list[str], numbers: array, weights: array, hashes: array | None = None) -> NumberedVotes:
+    def of(cls, ids: list[str], numbers: array, weights: array, hashes: array | None = None,
+           addresses: array | None = None) -> NumberedVotes:
+        """``addresses``: where each item's string is (``id()``), which the
+        compiled ranking reads instead; only the index that owns ``ids`` gives them."""
         row = cls.__new__(cls)
         row.ids, row.numbers, row.weights, row._hashes, row._slot = ids, numbers, weights, hashes, None
+        row.addresses = addresses
         return row
 
     @property  # type: ignore[override]

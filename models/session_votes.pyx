@@ -56,6 +56,7 @@ cdef struct Session:
 
 cdef struct Sum:  # a running sum per item, valid when stamp is the call's
     double value
+    PyObject* item  # its id (borrowed from item_ids)
     int32_t stamp
 
 
@@ -173,6 +174,7 @@ cdef class SessionIndex:
         memset(&self.item_sums[n], 0, sizeof(Sum))
         self.item_no[item_id] = n
         self.item_ids.append(item_id)
+        self.item_sums[n].item = <PyObject*>item_id
         self.item_hashes.append(hash(item_id))
         return <int32_t>n
 
@@ -419,13 +421,15 @@ cdef class SessionIndex:
         cdef array hashes = clone(_HASHES, n_met, False)
         cdef array values = clone(_WEIGHTS, n_met, False)
         cdef array chosen = clone(_NUMBERS, n_met, False)
+        cdef array addresses = clone(_HASHES, n_met, False)
         for i in range(n_met):
             item = self.met[i]
             chosen.data.as_ints[i] = item
+            addresses.data.as_longlongs[i] = <long long>self.item_sums[item].item
             hashes.data.as_longlongs[i] = self.item_hashes.data.as_longlongs[item]
             w = self.item_sums[item].value
             values.data.as_doubles[i] = w / total if total > 0 else w
-        return NumberedVotes.of(self.item_ids, chosen, values, hashes)
+        return NumberedVotes.of(self.item_ids, chosen, values, hashes, addresses)
 
 
 cdef inline bint _nearer(const Near* x, const Near* y, PyObject** ids) noexcept:

@@ -160,3 +160,27 @@ def test_the_index_follows_every_change_of_the_model(seed: int, per_item: int, i
     assert list(store.votes(["i3"]).pairs()) == list(model.votes(["i3"]).pairs())
     none = shop(SessionNeighbours(neighbours=0), seed, sessions=20)
     assert not none.votes(["i1", "i2"]) and not none.votes_python(["i1", "i2"])
+
+
+def test_the_compiled_ranking_reads_the_votes_by_address() -> None:
+    """Ranking compiled votes makes no list of their items (the slot stays
+    unset), and ranks as with the same votes as a plain row."""
+    from models.neighbours import Neighbours, NumberedVotes, _ITEM_IDS
+
+    cooccurrence, model = ItemCooccurrence(), shop(SessionNeighbours(), seed=5)
+    for s in range(60):
+        seen: list[str] = []
+        for item in ITEMS[s % 7: s % 7 + 4]:
+            cooccurrence.learn_one(seen, item, "view", ts=float(s))
+            seen.append(item)
+    votes = model.votes(["i2", "i3"], occurrences=cooccurrence.occurrences)
+    assert type(votes) is NumberedVotes
+    ranked = cooccurrence.rank(["i2", "i3"], k=15, extra=votes, extra_weight=2.0)
+    try:
+        _ITEM_IDS.__get__(votes, NumberedVotes)
+        made = True
+    except AttributeError:
+        made = False
+    assert not made
+    plain = Neighbours.from_pairs(votes.pairs())
+    assert cooccurrence.rank(["i2", "i3"], k=15, extra=plain, extra_weight=2.0) == ranked
