@@ -161,10 +161,7 @@ class SessionNeighbours:
         """The item's sessions and their times, as a store keeps them (the
         row is the model's from now on)."""
         if self._index is not None:
-            for session_id in self.item_sessions.get(item_id, ()):
-                self._index.unlist(item_id, session_id)
-            for session_id, ts in row.items():
-                self._index.touch(item_id, session_id, ts)
+            self._index.list_row(item_id, row)
         self.item_sessions[item_id] = row
 
     def load(self, session_id: str, items: list[str]) -> None:

@@ -243,6 +243,24 @@ cdef class SessionIndex:
         row.ts[row.n] = ts
         row.n += 1
 
+    def list_row(self, str item_id, dict row):
+        """The item lists exactly these sessions, at these times (a store's row)."""
+        cdef Listing* listing = &self.listings[self._item(item_id)]
+        cdef Py_ssize_t n = len(row), i = 0
+        cdef int32_t s
+        if n > listing.cap:
+            listing.cap = <int32_t>n
+            listing.sessions = <int32_t*>_grow(listing.sessions, n, sizeof(int32_t))
+            listing.ts = <double*>_grow(listing.ts, n, sizeof(double))
+        listing.n = 0
+        for session_id, ts in row.items():
+            s = self._session(session_id)
+            listing = &self.listings[self.item_no[item_id]]
+            listing.sessions[i] = s
+            listing.ts[i] = ts
+            i += 1
+            listing.n = <int32_t>i
+
     def unlist(self, str item_id, str session_id):
         """The item no longer lists the session."""
         found_item = self.item_no.get(item_id)
