@@ -23,6 +23,9 @@ cdef extern from "Python.h":
     PyObject* PyDict_GetItemWithError(object mapping, PyObject* key) except? NULL
 
 
+from models.neighbours import NumberedVotes
+
+
 cdef struct Candidate:
     double score
     double popularity
@@ -92,6 +95,26 @@ cdef Py_ssize_t _find(Py_ssize_t mask, PyObject* item, Py_hash_t h) except -2:
                 return i
         i = (i + 1) & mask
     return i
+
+
+cdef inline int _add(Py_ssize_t mask, PyObject* item, Py_hash_t h, double w, Py_ssize_t r,
+                     double relative, Py_ssize_t* n) except -1:
+    """Row r's vote w for the item."""
+    cdef Py_ssize_t s = _find(mask, item, h)
+    cdef Entry* e
+    if _table[s] == 0:
+        _table[s] = <int32_t>(n[0] + 1)
+        e = &_entries[n[0]]
+        n[0] += 1
+        e.item = item
+        e.hash = h
+        e.live = True
+        # The first row is taken as it is, later ones relative to it.
+        e.score = w if r == 0 else 0.0 + w * relative
+    elif r > 0:
+        e = &_entries[_table[s] - 1]
+        e.score = e.score + w * relative
+    return 0
 
 
 cdef inline double _as_double(PyObject* value) except? -1.0:  # popularity may hold ints
@@ -186,7 +209,7 @@ def rank_session(model, session_items, Py_ssize_t k, excluded, popularity, extra
             rows.append(<object>found)
             relatives.append(scale / base)
         vote *= decay
-    if extra is not None and len(extra.item_ids) > 0 and extra_weight > 0:
+    if extra is not None and len(extra.weights) > 0 and extra_weight > 0:
         if rows:
             rows.append(extra)
             relatives.append(extra_weight / base)
@@ -207,16 +230,26 @@ cdef tuple _rank(list rows, list relatives, Py_ssize_t k, excluded, popularity, 
         popularity = dict(popularity)
     cdef Py_ssize_t entries = 0, mask = 0, n = 0, r, s, live = 0, m = 0, i
     cdef list items
-    cdef array hashes, weights
+    cdef array hashes, weights, addresses
     cdef PyObject* item
     cdef Py_hash_t h
     cdef double relative, w, floor
     cdef Entry* e
     for row in rows:
-        entries += len(row.item_ids)
+        entries += len(row.weights)
     _reserve(entries, &mask)
     for r in range(len(rows)):
         row = rows[r]
+        if type(row) is NumberedVotes and row.addresses is not None and row._hashes is not None:
+            # The votes of a session index: its items' addresses, no list of their own.
+            addresses, hashes, weights = row.addresses, row._hashes, row.weights
+            if len(addresses) != len(weights) or len(hashes) != len(weights):
+                raise ValueError("a NumberedVotes row's arrays differ in length")
+            relative = relatives[r]
+            for i in range(len(weights)):
+                _add(mask, <PyObject*>addresses.data.as_longlongs[i], hashes.data.as_longlongs[i],
+                     weights.data.as_doubles[i], r, relative, &n)
+            continue
         if row._hashes is None:  # loaded, not yet hashed: Neighbours.arrays() does it
             items, hashes, weights = row.arrays()
         else:  # the same arrays, without a Python call
@@ -225,22 +258,8 @@ cdef tuple _rank(list rows, list relatives, Py_ssize_t k, excluded, popularity, 
         if len(hashes) != len(items) or len(weights) != len(items):
             raise ValueError("a Neighbours row's arrays differ in length")
         for i in range(len(items)):
-            item = PyList_GET_ITEM(items, i)
-            h = hashes.data.as_longlongs[i]
-            w = weights.data.as_doubles[i]
-            s = _find(mask, item, h)
-            if _table[s] == 0:
-                _table[s] = <int32_t>(n + 1)
-                e = &_entries[n]
-                n += 1
-                e.item = item
-                e.hash = h
-                e.live = True
-                # The first row is taken as it is, later ones relative to it.
-                e.score = w if r == 0 else 0.0 + w * relative
-            elif r > 0:
-                e = &_entries[_table[s] - 1]
-                e.score = e.score + w * relative
+            _add(mask, PyList_GET_ITEM(items, i), hashes.data.as_longlongs[i], weights.data.as_doubles[i],
+                 r, relative, &n)
     for other in excluded:
         s = _find(mask, <PyObject*>other, PyObject_Hash(other))
         if _table[s] != 0:

@@ -138,3 +138,49 @@ class Neighbours(Mapping[str, float]):
 
     def __reduce__(self) -> tuple:
         return (Neighbours.from_pairs, (list(self.pairs()),))
+
+
+class NumberedVotes(Neighbours):
+    """A row whose items are numbers in a list of item ids (``ids``, the
+    :class:`models.session_votes.SessionIndex`'s own, which only grows): what
+    the compiled session-neighbour votes return. The compiled ranking reads
+    the items through the numbers, without a list of its own whose making and
+    freeing would visit each item's string; anything else sees a plain row
+    (``item_ids`` is made on first use).
+
+    >>> ids = ["tent", "stove", "mat"]
+    >>> votes = NumberedVotes.of(ids, array("i", [2, 0]), array("d", [0.5, 0.25]))
+    >>> len(votes), votes.item_ids, votes["tent"]
+    (2, ['mat', 'tent'], 0.25)
+    """
+
+    __slots__ = ("ids", "numbers", "addresses")
+
+    @classmethod
+    def of(cls, ids: list[str], numbers: array, weights: array, hashes: array | None = None,
+           addresses: array | None = None) -> NumberedVotes:
+        """``addresses``: where each item's string is (``id()``), which the
+        compiled ranking reads instead; only the index that owns ``ids`` gives them."""
+        row = cls.__new__(cls)
+        row.ids, row.numbers, row.weights, row._hashes, row._slot = ids, numbers, weights, hashes, None
+        row.addresses = addresses
+        return row
+
+    @property  # type: ignore[override]
+    def item_ids(self) -> list[str]:  # noqa: F811
+        try:
+            return _ITEM_IDS.__get__(self, NumberedVotes)  # type: ignore[no-any-return]
+        except AttributeError:
+            ids = self.ids
+            made = [ids[n] for n in self.numbers]
+            _ITEM_IDS.__set__(self, made)
+            return made
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def __repr__(self) -> str:
+        return f"NumberedVotes({dict(self.pairs())!r})"
+
+
+_ITEM_IDS = Neighbours.__dict__["item_ids"]  # the slot under the property

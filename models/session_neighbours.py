@@ -107,7 +107,10 @@ class SessionNeighbours:
         # session -> its items, latest last, and their hashes: voting reads a
         # few hundred items and would otherwise visit each one's string.
         self.sessions: dict[str, tuple[list[str], array]] = {}
-        self.compiled = compiled and compiled_votes is not None
+        self.compiled = compiled and SessionIndex is not None
+        # The same lists as numbers in C arrays, for the compiled votes; kept
+        # in step by every method here that changes the dicts.
+        self._index = SessionIndex(self.max_session_items) if self.compiled else None
 
     def learn_one(
         self, session_id: str, session_items: Sequence[str], ts: float, before: Sequence[str] = (),
@@ -144,15 +147,29 @@ class SessionNeighbours:
         old = row.get(session_id)
         if old is None or ts > old:
             row[session_id] = ts
+        if self._index is not None:
+            self._index.touch(item_id, session_id, ts)
         if len(row) <= self.sessions_per_item:
             return None
         oldest = min(row.items(), key=lambda kv: (kv[1], kv[0]))[0]
         del row[oldest]
+        if self._index is not None:
+            self._index.unlist(item_id, oldest)
         return oldest
+
+    def list_sessions(self, item_id: str, row: dict[str, float]) -> None:
+        """The item's sessions and their times, as a store keeps them (the
+        row is the model's from now on)."""
+        if self._index is not None:
+            self._index.list_row(item_id, row)
+        self.item_sessions[item_id] = row
 
     def load(self, session_id: str, items: list[str]) -> None:
         """A session as a store keeps it."""
-        self.sessions[sys.intern(session_id)] = (items, array("q", map(hash, items)))
+        session_id = sys.intern(session_id)
+        self.sessions[session_id] = (items, array("q", map(hash, items)))
+        if self._index is not None:
+            self._index.load(session_id, items)
 
     def weights(self, session_items: Sequence[str], occurrences: Mapping[str, float]) -> dict[str, float]:
         """The current session's items that look for neighbours, and their weights."""
@@ -217,8 +234,9 @@ class SessionNeighbours:
         """Each candidate item's vote (the similarity-weighted share of the
         nearest sessions that hold it), as a row the co-occurrence ranking
         adds in."""
-        if self.compiled:
-            return compiled_votes(self, session_items, own, occurrences or {})
+        if self._index is not None:
+            return self._index.votes(session_items, occurrences or {}, own, self.horizon, self.position_decay,
+                                     self.idf, self.neighbours, self.length_norm, self.item_decay)
         return Neighbours.from_pairs(self.votes_python(session_items, own, occurrences).items())
 
     def explain(
@@ -244,16 +262,23 @@ class SessionNeighbours:
 
     def __getstate__(self) -> dict:
         # String hashes differ between processes: a copy computes its own.
+        # The index is C memory: a copy builds its own.
         state = dict(self.__dict__)
         state["sessions"] = {sid: items for sid, (items, _) in self.sessions.items()}
+        del state["_index"]
         return state
 
     def __setstate__(self, state: dict) -> None:
         sessions = state.pop("sessions")
+        rows = state.pop("item_sessions")
         self.__dict__.update(state)
-        self.sessions = {}
+        self.compiled = self.compiled and SessionIndex is not None
+        self._index = SessionIndex(self.max_session_items) if self.compiled else None
+        self.sessions, self.item_sessions = {}, {}
         for session_id, items in sessions.items():
             self.load(session_id, items)
+        for item_id, row in rows.items():
+            self.list_sessions(item_id, row)
 
     def forget(self, session_ids: Iterable[str]) -> None:
         """Erase sessions (a user's) from the model."""
@@ -262,9 +287,13 @@ class SessionNeighbours:
                 row = self.item_sessions.get(item)
                 if row is not None:
                     row.pop(session_id, None)
+                if self._index is not None:
+                    self._index.unlist(item, session_id)
+            if self._index is not None:
+                self._index.load(session_id, [])
 
 
 try:
-    from models.session_votes import votes as compiled_votes
+    from models.session_votes import SessionIndex
 except ImportError:  # not built (no C compiler at install): the Python reference serves
-    compiled_votes = None
+    SessionIndex = None

@@ -353,7 +353,7 @@ class RedisState:
                 else:
                     gone.append((self.keys.item_sessions(item_id), sid))
             if row:
-                model.item_sessions[item_id] = row
+                model.list_sessions(item_id, row)
         return model, gone
 
     async def commit(self, view: BatchView) -> bool:

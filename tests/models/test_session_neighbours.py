@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.cooccurrence import ItemCooccurrence
-from models.session_neighbours import SessionNeighbours, compiled_votes
+from models.session_neighbours import SessionIndex, SessionNeighbours
 
 ITEMS = [f"i{n}" for n in range(25)]
 
@@ -38,7 +38,7 @@ def shop(model: SessionNeighbours, seed: int, sessions: int = 120) -> SessionNei
 
 
 def test_the_compiled_votes_are_built() -> None:
-    assert compiled_votes is not None, (
+    assert SessionIndex is not None, (
         "models/session_votes.pyx is not built: run `bash scripts/bootstrap.sh` (needs a C compiler)"
     )
     assert SessionNeighbours().compiled and not SessionNeighbours(compiled=False).compiled
@@ -126,3 +126,61 @@ def test_votes_blend_into_the_co_occurrence_ranking() -> None:
     assert python.rank(session, k=10, extra=votes, extra_weight=2.0) == (blended, scores)
     # Without co-occurrence rows, the votes alone rank (scaled by the weight).
     assert cooccurrence.rank(["new"], k=2, extra=votes, extra_weight=2.0)[1][0] == 2.0 * max(votes.values())
+
+
+def in_step(model: SessionNeighbours) -> None:
+    """The compiled index holds what the model's dicts hold."""
+    index = model._index
+    assert index is not None
+    for item, row in model.item_sessions.items():
+        assert index.listing(item) == row, item
+    for session_id, (items, _) in model.sessions.items():
+        assert index.items(session_id) == items, session_id
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), per_item=st.integers(1, 6), inline=st.integers(1, 4))
+def test_the_index_follows_every_change_of_the_model(seed: int, per_item: int, inline: int) -> None:
+    model = shop(SessionNeighbours(sessions_per_item=per_item), seed, sessions=60)
+    in_step(model)
+    model.forget([s for s in model.sessions if s.startswith("u3#")])
+    # A store hands over longer sessions than the model keeps inline, and item lists.
+    rng = random.Random(seed)
+    store = SessionNeighbours(sessions_per_item=per_item, max_session_items=inline)
+    for session_id, (items, _) in model.sessions.items():
+        store.load(session_id, list(items))
+    for item, row in model.item_sessions.items():
+        store.list_sessions(item, dict(row))
+    store.list_sessions("i1", {s: 1.0 for s in rng.sample(sorted(model.sessions), 3)})
+    model.list_sessions("i1", dict(store.item_sessions["i1"]))
+    for twin in (model, store, pickle.loads(pickle.dumps(store))):
+        in_step(twin)
+        for current in (["i1", "i2"], ["i5", "i9", "i1"], ["nowhere"]):
+            assert list(twin.votes(current, "u1#1").pairs()) == list(twin.votes_python(current, "u1#1").items())
+    assert list(store.votes(["i3"]).pairs()) == list(model.votes(["i3"]).pairs())
+    none = shop(SessionNeighbours(neighbours=0), seed, sessions=20)
+    assert not none.votes(["i1", "i2"]) and not none.votes_python(["i1", "i2"])
+
+
+def test_the_compiled_ranking_reads_the_votes_by_address() -> None:
+    """Ranking compiled votes makes no list of their items (the slot stays
+    unset), and ranks as with the same votes as a plain row."""
+    from models.neighbours import Neighbours, NumberedVotes, _ITEM_IDS
+
+    cooccurrence, model = ItemCooccurrence(), shop(SessionNeighbours(), seed=5)
+    for s in range(60):
+        seen: list[str] = []
+        for item in ITEMS[s % 7: s % 7 + 4]:
+            cooccurrence.learn_one(seen, item, "view", ts=float(s))
+            seen.append(item)
+    votes = model.votes(["i2", "i3"], occurrences=cooccurrence.occurrences)
+    assert type(votes) is NumberedVotes
+    ranked = cooccurrence.rank(["i2", "i3"], k=15, extra=votes, extra_weight=2.0)
+    try:
+        _ITEM_IDS.__get__(votes, NumberedVotes)
+        made = True
+    except AttributeError:
+        made = False
+    assert not made
+    plain = Neighbours.from_pairs(votes.pairs())
+    assert cooccurrence.rank(["i2", "i3"], k=15, extra=plain, extra_weight=2.0) == ranked
