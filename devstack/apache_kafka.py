@@ -11,6 +11,7 @@ topic, message and committed offset, as a real broker's restart does.
 from __future__ import annotations
 
 import base64
+import fcntl
 import os
 import re
 import shutil
@@ -64,6 +65,16 @@ def kafka_jars(say: Callable[[str], None] = print) -> Path:
     lib = cache / "lib"
     if _jars_ready(cache):
         return lib
+    cache.mkdir(parents=True, exist_ok=True)
+    # Two processes starting at once (the test suite's two workers) fetch once.
+    with open(cache / ".fetch.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _jars_ready(cache):
+            _fetch(cache, lib, say)
+    return lib
+
+
+def _fetch(cache: Path, lib: Path, say: Callable[[str], None]) -> None:
     shutil.rmtree(lib, ignore_errors=True)  # what an interrupted fetch left
     say(f"fetching Apache Kafka {KAFKA_VERSION}'s jars with Maven into {lib} (once, ~50 MB)")
     done = subprocess.run(
@@ -77,7 +88,6 @@ def kafka_jars(say: Callable[[str], None] = print) -> Path:
         cause = errors[0] if errors else " | ".join(ln.strip() for ln in lines[-3:])
         raise KafkaUnavailable(f"Maven could not fetch Kafka {KAFKA_VERSION}: {cause[:300]}")
     (cache / ".complete").write_text(KAFKA_VERSION + "\n")
-    return lib
 
 
 def _cluster_id() -> str:

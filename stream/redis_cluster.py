@@ -325,6 +325,12 @@ class ClusterState(RedisState):
         self._apply_part = client.register_script(APPLY_PART)
         self.journals_recovered = 0
 
+    async def ping(self) -> bool:
+        """Every master answers: PING alone goes to one node, and a batch
+        stalls on any master that does not answer."""
+        replies = await self.client.ping(target_nodes=RedisCluster.PRIMARIES)
+        return bool(replies) if not isinstance(replies, dict) else all(replies.values())
+
     # -- reads
 
     async def _read_start(self, offset_keys: list[str], users: list[str], numbers: list[int],

@@ -223,7 +223,7 @@ def test_both_languages_through_a_worker(services, redis_client: redis.Redis, tm
         # The item keeps its two latest negative snippets: which two depends on
         # how the users' partitions interleaved.
         theirs = sum(s[1] == "zh-rich" for s in before)
-        status, body = worker.get("/forget/zh-rich", method="POST")
+        status, body = worker.get("/forget/zh-rich", timeout=15.0, method="POST")
         assert status == 200 and body["erased"]["texts"] == 1 and body["erased"]["snippets"] == theirs, body
         assert not redis_client.exists(f"{prefix}text:zh-rich", f"{prefix}voice:user:zh-rich")
         snippets = orjson.loads(redis_client.get(f"{prefix}voice:item:i1"))["snippets"]

@@ -410,7 +410,7 @@ def test_a_stolen_card_burst_and_a_silent_regular_raise_alerts_with_reasons(
         assert "true or false" in letters[0]["reason"]
 
         # Erasure on request: everything about the user goes; reads are 404 after.
-        status, body = worker.get("/forget/regular", method="POST")
+        status, body = worker.get("/forget/regular", timeout=15.0, method="POST")
         assert status == 200 and body["erased"]["profile"] == 1, body
         assert worker.get("/users/regular")[0] == 404
         assert worker.get("/forget/regular")[0] == 405  # never by a GET
