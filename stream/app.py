@@ -71,6 +71,7 @@ app = faust.App(
 inputs = app.topic(
     *settings.topics.inputs,
     *settings.topics.texts,  # reviews and messages: same agent, outside the event-time clock
+    settings.topics.inventory,  # stock readings, likewise (stream/inventory.py)
     key_serializer="raw",
     value_serializer="raw",
     partitions=settings.partitions,
@@ -82,7 +83,8 @@ app.transport = KafkaTransport(app.conf.broker_consumer, app,
                                fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
                                fetch_min_bytes=settings.kafka_fetch_min_bytes,
                                batches={topic: fetched for topic in (*settings.topics.inputs,
-                                                                      *settings.topics.texts)})
+                                                                      *settings.topics.texts,
+                                                                      settings.topics.inventory)})
 dead_letters_topic = app.topic(
     settings.topics.dead_letters,
     key_serializer="raw",

@@ -171,7 +171,7 @@ class RedisState:
 
     async def load(
         self, events: Sequence[Event], partitions: Sequence[TopicPartition], close_before: float,
-        check_until: float,
+        check_until: float, stock_items: Sequence[str] = (),
     ) -> BatchView:
         keys = self.keys
         users = list(dict.fromkeys(e.user_id for e in events))
@@ -182,7 +182,7 @@ class RedisState:
         today: int | None = None
         if self.settings.demand:  # in the same round trip (stream/demand_redis.py)
             today = self.demand_days.closing_day(check_until)
-            demand_series = demand_redis.batch_series(events)
+            demand_series = demand_redis.batch_series(events, stock_items)
 
         def queue_demand(pipe: Any) -> None:
             nonlocal heads

@@ -112,7 +112,7 @@ def new_demand_book(settings: Settings) -> DemandBook | None:
     if not settings.demand:
         return None
     return DemandBook(settings.timezone, settings.surge_level, settings.surge_min_units,
-                      settings.demand_close_after_s)
+                      settings.demand_close_after_s, settings.restock_days)
 
 
 def session_id(profile: UserProfile) -> str:
@@ -131,11 +131,12 @@ class State(Protocol):
 
     async def load(
         self, events: Sequence[Event], partitions: Sequence[TopicPartition], close_before: float,
-        check_until: float,
+        check_until: float, stock_items: Sequence[str] = (),
     ) -> BatchView:
         """The state this batch needs (profiles, item rows, offsets), and the
         users of these partitions whose session was last active before
-        ``close_before`` or whose churn check is due by ``check_until``."""
+        ``close_before`` or whose churn check is due by ``check_until``;
+        the demand of ``stock_items`` too (the batch's stock readings)."""
         ...
 
     async def commit(self, view: BatchView) -> bool:
@@ -195,7 +196,7 @@ class MemoryState:
 
     async def load(
         self, events: Sequence[Event], partitions: Sequence[TopicPartition], close_before: float,
-        check_until: float,
+        check_until: float, stock_items: Sequence[str] = (),
     ) -> BatchView:
         due: dict[str, tuple[int, UserProfile]] = {}
         for partition in sorted({p for _, p in partitions}):
