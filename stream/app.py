@@ -591,6 +591,23 @@ async def category_demand_view(web, request, category: str):  # type: ignore[no-
     return await _demand(web, f"category:{category}")
 
 
+@app.page("/trending")
+async def trending_view(web, request):  # type: ignore[no-untyped-def]
+    """Items (``?kind=category``: categories) selling above their forecast on the
+    shop's latest open day, the least likely first (stream/demand.py)."""
+    from stream.demand import TRENDING_LEVEL, day_iso
+
+    kind = request.query.get("kind", "item")
+    raw_n = request.query.get("n", "20")
+    if kind not in ("item", "category") or not raw_n.isdigit() or not 1 <= int(raw_n) <= 500:
+        return web.json({"error": "kind must be item or category, n a number from 1 to 500"}, status=400)
+    if not settings.demand:
+        return web.json({"error": "demand is off (SHOPSTREAM_DEMAND=0, or Redis Cluster)"}, status=404)
+    day, rows = await state.demand_trending(kind, int(raw_n))
+    return web.json({"day": None if day is None else day_iso(day), "kind": kind,
+                     "above_quantile": TRENDING_LEVEL, "trending": rows})
+
+
 @app.page("/users/{user_id}")
 async def user_view(web, request, user_id: str):  # type: ignore[no-untyped-def]
     return await _per_user(web, user_id, _user, "profile")

@@ -32,6 +32,7 @@ from stream.events import Event
 from stream.outputs import Alert, Reason
 
 HORIZON = 7
+TRENDING_LEVEL = 0.9  # /trending: selling above this quantile of the day's forecast
 NO_ALERTS: list = []  # shared, never appended to
 
 
@@ -363,6 +364,32 @@ class DemandBook:
                     self._catch_up(f, today - 1)
                 out.append(Forecast(key, today - 1, units, f.forecast(HORIZON, self.rhythm)))
         return out
+
+    def trending(self, kind: str = "item", n: int = 20, level: float = TRENDING_LEVEL) -> tuple[int | None, list[dict]]:
+        """The shop's latest open day, and the series of ``kind`` (``item``, ``category``) selling
+        above the ``level`` quantile of that day's forecast so far, the least likely first
+        (``p_at_least``: the forecast's probability of selling that many or more). Series
+        without a forecast yet (nothing learned) are not listed: nothing to be above."""
+        if not self.totals:
+            return None, []
+        day = max(self.totals)
+        weights, prefix = self.rhythm.weights, kind + ":"
+        found = []
+        for key, s in self.series.items():
+            units = s.open.get(day)
+            f = s.forecaster
+            if not units or f.last_day is None or not key.startswith(prefix):
+                continue
+            expected = f.level * weights[weekday(day)]
+            phi = f.dispersion()
+            below = nb_cdf(units - 1, expected, phi)
+            if below < level:
+                continue
+            found.append((1.0 - below, -units, key, units, expected, s.first_sale.get(day)))
+        found.sort()
+        return day, [{kind: key[len(prefix):], "units_today": units, "expected": round(expected, 4),
+                      "p_at_least": float(f"{p:.4g}"), "since": since}
+                     for p, _, key, units, expected, since in found[:n]]
 
     def closing_day(self, watermark: float) -> int | None:
         """The first day not to close at this watermark (days close

@@ -31,6 +31,7 @@ from stream.demand import DemandBook, Series
 from stream.events import Event
 
 CLOSE_PER_BATCH = 2000  # series closed per batch at most (the rest wait for the next)
+TRENDING_READ = 20000  # series with open days that /trending reads at most
 
 
 class DemandKeys:

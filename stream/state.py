@@ -267,6 +267,11 @@ class MemoryState:
     async def demand_forecast(self, series: str) -> Forecast | None:
         """A series' next days as of the last day closed (``item:{id}``, ``category:{name}``)."""
         return self.demand.forecast(series) if self.demand is not None else None
+
+    async def demand_trending(self, kind: str = "item", n: int = 20) -> tuple[int | None, list[dict]]:
+        """Series selling above their forecast on the latest open day (``DemandBook.trending``)."""
+        return self.demand.trending(kind, n) if self.demand is not None else (None, [])
+
     async def load_voice(self, users: Sequence[str], items: Sequence[str]) -> VoiceDocs:
         self.voice.profiles = self.profiles
         return self.voice

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -243,3 +244,76 @@ def test_redis_keeps_the_stock_memory_keeps_and_alerts_alike(services, redis_cli
         days = {k.decode(): v.decode() for k, v in redis_client.hgetall(f"{settings.prefix}demand-days:item:mug").items()}
         assert (days["stock"], days["sold"], float(days["stock_ts"])) == ("31", "16", READING_AT), size
         assert float(days["stock_alerted"]) == READING_AT
+
+
+def test_trending_lists_what_sells_above_its_forecast_today():
+    state = MemoryState()
+    messages = planted(weeks=10)
+    surge_starts = MONDAY + SURGE_DAY * DAY
+    run(Processor(state), [m for m in messages if orjson.loads(m.value)["ts"] < surge_starts + 12 * 3600])
+    day, items = state.demand.trending()
+    assert day_iso(day) == day_iso(int(surge_starts // DAY))
+    assert [i["item"] for i in items] == ["mug"]  # the plate sells as usual, if at all
+    mug = items[0]
+    assert mug["units_today"] == 60 and 3 < mug["expected"] < 10 and mug["p_at_least"] < 1e-6
+    assert mug["since"] == surge_starts + 9 * 3600
+    assert [c["category"] for c in state.demand.trending("category")[1]] == ["kitchen"]
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_stock_risk_and_trending_through_a_worker(services, redis_client, tmp_path):
+    from kafka import KafkaProducer
+
+    from stream.topics import create_topics
+    from tests.support import Worker, isolated_settings, read_topic
+
+    if services.redis_cluster:
+        pytest.skip("demand is off on a Redis Cluster")
+    settings = isolated_settings(services, partitions=1)
+    create_topics(settings)
+    t = settings.topics
+    worker = Worker(settings, tmp_path / "worker").start()
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, **settings.kafka_options())
+
+    def send(topic: str, messages: list[Message], key: str) -> None:
+        for m in messages:
+            producer.send(topic, key=orjson.loads(m.value)[key].encode(), value=m.value)
+        producer.flush()
+
+    try:
+        worker.wait_ready()
+        history = planted(weeks=8)
+        send(t.purchases, history, "user_id")
+        worker.wait_received(len(history))
+        # The history's days close once the watermark passes them (the empty click and
+        # view partitions stop holding it back when idle): then the mug has a forecast.
+        deadline = time.monotonic() + 60
+        while worker.get("/items/mug/demand")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        readings = [reading("mug", 20, READING_AT, 0), reading("plate", 1000, READING_AT, 1)]
+        send(t.inventory, readings, "item_id")
+        producer.send(t.inventory, key=b"mug", value=b'{"item_id": "mug", "ts": 1709020800}')
+        send(t.purchases, buys("mug", READING_AT + 600, 8, 10_000), "user_id")
+        metrics = worker.wait_received(len(history) + 3 + 8)
+        assert metrics["dead_lettered"] == 1, metrics
+
+        [letter] = read_topic(settings, t.dead_letters, expect=1)
+        assert letter["topic"] == t.inventory and letter["reason"] == "missing field 'units'"
+        alerts = [a for a in read_topic(settings, t.alerts, timeout=10) if a["kind"] == "stock_risk"]
+        assert [a["alert_id"] for a in alerts] == ["stock_risk:item:mug:2024-02-27T08:00:00Z"], alerts
+        reasons = {r["name"]: r for r in alerts[0]["reasons"]}
+        assert reasons["stock_left"]["value"] == 20.0 and reasons["days_of_cover"]["normal"] == 7.0, alerts
+        assert reasons["days_of_cover"]["value"] < 7.0 and reasons["expected_units"]["value"] > 20.0
+        days = redis_client.hgetall(f"{settings.prefix}demand-days:item:mug")
+        assert (days[b"stock"], days[b"sold"]) == (b"20", b"16")
+
+        status, body = worker.get("/trending")
+        assert status == 200 and body["day"] == "2024-02-27", body
+        assert [i["item"] for i in body["trending"]] == ["mug"] and body["trending"][0]["units_today"] == 16
+        status, body = worker.get("/trending?kind=category&n=5")
+        assert status == 200 and [c["category"] for c in body["trending"]] == ["kitchen"], body
+        assert worker.get("/trending?kind=user")[0] == 400
+    finally:
+        producer.close()
+        worker.stop()
