@@ -285,6 +285,8 @@ class DemandBook:
             return
         if s.forecaster.last_day is None or self.closed_through is None:
             return  # nothing learned yet: no forecast to run out on
+        if s.stock - s.sold >= HORIZON * s.forecaster.level:
+            return  # lasts the week: the weekday weights of any 7 days sum to 7, and days without a sale only lower the level
         cover, needed = self.days_of_cover(s, day)
         if cover is None or cover >= self.restock_days:
             return
