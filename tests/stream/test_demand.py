@@ -317,3 +317,18 @@ def test_stock_risk_and_trending_through_a_worker(services, redis_client, tmp_pa
     finally:
         producer.close()
         worker.stop()
+
+
+def test_a_shorter_restock_is_no_risk_for_the_same_stock():
+    """The same 20 mugs last about four days: with a two-day restock they are enough."""
+    settings = replace(Settings(), restock_days=2.0)
+    state = MemoryState(settings)
+    processor = Processor(state, settings)
+    run(processor, planted(weeks=8))
+    assert not stock_alerts(run(processor, [reading("mug", 20, READING_AT, 0)]))
+    mug = state.demand.series["item:mug"]
+    cover, needed = state.demand.days_of_cover(mug, int(READING_AT // DAY))
+    assert cover is not None and 2.0 < cover < 7.0 and 0 < needed < 20
+    half = DemandBook(restock_days=1.5)
+    half.series, half.rhythm, half.closed_through = state.demand.series, state.demand.rhythm, state.demand.closed_through
+    assert half.days_of_cover(mug, int(READING_AT // DAY))[1] < needed  # a day and a half needs less
