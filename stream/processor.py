@@ -171,7 +171,8 @@ class Processor:
                     decoded.append((event, message))
         if self.settings.user_key:  # nothing downstream ever sees a shop's own user id
             for event, _ in decoded:
-                event.user_id = self.pseudonym(event.user_id)
+                if not isinstance(event, StockReading):  # an item's stock: no user
+                    event.user_id = self.pseudonym(event.user_id)
         return await self._run(decoded, dead, None, publish)
 
     async def forget(self, user_id: str) -> tuple[dict[str, int], ModelRow]:

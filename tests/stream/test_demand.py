@@ -203,6 +203,14 @@ def test_sales_after_the_reading_use_up_the_stock_and_the_buyer_who_crossed_the_
     assert reasons["stock_left"] < reasons["expected_units"] and reasons["days_of_cover"] < 7.0
 
 
+def test_stock_readings_pass_through_pseudonymised_streams():
+    settings = replace(Settings(), user_key="k3y")
+    state = MemoryState(settings)
+    [result] = run(Processor(state, settings), [reading("mug", 20, READING_AT, 0)])
+    assert result.processed == 1 and not result.dead_letters
+    assert state.demand.series["item:mug"].stock == 20
+
+
 def test_bad_stock_readings_go_to_the_dead_letters_with_a_reason():
     processor = Processor(MemoryState())
     bad = [Message(b'{"item_id": "mug", "ts": 1704067200}', "inventory", 0, 0),
