@@ -302,6 +302,9 @@ def test_stock_risk_and_trending_through_a_worker(services, redis_client, tmp_pa
         readings = [reading("mug", 20, READING_AT, 0), reading("plate", 1000, READING_AT, 1)]
         send(t.inventory, readings, "item_id")
         producer.send(t.inventory, key=b"mug", value=b'{"item_id": "mug", "ts": 1709020800}')
+        producer.flush()
+        # Kafka orders nothing across topics: the purchases go once the readings are in.
+        worker.wait_received(len(history) + 3)
         send(t.purchases, buys("mug", READING_AT + 600, 8, 10_000), "user_id")
         metrics = worker.wait_received(len(history) + 3 + 8)
         assert metrics["dead_lettered"] == 1, metrics
