@@ -214,6 +214,39 @@ def _campaigns_section(rows: list[dict]) -> str:
     return out
 
 
+def _demand_plots(demand: dict) -> list[tuple[str, str]]:
+    """Next-day forecasts against actual units: the scored products together, then the top items."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = demand.get("h1_series")
+    if not series:
+        return []
+    days = series["days"]
+    x = list(range(len(days)))
+    ticks = x[::7]
+    out = []
+    panels = [("all scored products", series["aggregate"])] + list(series["items"].items())
+    for name, s in panels:
+        fig, ax = plt.subplots(figsize=(8, 3))
+        ax.plot(x, s["actual"], color="black", marker=".", linewidth=0.8, label="actual")
+        ax.plot(x, s["expected"], color="tab:blue", label="expected (next day)")
+        if "low" in s:
+            ax.fill_between(x, s["low"], s["high"], color="tab:blue", alpha=0.2, label="80 % interval")
+            ax.plot(x, s["median"], color="tab:orange", linestyle="--", label="median")
+        ax.set_xticks(ticks, [days[i] for i in ticks], rotation=30, fontsize="small")
+        ax.set_ylabel("units")
+        ax.legend(fontsize="small")
+        ax.grid(alpha=0.3)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+        plt.close(fig)
+        out.append((f"Demand, forecast vs actual: {name}", base64.b64encode(buf.getvalue()).decode("ascii")))
+    return out
+
+
 def _demand_section(demand: dict) -> str:
     if "skipped" in demand:
         return "<h2>Demand</h2>" + _table([("not scored", demand["skipped"])])

@@ -71,6 +71,7 @@ app = faust.App(
 inputs = app.topic(
     *settings.topics.inputs,
     *settings.topics.texts,  # reviews and messages: same agent, outside the event-time clock
+    settings.topics.inventory,  # stock readings, likewise (stream/inventory.py)
     key_serializer="raw",
     value_serializer="raw",
     partitions=settings.partitions,
@@ -82,7 +83,8 @@ app.transport = KafkaTransport(app.conf.broker_consumer, app,
                                fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
                                fetch_min_bytes=settings.kafka_fetch_min_bytes,
                                batches={topic: fetched for topic in (*settings.topics.inputs,
-                                                                      *settings.topics.texts)})
+                                                                      *settings.topics.texts,
+                                                                      settings.topics.inventory)})
 dead_letters_topic = app.topic(
     settings.topics.dead_letters,
     key_serializer="raw",
@@ -587,6 +589,23 @@ async def item_demand_view(web, request, item_id: str):  # type: ignore[no-untyp
 @app.page("/categories/{category}/demand")
 async def category_demand_view(web, request, category: str):  # type: ignore[no-untyped-def]
     return await _demand(web, f"category:{category}")
+
+
+@app.page("/trending")
+async def trending_view(web, request):  # type: ignore[no-untyped-def]
+    """Items (``?kind=category``: categories) selling above their forecast on the
+    shop's latest open day, the least likely first (stream/demand.py)."""
+    from stream.demand import TRENDING_LEVEL, day_iso
+
+    kind = request.query.get("kind", "item")
+    raw_n = request.query.get("n", "20")
+    if kind not in ("item", "category") or not raw_n.isdigit() or not 1 <= int(raw_n) <= 500:
+        return web.json({"error": "kind must be item or category, n a number from 1 to 500"}, status=400)
+    if not settings.demand:
+        return web.json({"error": "demand is off (SHOPSTREAM_DEMAND=0, or Redis Cluster)"}, status=404)
+    day, rows = await state.demand_trending(kind, int(raw_n))
+    return web.json({"day": None if day is None else day_iso(day), "kind": kind,
+                     "above_quantile": TRENDING_LEVEL, "trending": rows})
 
 
 @app.page("/users/{user_id}")

@@ -50,6 +50,8 @@ class Topics:
     reviews: str = "reviews"
     messages: str = "messages"
     service: str = "service"
+    # Stock readings (stream/inventory.py): optional, read beside the events.
+    inventory: str = "inventory"
 
     @property
     def inputs(self) -> tuple[str, str, str]:
@@ -127,6 +129,9 @@ class Settings:
     # A day closes this long after it ended (on the event-time watermark): purchases of
     # other workers' partitions still on their way count later than that as late.
     demand_close_after_s: float = 3600.0
+    # A stock_risk alert when an item's stock (inventory topic) is forecast to run
+    # out within this many days: the time a restock takes (at most the 7-day forecast).
+    restock_days: float = 7.0
     # Customers seen once (see models/second_visit.py): the share of new
     # customers who ever come back, and the median gap until they do.
     new_return_share: float = 0.3
@@ -259,6 +264,7 @@ class Settings:
             reviews=_env("TOPIC_REVIEWS", d.topics.reviews),
             messages=_env("TOPIC_MESSAGES", d.topics.messages),
             service=_env("TOPIC_SERVICE", d.topics.service),
+            inventory=_env("TOPIC_INVENTORY", d.topics.inventory),
         )
         values: dict[str, object] = {"topics": topics}
         for f in fields(cls):
@@ -292,6 +298,9 @@ class Settings:
         if not (0.5 < settings.surge_level < 1 and settings.surge_min_units >= 1):
             raise ConfigError("SHOPSTREAM_SURGE_LEVEL must be between 0.5 and 1 (exclusive) "
                               "and SHOPSTREAM_SURGE_MIN_UNITS >= 1")
+        if not 0 < settings.restock_days <= 7:
+            raise ConfigError("SHOPSTREAM_RESTOCK_DAYS must be a number of days > 0 and <= 7 "
+                              "(the forecast's horizon)")
         if not settings.gc_full_every_s > 0:
             raise ConfigError("SHOPSTREAM_GC_FULL_EVERY_S must be a number of seconds > 0")
         if not (0 < settings.new_return_share < 1 and settings.new_return_gap_days > 0):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -32,6 +32,7 @@ from stream.events import Event
 from stream.outputs import Alert, Reason
 
 HORIZON = 7
+TRENDING_LEVEL = 0.9  # /trending: selling above this quantile of the day's forecast
 NO_ALERTS: list = []  # shared, never appended to
 
 
@@ -41,6 +42,12 @@ class Series:
     open: dict[int, int] = field(default_factory=dict)  # day -> units so far
     first_sale: dict[int, float] = field(default_factory=dict)  # day -> time of its first sale
     surged: int = -1  # the last day a surge alert was raised for
+    # The item's latest stock reading (inventory topic): units on hand at stock_ts, units
+    # bought after it, and the reading a stock_risk alert was raised for (-1: none).
+    stock: int | None = None
+    stock_ts: float = -1.0
+    sold: int = 0
+    stock_alerted: float = -1.0
     # The last surge check's line and expected units (not stored).
     limit: float = 0.0
     expected: float = 0.0
@@ -96,6 +103,11 @@ class Journal:
     days_closed: dict[str, list[int]] = field(default_factory=dict)
     totals_closed: list[int] = field(default_factory=list)
     shop: bool = False
+    # Stock: readings taken (series -> units, time), units sold against the
+    # reading read (series -> (its time, units)), alerts raised (series -> reading time).
+    readings: dict[str, tuple[int, float]] = field(default_factory=dict)
+    sold: dict[str, tuple[float, int]] = field(default_factory=dict)
+    stock_alerted: dict[str, float] = field(default_factory=dict)
 
 
 class DayClock:
@@ -121,9 +133,11 @@ class DemandBook:
     """Every series' demand, the shop's weekly rhythm and the days still open."""
 
     def __init__(self, timezone: str = "UTC", surge_level: float = 0.99, surge_min_units: int = 50,
-                 close_after_s: float = 3600.0) -> None:
+                 close_after_s: float = 3600.0, restock_days: float = 7.0) -> None:
         self.day_of = DayClock(timezone)
         self.close_after_s = close_after_s
+        self.restock_days = restock_days
+        self.alerts: list[Alert] = []  # stock_risk alerts raised, for the Processor to take
         self.surge_level = surge_level
         self.surge_min_units = surge_min_units
         self.series: dict[str, Series] = {}
@@ -184,6 +198,8 @@ class DemandBook:
         if j is not None:
             j.units[key, day] = j.units.get((key, day), 0) + event.quantity
             j.first_sales[key, day] = s.first_sale[day]
+        if s.stock is not None and event.ts > s.stock_ts:
+            self._sell(key, s, day, event)
         if units < self.surge_min_units or s.surged == day:
             return None
         return self._surge(key, s, day, units, event)
@@ -207,6 +223,90 @@ class DemandBook:
                    Reason("since", s.first_sale.get(day, event.ts))]
         return Alert("demand_surge", event.user_id, event.event_id, event.ts, float(units),
                      s.limit, reasons, key=f"{key}:{day_iso(day)}")
+
+    # -- stock ----------------------------------------------------------------------
+
+    def read_stock(self, item_id: str, units: int, ts: float, event_id: str | None = None) -> None:
+        """An item's units on hand at ``ts``; an older reading than the one kept changes nothing.
+        A ``stock_risk`` alert it raises goes to ``alerts``."""
+        key = "item:" + item_id
+        s = self.series.get(key)
+        if s is None:
+            s = self.series[key] = Series()
+        if ts <= s.stock_ts:
+            return
+        s.stock, s.stock_ts, s.sold, s.stock_alerted = units, ts, 0, -1.0
+        j = self.journal
+        if j is not None:
+            j.readings[key] = (units, ts)
+            j.sold.pop(key, None)
+            j.stock_alerted.pop(key, None)
+        self._check_stock(key, s, self.day_of(ts), ts, "", event_id)
+
+    def _sell(self, key: str, s: Series, day: int, event: Event) -> None:
+        """A purchase after the stock reading: fewer units on hand."""
+        s.sold += event.quantity
+        j = self.journal
+        if j is not None:
+            j.sold[key] = (s.stock_ts, j.sold[key][1] + event.quantity if key in j.sold else event.quantity)
+        if s.stock_alerted != s.stock_ts:
+            self._check_stock(key, s, day, event.ts, event.user_id, event.event_id)
+
+    def days_of_cover(self, s: Series, day: int) -> tuple[float | None, float]:
+        """How many days from ``day`` on the item's stock lasts at its expected demand
+        (None: beyond the 7-day forecast), and the expected units over the restock days.
+        What a day has sold so far counts against its expected units."""
+        f = s.forecaster
+        closed = self.closed_through
+        assert s.stock is not None and f.last_day is not None and closed is not None
+        if f.last_day < closed:
+            f = DemandForecaster.from_list(f.to_list())
+            self._catch_up(f, closed)
+        level, weights, restock = f.level, self.rhythm.weights, self.restock_days
+        left = s.stock - s.sold
+        need = needed = 0.0
+        cover = 0.0 if left <= 0 else None
+        start = max(closed + 1, day)
+        for i in range(HORIZON):
+            d = start + i
+            e = level * weights[weekday(d)] - s.open.get(d, 0)
+            if e <= 0.0:
+                continue
+            if cover is None and need + e > left:
+                cover = i + (left - need) / e
+            if i < restock:
+                needed += e * min(1.0, restock - i)
+            need += e
+        return cover, needed
+
+    def _check_stock(self, key: str, s: Series, day: int, ts: float, user_id: str,
+                     event_id: str | None) -> None:
+        if s.stock is None or s.stock_alerted == s.stock_ts:
+            return
+        if s.forecaster.last_day is None or self.closed_through is None:
+            return  # nothing learned yet: no forecast to run out on
+        if s.stock - s.sold >= HORIZON * s.forecaster.level:
+            return  # lasts the week: the weekday weights of any 7 days sum to 7, and days without a sale only lower the level
+        cover, needed = self.days_of_cover(s, day)
+        if cover is None or cover >= self.restock_days:
+            return
+        s.stock_alerted = s.stock_ts
+        if self.journal is not None:
+            self.journal.stock_alerted[key] = s.stock_ts
+        left = s.stock - s.sold
+        reading = datetime.fromtimestamp(s.stock_ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        reasons = [Reason("item", key.partition(":")[2]),
+                   Reason("stock_left", float(left), float(s.stock)),
+                   Reason("sold_since_reading", float(s.sold)),
+                   Reason("days_of_cover", round(cover, 4), self.restock_days),
+                   Reason("expected_units", round(needed, 4), float(left)),
+                   Reason("reading_ts", s.stock_ts)]
+        self.alerts.append(Alert("stock_risk", user_id, event_id, ts, round(cover, 4), self.restock_days,
+                                 reasons, key=f"{key}:{reading}"))
+
+    def take_alerts(self) -> list[Alert]:
+        out, self.alerts = self.alerts, []
+        return out
 
     # -- day close ----------------------------------------------------------------
 
@@ -250,6 +350,8 @@ class DemandBook:
         out = []
         for key in due:
             s = self.series[key]
+            if s.stock is not None:  # the forecast moved: the stock may no longer last
+                self._check_stock(key, s, today, watermark, "", None)
             if s.open:
                 self.pending[key] = min(s.open)
             else:
@@ -264,6 +366,32 @@ class DemandBook:
                     self._catch_up(f, today - 1)
                 out.append(Forecast(key, today - 1, units, f.forecast(HORIZON, self.rhythm)))
         return out
+
+    def trending(self, kind: str = "item", n: int = 20, level: float = TRENDING_LEVEL) -> tuple[int | None, list[dict]]:
+        """The shop's latest open day, and the series of ``kind`` (``item``, ``category``) selling
+        above the ``level`` quantile of that day's forecast so far, the least likely first
+        (``p_at_least``: the forecast's probability of selling that many or more). Series
+        without a forecast yet (nothing learned) are not listed: nothing to be above."""
+        if not self.totals:
+            return None, []
+        day = max(self.totals)
+        weights, prefix = self.rhythm.weights, kind + ":"
+        found = []
+        for key, s in self.series.items():
+            units = s.open.get(day)
+            f = s.forecaster
+            if not units or f.last_day is None or not key.startswith(prefix):
+                continue
+            expected = f.level * weights[weekday(day)]
+            phi = f.dispersion()
+            below = nb_cdf(units - 1, expected, phi)
+            if below < level:
+                continue
+            found.append((1.0 - below, -units, key, units, expected, s.first_sale.get(day)))
+        found.sort()
+        return day, [{kind: key[len(prefix):], "units_today": units, "expected": round(expected, 4),
+                      "p_at_least": float(f"{p:.4g}"), "since": since}
+                     for p, _, key, units, expected, since in found[:n]]
 
     def closing_day(self, watermark: float) -> int | None:
         """The first day not to close at this watermark (days close

@@ -6,7 +6,10 @@ Keys (under ``SHOPSTREAM_PREFIX``):
   it surged, rewritten only when it closes days or surges;
 - ``demand-days:{series}`` (hash): ``{day}`` -> units so far and ``t{day}`` ->
   time of the first sale, for the series' open days (``HINCRBY``: workers'
-  increments commute);
+  increments commute); for an item with a stock reading (``inventory``
+  topic) also ``stock`` (units on hand at ``stock_ts``), ``sold`` (units
+  bought after it, ``HINCRBY``) and ``stock_alerted`` (the reading a
+  ``stock_risk`` alert was raised for);
 - ``demand-pending`` (sorted set): series -> its earliest open day, to find
   the series a day close must learn;
 - ``demand-shop`` (string, JSON): the weekly rhythm and the last day closed;
@@ -28,6 +31,7 @@ from stream.demand import DemandBook, Series
 from stream.events import Event
 
 CLOSE_PER_BATCH = 2000  # series closed per batch at most (the rest wait for the next)
+TRENDING_READ = 20000  # series with open days that /trending reads at most
 
 
 class DemandKeys:
@@ -44,9 +48,11 @@ class DemandKeys:
         return f"{self.prefix}demand-days:{key}"
 
 
-def batch_series(events: Sequence[Event]) -> list[str]:
-    """The series a batch's purchases add to."""
+def batch_series(events: Sequence[Event], stock_items: Sequence[str] = ()) -> list[str]:
+    """The series a batch's purchases add to, and those of its stock readings."""
     out: dict[str, None] = {}
+    for item in stock_items:
+        out[f"item:{item}"] = None
     for e in events:
         if e.type == "purchase":
             out[f"item:{e.item_id}"] = None
@@ -107,7 +113,16 @@ def build(book: DemandBook, keys: DemandKeys, head: list, series: Sequence[str],
         stale = []
         for field, value in days.items():
             name = field.decode()
-            if name.startswith("t"):
+            if name[0] == "s":  # the item's stock reading
+                if name == "stock":
+                    s.stock = int(value)
+                elif name == "stock_ts":
+                    s.stock_ts = float(value)
+                elif name == "sold":
+                    s.sold = int(value)
+                elif name == "stock_alerted":
+                    s.stock_alerted = float(value)
+            elif name.startswith("t"):
                 s.first_sale[int(name[1:])] = float(value)
             elif last is not None and int(name) <= last:
                 stale.append(int(name))  # a late increment that landed after its day closed
@@ -152,6 +167,9 @@ def commit_args(book: DemandBook, keys: DemandKeys, loaded: Loaded) -> dict:
         "totals": [(str(d), str(u)) for d, u in j.totals.items()],
         "totals_closed": [str(d) for d in j.totals_closed],
         "late": str(j.late),
+        "readings": [(keys.days(k), str(u), repr(t)) for k, (u, t) in j.readings.items()],
+        "sold": [(keys.days(k), repr(t), str(u)) for k, (t, u) in j.sold.items()],
+        "stock_alerted": [(keys.days(k), repr(t)) for k, t in j.stock_alerted.items()],
     }
 
 
@@ -186,5 +204,20 @@ if b.demand then
     for _, x in ipairs(d.totals) do redis.call('HINCRBY', d.totals_key, x[1], x[2]) end
     for _, f in ipairs(d.totals_closed) do redis.call('HDEL', d.totals_key, f) end
     if d.late ~= '0' then redis.call('HINCRBY', d.totals_key, 'late', d.late) end
+    -- Stock: a newer reading replaces the one kept; sales and an alert count
+    -- only against the reading they were made against.
+    for _, x in ipairs(d.readings) do
+        local t = redis.call('HGET', x[1], 'stock_ts')
+        if (not t) or tonumber(x[3]) > tonumber(t) then
+            redis.call('HSET', x[1], 'stock', x[2], 'stock_ts', x[3], 'sold', '0')
+            redis.call('HDEL', x[1], 'stock_alerted')
+        end
+    end
+    for _, x in ipairs(d.sold) do
+        if redis.call('HGET', x[1], 'stock_ts') == x[2] then redis.call('HINCRBY', x[1], 'sold', x[3]) end
+    end
+    for _, x in ipairs(d.stock_alerted) do
+        if redis.call('HGET', x[1], 'stock_ts') == x[2] then redis.call('HSET', x[1], 'stock_alerted', x[2]) end
+    end
 end
 """

@@ -32,6 +32,7 @@ from stream.privacy import pseudonymiser
 from stream.state import BatchView, State, TopicPartition, new_profile, session_id
 from stream.targeting import (CANDIDATE, CONVERTED, DECISION, explores, sent_field, targeted,
                               uplift_features)
+from stream.inventory import INVENTORY, StockReading, decode_reading
 from stream.text_events import MESSAGES, REVIEWS, TextEvent, decode_text
 from stream.voice import ScoredText, ServiceRecord
 from stream.voice_batch import Voice
@@ -123,7 +124,7 @@ class Processor:
         self.pseudonym = pseudonymiser(self.settings.user_key)
         topics = self.settings.topics
         self._roles = {topics.views: "views", topics.clicks: "clicks", topics.purchases: "purchases",
-                       topics.reviews: REVIEWS, topics.messages: MESSAGES}
+                       topics.reviews: REVIEWS, topics.messages: MESSAGES, topics.inventory: INVENTORY}
         self.voice = Voice.for_settings(self.settings)
 
     def decode(
@@ -137,6 +138,9 @@ class Processor:
             try:
                 if role in (REVIEWS, MESSAGES):  # what customers write: stream/voice_batch.py
                     good.append((decode_text(message.value, role, limit), message))  # type: ignore[arg-type]
+                    continue
+                if role == INVENTORY:  # stock readings: stream/inventory.py
+                    good.append((decode_reading(message.value, limit), message))  # type: ignore[arg-type]
                     continue
                 good.append((decode(message.value, role, limit), message))
             except InvalidEvent as exc:
@@ -167,7 +171,8 @@ class Processor:
                     decoded.append((event, message))
         if self.settings.user_key:  # nothing downstream ever sees a shop's own user id
             for event, _ in decoded:
-                event.user_id = self.pseudonym(event.user_id)
+                if not isinstance(event, StockReading):  # an item's stock: no user
+                    event.user_id = self.pseudonym(event.user_id)
         return await self._run(decoded, dead, None, publish)
 
     async def forget(self, user_id: str) -> tuple[dict[str, int], ModelRow]:
@@ -216,17 +221,23 @@ class Processor:
         if partitions is None:
             partitions = sorted({(m.topic, m.partition) for _, m in decoded})
         texts = [(e, m) for e, m in decoded if not isinstance(e, Event)]
-        if texts:  # reviews and messages: after the batch's events, outside the event-time clock
+        readings: list = []
+        if texts:  # reviews, messages and stock readings: outside the event-time clock
             decoded = [(e, m) for e, m in decoded if isinstance(e, Event)]
+            readings = [(r, m) for r, m in texts if isinstance(r, StockReading)]
+            if readings:
+                texts = [(t, m) for t, m in texts if not isinstance(t, StockReading)]
         watermark = self._watermark(decoded)
         view = await self.state.load(
             [e for e, _ in decoded], partitions, close_before=watermark - SESSION_GAP_S,
-            check_until=watermark,
+            check_until=watermark, stock_items=[r.item_id for r, _ in readings],
         )
         result = BatchResult(dead_letters=list(dead), view=view)
         if not decoded:
             # A sweep commits only if no batch moved these partitions meanwhile.
             view.new_offsets.update(view.offsets)
+        if readings:  # before the batch's purchases: those after a reading count against it
+            self._apply_readings(readings, view, result)
         last_event: dict[str, Event] = {}
         for event, message in decoded:
             tp = (message.topic, message.partition)
@@ -257,10 +268,27 @@ class Processor:
         await self._close_day(view, watermark, result)
         if view.demand is not None:
             result.demand = view.demand.close(watermark, forecast=self.publish_recommendations)
+            if view.demand.alerts:  # stock_risk
+                result.alerts += view.demand.take_alerts()
         if self.publish_recommendations:  # a live consumer reads these; replay exports its own
             self._refresh_propensity(view, last_event)
             self._recommend_after(view, last_event, result)
         return result
+
+    @staticmethod
+    def _apply_readings(readings: list, view: BatchView, result: BatchResult) -> None:
+        """Stock readings (``inventory`` topic) into the demand book; without
+        demand (off, or on a Redis Cluster) they are read and dropped."""
+        for reading, message in readings:
+            tp = (message.topic, message.partition)
+            if message.offset <= view.offsets.get(tp, -1):
+                result.already_applied += 1
+                continue
+            if message.offset > view.new_offsets.get(tp, -1):
+                view.new_offsets[tp] = message.offset
+            if view.demand is not None:
+                view.demand.read_stock(reading.item_id, reading.units, reading.ts, reading.event_id)
+            result.processed += 1
 
     async def _apply_texts(self, texts: list, view: BatchView, result: BatchResult) -> None:
         users = list(dict.fromkeys(t.user_id for t, _ in texts))

@@ -171,7 +171,7 @@ class RedisState:
 
     async def load(
         self, events: Sequence[Event], partitions: Sequence[TopicPartition], close_before: float,
-        check_until: float,
+        check_until: float, stock_items: Sequence[str] = (),
     ) -> BatchView:
         keys = self.keys
         users = list(dict.fromkeys(e.user_id for e in events))
@@ -182,7 +182,7 @@ class RedisState:
         today: int | None = None
         if self.settings.demand:  # in the same round trip (stream/demand_redis.py)
             today = self.demand_days.closing_day(check_until)
-            demand_series = demand_redis.batch_series(events)
+            demand_series = demand_redis.batch_series(events, stock_items)
 
         def queue_demand(pipe: Any) -> None:
             nonlocal heads
@@ -573,6 +573,22 @@ class RedisState:
         book = new_demand_book(self.settings) or DemandBook(self.settings.timezone)
         demand_redis.build(book, self.demand_keys, replies[:2], [series], replies[2:])
         return book.forecast(series)
+
+    async def demand_trending(self, kind: str = "item", n: int = 20) -> tuple[int | None, list[dict]]:
+        """``DemandBook.trending`` over the series with open days (at most
+        ``TRENDING_READ`` of them, those open longest first)."""
+        keys = self.demand_keys
+        pipe = self.client.pipeline(transaction=False)
+        demand_redis.queue_head(pipe, keys, None)
+        pipe.zrangebyscore(keys.pending, "-inf", "+inf", start=0, num=demand_redis.TRENDING_READ)
+        shop, totals, pending = await pipe.execute()
+        series = [k for k in (m.decode() for m in pending) if k.startswith(kind + ":")]
+        pipe = self.client.pipeline(transaction=False)
+        demand_redis.queue_series(pipe, keys, series)
+        replies = await pipe.execute() if series else []
+        book = new_demand_book(self.settings) or DemandBook(self.settings.timezone)
+        demand_redis.build(book, keys, [shop, totals], series, replies)
+        return book.trending(kind, n)
 
     async def recommendations(self, user_id: str) -> UserRecommendations | None:
         raw = await self.client.get(self.keys.recs(user_id))

@@ -112,7 +112,7 @@ def new_demand_book(settings: Settings) -> DemandBook | None:
     if not settings.demand:
         return None
     return DemandBook(settings.timezone, settings.surge_level, settings.surge_min_units,
-                      settings.demand_close_after_s)
+                      settings.demand_close_after_s, settings.restock_days)
 
 
 def session_id(profile: UserProfile) -> str:
@@ -131,11 +131,12 @@ class State(Protocol):
 
     async def load(
         self, events: Sequence[Event], partitions: Sequence[TopicPartition], close_before: float,
-        check_until: float,
+        check_until: float, stock_items: Sequence[str] = (),
     ) -> BatchView:
         """The state this batch needs (profiles, item rows, offsets), and the
         users of these partitions whose session was last active before
-        ``close_before`` or whose churn check is due by ``check_until``."""
+        ``close_before`` or whose churn check is due by ``check_until``;
+        the demand of ``stock_items`` too (the batch's stock readings)."""
         ...
 
     async def commit(self, view: BatchView) -> bool:
@@ -195,7 +196,7 @@ class MemoryState:
 
     async def load(
         self, events: Sequence[Event], partitions: Sequence[TopicPartition], close_before: float,
-        check_until: float,
+        check_until: float, stock_items: Sequence[str] = (),
     ) -> BatchView:
         due: dict[str, tuple[int, UserProfile]] = {}
         for partition in sorted({p for _, p in partitions}):
@@ -266,6 +267,11 @@ class MemoryState:
     async def demand_forecast(self, series: str) -> Forecast | None:
         """A series' next days as of the last day closed (``item:{id}``, ``category:{name}``)."""
         return self.demand.forecast(series) if self.demand is not None else None
+
+    async def demand_trending(self, kind: str = "item", n: int = 20) -> tuple[int | None, list[dict]]:
+        """Series selling above their forecast on the latest open day (``DemandBook.trending``)."""
+        return self.demand.trending(kind, n) if self.demand is not None else (None, [])
+
     async def load_voice(self, users: Sequence[str], items: Sequence[str]) -> VoiceDocs:
         self.voice.profiles = self.profiles
         return self.voice

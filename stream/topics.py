@@ -36,7 +36,7 @@ def create_topics(settings: Settings) -> None:
                              bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS, **settings.kafka_options())
     try:
         ensure_topics(admin, (*t.inputs, t.recommendations, t.dead_letters, t.segments, t.alerts, t.actions,
-                                t.campaign_results, t.demand, *t.texts, t.service),
+                                t.campaign_results, t.demand, *t.texts, t.service, t.inventory),
                       settings.partitions)
         ensure_topics(admin, (t.features, t.labels), 1)
     except Exception as exc:  # Faust declares what is missing; this only gets counts right

@@ -58,6 +58,7 @@ def isolated_settings(services: Services, partitions: int = 4, **overrides: obje
         reviews=f"reviews-{tag}",
         messages=f"messages-{tag}",
         service=f"service-{tag}",
+        inventory=f"inventory-{tag}",
     )
     values: dict = dict(
         broker=services.broker,

@@ -90,6 +90,16 @@ def test_a_weekly_rhythm_beats_the_peers_on_a_planted_weekly_shop():
     assert 0.7 < m["ours_expected"]["coverage_80"] < 0.9
 
 
+def test_the_report_plots_forecast_against_actual():
+    from backtest.report import _demand_section
+
+    rng = np.random.default_rng(3)
+    d = _daily(150, {f"i{k}": list(rng.poisson(3.0, 150)) for k in range(6)})
+    p = Protocol(cut="2011-04-15", first_origin="2011-04-15", last_origin="2011-05-15", min_days=30)
+    page = _demand_section(evaluate(d, p, top=2))
+    assert page.count("<img") == 3 and "forecast vs actual: all scored products" in page
+
+
 def test_events_that_miss_the_protocol_are_not_scored():
     events = [Event("e1", "purchase", "u", "i", 1300000000.0, price=1.0, quantity=2)]
     assert "does not cover" in from_events(events, progress=False)["skipped"]

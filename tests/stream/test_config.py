@@ -48,8 +48,15 @@ def test_tls_only(monkeypatch: pytest.MonkeyPatch) -> None:
     ({"ENABLE_FORGET": "maybe"}, "SHOPSTREAM_ENABLE_FORGET='maybe' is not a valid bool"),
     ({"PARTITIONS": "four"}, "SHOPSTREAM_PARTITIONS='four' is not a valid int"),
     ({"GC_FULL_EVERY_S": "0"}, "SHOPSTREAM_GC_FULL_EVERY_S must be a number of seconds > 0"),
+    ({"RESTOCK_DAYS": "14"}, "SHOPSTREAM_RESTOCK_DAYS must be a number of days > 0 and <= 7"),
 ])
 def test_unusable_settings_say_which_and_why(monkeypatch: pytest.MonkeyPatch, env: dict,
                                              message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         from_env(monkeypatch, **env)
+
+
+def test_the_inventory_topic_and_restock_days_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = from_env(monkeypatch, TOPIC_INVENTORY="stock-levels", RESTOCK_DAYS="3.5")
+    assert settings.topics.inventory == "stock-levels" and settings.restock_days == 3.5
+    assert Settings().topics.inventory == "inventory" and Settings().restock_days == 7.0

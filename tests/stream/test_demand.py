@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -140,3 +141,205 @@ def test_redis_keeps_the_demand_state_memory_keeps(services, redis_client):
             raw = redis_client.get(f"{settings.prefix}demand:{key}")
             assert orjson.loads(raw)[0] == series.forecaster.to_list(), (size, key)
         assert got is not None and got.to_dict() == memory.demand.forecast("item:mug").to_dict()
+
+
+# -- stock_risk: the inventory topic ---------------------------------------------
+
+READING_AT = MONDAY + 57 * DAY + 8 * 3600  # a Tuesday morning, after eight weeks of sales
+
+
+def reading(item: str, units: object, ts: float, offset: int, topic: str = "inventory") -> Message:
+    return Message(orjson.dumps({"item_id": item, "units": units, "ts": ts}), topic, 0, offset)
+
+
+def buys(item: str, start: float, count: int, offset: int, topic: str = "purchases") -> list[Message]:
+    """``count`` purchases of 2 units, a minute apart, by "buyer"."""
+    return [Message(orjson.dumps({"event_id": f"b{offset + k}", "type": "purchase", "user_id": "buyer",
+                                  "item_id": item, "ts": start + 60 * k, "price": 4.0, "quantity": 2,
+                                  "category": "kitchen"}), topic, 0, offset + k)
+            for k in range(count)]
+
+
+def stock_alerts(results: list) -> list:
+    return [a for r in results for a in r.alerts if a.kind == "stock_risk"]
+
+
+def test_a_stock_forecast_to_run_out_alerts_once_with_reasons_and_ample_stock_does_not():
+    """The mug sells about 29 units a week: 20 on hand run out within the week."""
+    state = MemoryState()
+    processor = Processor(state)
+    assert not stock_alerts(run(processor, planted(weeks=8)))
+    results = run(processor, [reading("mug", 20, READING_AT, 0), reading("plate", 1000, READING_AT, 1)])
+    assert results[0].processed == 2 and not results[0].dead_letters
+    [alert] = stock_alerts(results)
+    a = alert.to_dict()
+    assert a["alert_id"] == "stock_risk:item:mug:2024-02-27T08:00:00Z" and a["event_id"] == f"stock:mug:{READING_AT!r}"
+    reasons = {r["name"]: r for r in a["reasons"]}
+    assert reasons["item"]["value"] == "mug"
+    assert reasons["stock_left"]["value"] == 20.0 and reasons["sold_since_reading"]["value"] == 0.0
+    assert 2.0 < reasons["days_of_cover"]["value"] == a["score"] < 7.0 == a["threshold"]
+    assert reasons["expected_units"]["value"] > 20.0 and reasons["reading_ts"]["value"] == READING_AT
+    # More sales against the same reading, and day closes: no second alert.
+    assert not stock_alerts(run(processor, buys("mug", READING_AT + 600, 5, 10_000) + buys("plate", READING_AT, 3, 20_000)))
+    assert state.demand.series["item:mug"].sold == 10
+    # A restock (a newer reading) re-arms the alert; an older reading changes nothing.
+    assert not stock_alerts(run(processor, [reading("mug", 500, READING_AT + 3600, 2),
+                                             reading("mug", 1, READING_AT + 1800, 3)]))
+    mug = state.demand.series["item:mug"]
+    assert (mug.stock, mug.sold, mug.stock_ts) == (500, 0, READING_AT + 3600)
+
+
+def test_sales_after_the_reading_use_up_the_stock_and_the_buyer_who_crossed_the_line_is_named():
+    state = MemoryState()
+    processor = Processor(state)
+    run(processor, planted(weeks=8))
+    # 31 units last past the week; sales before the reading are in it already.
+    assert not stock_alerts(run(processor, [reading("mug", 31, READING_AT, 0)]))
+    assert not stock_alerts(run(processor, buys("mug", READING_AT - 3600, 5, 5_000)))
+    assert state.demand.series["item:mug"].sold == 0
+    alerts = stock_alerts(run(processor, buys("mug", READING_AT + 60, 8, 10_000), size=1))
+    assert len(alerts) == 1 and alerts[0].user_id == "buyer"
+    reasons = {r.name: r.value for r in alerts[0].reasons}
+    assert reasons["stock_left"] < reasons["expected_units"] and reasons["days_of_cover"] < 7.0
+
+
+def test_stock_readings_pass_through_pseudonymised_streams():
+    settings = replace(Settings(), user_key="k3y")
+    state = MemoryState(settings)
+    [result] = run(Processor(state, settings), [reading("mug", 20, READING_AT, 0)])
+    assert result.processed == 1 and not result.dead_letters
+    assert state.demand.series["item:mug"].stock == 20
+
+
+def test_bad_stock_readings_go_to_the_dead_letters_with_a_reason():
+    processor = Processor(MemoryState())
+    bad = [Message(b'{"item_id": "mug", "ts": 1704067200}', "inventory", 0, 0),
+           reading("mug", -3, READING_AT, 1), reading("mug", 2.5, READING_AT, 2), reading("mug", "7", READING_AT, 3),
+           Message(b'{"item_id": "mug", "units": 3}', "inventory", 0, 4), Message(b"not json", "inventory", 0, 5),
+           reading("", 3, READING_AT, 6), reading("mug", 3, 12.0, 7)]
+    [result] = run(processor, bad)
+    assert result.processed == 0 and len(result.dead_letters) == len(bad)
+    reasons = [d.reason for d in result.dead_letters]
+    assert reasons[0] == "missing field 'units'" and "units" in reasons[1] and "units" in reasons[2]
+    assert reasons[4] == "missing field 'ts'" and "JSON" in reasons[5] and "item_id" in reasons[6]
+    assert "ts" in reasons[7]
+
+
+@pytest.mark.services
+def test_redis_keeps_the_stock_memory_keeps_and_alerts_alike(services, redis_client):
+    from stream.redis_state import RedisState
+    from tests.support import isolated_settings
+
+    messages = (planted(weeks=8) + [reading("mug", 31, READING_AT, 0), reading("plate", 1000, READING_AT, 1)]
+                + buys("mug", READING_AT + 60, 8, 10_000) + [reading("plate", 2, READING_AT + 7200, 2)])
+    mem_alerts = [a.to_dict() for r in run(Processor(MemoryState(), publish_recommendations=False), messages)
+                  for a in r.alerts if a.kind == "stock_risk"]
+    assert [a["alert_id"].split(":")[2] for a in mem_alerts] == ["mug", "plate"]
+    for size in (1, 7, 400):
+        settings = isolated_settings(services)
+        inventory = settings.topics.inventory
+        batch = [replace(m, topic=inventory) if m.topic == "inventory" else m for m in messages]
+
+        async def go() -> list:
+            state = RedisState(settings)
+            processor = Processor(state, settings, publish_recommendations=False)
+            out = [await processor.handle(batch[i:i + size]) for i in range(0, len(batch), size)]
+            await state.close()
+            return out
+
+        alerts = [a.to_dict() for a in stock_alerts(asyncio.run(go()))]
+        assert [a["alert_id"] for a in alerts] == [a["alert_id"] for a in mem_alerts], size
+        days = {k.decode(): v.decode() for k, v in redis_client.hgetall(f"{settings.prefix}demand-days:item:mug").items()}
+        assert (days["stock"], days["sold"], float(days["stock_ts"])) == ("31", "16", READING_AT), size
+        assert float(days["stock_alerted"]) == READING_AT
+
+
+def test_trending_lists_what_sells_above_its_forecast_today():
+    state = MemoryState()
+    messages = planted(weeks=10)
+    surge_starts = MONDAY + SURGE_DAY * DAY
+    run(Processor(state), [m for m in messages if orjson.loads(m.value)["ts"] < surge_starts + 12 * 3600])
+    day, items = state.demand.trending()
+    assert day_iso(day) == day_iso(int(surge_starts // DAY))
+    assert [i["item"] for i in items] == ["mug"]  # the plate sells as usual, if at all
+    mug = items[0]
+    assert mug["units_today"] == 60 and 3 < mug["expected"] < 10 and mug["p_at_least"] < 1e-6
+    assert mug["since"] == surge_starts + 9 * 3600
+    assert [c["category"] for c in state.demand.trending("category")[1]] == ["kitchen"]
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_stock_risk_and_trending_through_a_worker(services, redis_client, tmp_path):
+    from kafka import KafkaProducer
+
+    from stream.topics import create_topics
+    from tests.support import Worker, isolated_settings, read_topic
+
+    if services.redis_cluster:
+        pytest.skip("demand is off on a Redis Cluster")
+    settings = isolated_settings(services, partitions=1)
+    create_topics(settings)
+    t = settings.topics
+    worker = Worker(settings, tmp_path / "worker").start()
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, **settings.kafka_options())
+
+    def send(topic: str, messages: list[Message], key: str) -> None:
+        for m in messages:
+            producer.send(topic, key=orjson.loads(m.value)[key].encode(), value=m.value)
+        producer.flush()
+
+    try:
+        worker.wait_ready()
+        history = planted(weeks=8)
+        send(t.purchases, history, "user_id")
+        worker.wait_received(len(history))
+        # The history's days close once the watermark passes them (the empty click and
+        # view partitions stop holding it back when idle): then the mug has a forecast.
+        deadline = time.monotonic() + 60
+        while worker.get("/items/mug/demand")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        readings = [reading("mug", 20, READING_AT, 0), reading("plate", 1000, READING_AT, 1)]
+        send(t.inventory, readings, "item_id")
+        producer.send(t.inventory, key=b"mug", value=b'{"item_id": "mug", "ts": 1709020800}')
+        producer.flush()
+        # Kafka orders nothing across topics: the purchases go once the readings are in.
+        worker.wait_received(len(history) + 3)
+        send(t.purchases, buys("mug", READING_AT + 600, 8, 10_000), "user_id")
+        metrics = worker.wait_received(len(history) + 3 + 8)
+        assert metrics["dead_lettered"] == 1, metrics
+
+        [letter] = read_topic(settings, t.dead_letters, expect=1)
+        assert letter["topic"] == t.inventory and letter["reason"] == "missing field 'units'"
+        alerts = [a for a in read_topic(settings, t.alerts, timeout=10) if a["kind"] == "stock_risk"]
+        assert [a["alert_id"] for a in alerts] == ["stock_risk:item:mug:2024-02-27T08:00:00Z"], alerts
+        reasons = {r["name"]: r for r in alerts[0]["reasons"]}
+        assert reasons["stock_left"]["value"] == 20.0 and reasons["days_of_cover"]["normal"] == 7.0, alerts
+        assert reasons["days_of_cover"]["value"] < 7.0 and reasons["expected_units"]["value"] > 20.0
+        days = redis_client.hgetall(f"{settings.prefix}demand-days:item:mug")
+        assert (days[b"stock"], days[b"sold"]) == (b"20", b"16")
+
+        status, body = worker.get("/trending")
+        assert status == 200 and body["day"] == "2024-02-27", body
+        assert [i["item"] for i in body["trending"]] == ["mug"] and body["trending"][0]["units_today"] == 16
+        status, body = worker.get("/trending?kind=category&n=5")
+        assert status == 200 and [c["category"] for c in body["trending"]] == ["kitchen"], body
+        assert worker.get("/trending?kind=user")[0] == 400
+    finally:
+        producer.close()
+        worker.stop()
+
+
+def test_a_shorter_restock_is_no_risk_for_the_same_stock():
+    """The same 20 mugs last about four days: with a two-day restock they are enough."""
+    settings = replace(Settings(), restock_days=2.0)
+    state = MemoryState(settings)
+    processor = Processor(state, settings)
+    run(processor, planted(weeks=8))
+    assert not stock_alerts(run(processor, [reading("mug", 20, READING_AT, 0)]))
+    mug = state.demand.series["item:mug"]
+    cover, needed = state.demand.days_of_cover(mug, int(READING_AT // DAY))
+    assert cover is not None and 2.0 < cover < 7.0 and 0 < needed < 20
+    half = DemandBook(restock_days=1.5)
+    half.series, half.rhythm, half.closed_through = state.demand.series, state.demand.rhythm, state.demand.closed_through
+    assert half.days_of_cover(mug, int(READING_AT // DAY))[1] < needed  # a day and a half needs less
