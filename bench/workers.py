@@ -74,12 +74,16 @@ def busy_rate(workers: list[Worker], path: str, expected: int, timeout: float = 
     have ``expected`` together; the rate over the window all were busy: from
     the first poll at which each has counted a batch, to the last count of
     the first worker to run out of work (a count moves once per batch, so
-    a worker is out of work only after ``STALL_S`` without a move)."""
+    a worker is out of work only after ``STALL_S`` without a move). A stall
+    that would leave a window shorter than ``MIN_WINDOW_S`` is a pause (a
+    rebalance as the group forms), not the end: the window starts again
+    once every worker has moved since."""
     n = len(workers)
     history: list[tuple[float, int]] = []  # (time, total) of every answered poll
     last = [0] * n
     changed_at = [0.0] * n
     start: tuple[float, int] | None = None
+    paused_at = 0.0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         counts = [received(w, path) for w in workers]
@@ -97,7 +101,7 @@ def busy_rate(workers: list[Worker], path: str, expected: int, timeout: float = 
         history.append((now, total))
         if progress is not None:
             progress(total)
-        if start is None and min(counts) > 0:
+        if start is None and min(counts) > 0 and min(changed_at) > paused_at:
             start = (now, total)
         end: tuple[float, int] | None = None
         if start is not None and total >= expected:
@@ -105,6 +109,11 @@ def busy_rate(workers: list[Worker], path: str, expected: int, timeout: float = 
         elif start is not None and n > 1 and now - min(changed_at) >= STALL_S:
             first_done = min(changed_at)
             end = max((h for h in history if h[0] <= first_done), default=start)
+            if end[0] - start[0] < MIN_WINDOW_S:
+                start, end, paused_at = None, None, now
+        elif start is None and total >= expected:
+            raise BenchError(f"the {n} workers were never busy together for {MIN_WINDOW_S:.0f} s: "
+                             "too few events to measure (raise --events)")
         if end is not None:
             window = end[0] - start[0]
             if window < MIN_WINDOW_S:
