@@ -16,7 +16,8 @@ from backtest.voice_eval import VoiceRun
 BODY_END = "</body>"
 
 
-def _curve(title: str, timeline: list[dict], series: dict[str, str], reference: dict[str, float]) -> str:
+def _curve(title: str, timeline: list[dict], series: dict[str, str], reference: dict[str, float],
+           peer: dict | None = None) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,6 +30,8 @@ def _curve(title: str, timeline: list[dict], series: dict[str, str], reference: 
         if key in reference:
             ax.axhline(reference[key], color=line.get_color(), linestyle="--",
                        label=f"offline {label} (5-fold)")
+        if peer and isinstance(peer.get(key), float):
+            ax.axhline(peer[key], color=line.get_color(), linestyle=":", label=f"snownlp {label}")
     ax.set_xlabel("texts seen (each scored before it is learnt; a point is the latest window)")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
@@ -41,7 +44,8 @@ def _curve(title: str, timeline: list[dict], series: dict[str, str], reference: 
 
 def _rows(name: str, m: dict) -> list[tuple[str, object]]:
     return [(f"{name}.{k}", v) for k, v in m.items() if not isinstance(v, dict)] + [
-        (f"{name}.offline_reference.{k}", v) for k, v in m.get("offline_reference", {}).items()
+        (f"{name}.{ref}.{k}", v) for ref in ("offline_reference", "pretrained_peer")
+        for k, v in m.get(ref, {}).items()
     ]
 
 
@@ -56,7 +60,8 @@ def sections(run: VoiceRun) -> list[str]:
         if run.sentiment_timeline:
             out.append(_curve("Sentiment over the stream (prequential)", run.sentiment_timeline,
                               {"ROC AUC": "roc_auc", "accuracy": "accuracy"},
-                              m["sentiment"].get("offline_reference", {})))
+                              m["sentiment"].get("offline_reference", {}),
+                              m["sentiment"].get("pretrained_peer")))
     if "intent" in m:
         rows += _rows("intent", m["intent"])
         if run.intent_timeline:

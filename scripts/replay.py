@@ -123,6 +123,13 @@ def voice_table(m: dict) -> str:
                      f"{s['after']:,}: ROC AUC {_f(s['roc_auc'])}, accuracy {_f(s['accuracy'])}"
                      f" | offline reference ({ref.get('model', 'none')}): ROC AUC "
                      f"{_f(ref.get('roc_auc'))}, accuracy {_f(ref.get('accuracy'))}")
+        peer = s.get("pretrained_peer", {})
+        if peer:
+            lines.append(f"  peer on the same reviews, {peer['model']}: " + (
+                f"skipped, {peer['skipped']}" if "skipped" in peer else
+                f"ROC AUC {_f(peer.get('roc_auc'))}, accuracy {_f(peer.get('accuracy'))} on "
+                f"{peer['texts']:,} of them; ours on those: ROC AUC {_f(peer.get('ours_roc_auc'))}, "
+                f"accuracy {_f(peer.get('ours_accuracy'))}"))
     i = m.get("intent")
     if i:
         ref = i.get("offline_reference", {})

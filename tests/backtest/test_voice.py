@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from backtest.sources import SourceError
-from backtest.voice_eval import evaluate, replay_texts
+from backtest.voice_eval import evaluate, pretrained_sentiment, replay_texts
 from backtest.voice_sources import read_messages, read_reviews
 from tests.support import DATA, ROOT
 
@@ -73,6 +73,21 @@ def test_every_text_is_scored_before_it_is_learnt() -> None:
     assert scored[0][1].raw_positive == 0.5  # nothing learnt before it, its own rating included
     assert scored[2][1].raw_positive < 0.5  # its twin, rated 1, was learnt before it
     assert scored[0][1].positive is None  # and the model says it has not seen enough
+
+
+def test_snownlp_scores_the_same_chinese_reviews_and_says_when_it_cannot() -> None:
+    from stream.text_events import review_from_dict
+
+    zh = [review_from_dict(r) for r in _reviews(10)]
+    scored, _, _ = replay_texts(zh, [], batch_size=5)
+    peer = pretrained_sentiment(scored, warmup=4)
+    assert peer["texts"] == 6 and peer["roc_auc"] == 1.0 and peer["accuracy"] == 1.0
+    assert peer["ours_roc_auc"] is not None
+    assert pretrained_sentiment(scored, warmup=4, sample=3)["texts"] == 3
+    assert pretrained_sentiment(scored)["skipped"] == "no rated review after the first 5,000"
+    en = [review_from_dict({**r.to_dict(), "text": "arrived late, poor quality"}) for r in zh]
+    scored, _, _ = replay_texts(en, [], batch_size=5)
+    assert pretrained_sentiment(scored, warmup=4)["skipped"] == "most reviews are not Chinese"
 
 
 @pytest.mark.slow
