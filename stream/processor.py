@@ -208,7 +208,8 @@ class Processor:
                 assert result.view is not None
                 if await self.state.commit(result.view):
                     return result
-                log.info("offsets moved under this batch (rebalance); processing it again")
+                log.info("offsets (a rebalance) or a document shared with other workers moved "
+                         "under this batch; processing it again")
 
     async def process(
         self,

@@ -71,12 +71,16 @@ COMMIT_BATCH = """\
 --   "camp_key": k, "camp": [[field, integer increment]], "sent_key": k,
 --   "sent": [[field, integer increment]], "day_key": k, "day": day or "",
 --   "demand": optional, see stream/demand_redis.py,
---   "voice": [[key, i, expiry s]] (optional)}
+--   "voice": [[key, i, expiry s]] (optional),
+--   "voice_cas": [[key, document as read or ""]] (optional: items' satisfaction)}
 -- Numbers travel as strings: Lua would print them with 14 digits only.
 local b = cjson.decode(ARGV[1])
 for _, o in ipairs(b.offsets) do
     local current = redis.call('GET', o[1]) or ''
     if current ~= o[2] then return 0 end
+end
+for _, c in ipairs(b.voice_cas or {}) do
+    if (redis.call('GET', c[1]) or '') ~= c[2] then return 0 end
 end
 """ + DEMAND_CHECK + """local flags = {}
 for i, c in ipairs(b.checked) do

@@ -422,6 +422,8 @@ class RedisState:
             batch["demand"] = demand_redis.commit_args(view.demand, self.demand_keys, read.demand)
         if view.voice is not None:
             batch["voice"] = self._voice_writes(view.voice, docs)
+            batch["voice_cas"] = [(self.keys.item_voice(i), (view.voice.items_read.get(i) or b"").decode())
+                                  for i in sorted(view.voice.dirty_items)]
         reply = await self._write(batch, docs)
         if not reply:
             return False
@@ -463,6 +465,7 @@ class RedisState:
             if profile is not None:
                 docs.profiles[user_id] = UserProfile.from_dict(orjson.loads(profile))
         for item_id, doc in zip(items, item_docs):
+            docs.items_read[item_id] = doc
             if doc is not None:
                 docs.items[item_id] = orjson.loads(doc)
         return docs

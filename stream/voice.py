@@ -95,6 +95,9 @@ class VoiceDocs:
     profiles: dict[str, "UserProfile"] = field(default_factory=dict)
     dirty_users: set[str] = field(default_factory=set)
     dirty_items: set[str] = field(default_factory=set)
+    # Items' documents as read (Redis): the commit writes an item only if it is
+    # still so, since an item's reviews come from every worker's partitions.
+    items_read: dict[str, bytes | None] = field(default_factory=dict)
 
 
 def new_user_voice() -> dict:

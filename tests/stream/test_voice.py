@@ -159,6 +159,37 @@ def test_a_bad_faq_file_is_refused_in_one_line(tmp_path: Path, monkeypatch: pyte
 
 
 @pytest.mark.services
+def test_two_workers_reviewing_one_item_both_count(services) -> None:
+    """An item's reviews come from every worker's partitions: a worker whose
+    batch read the item before another's commit runs its batch again."""
+    from stream.redis_state import RedisState
+    from tests.support import isolated_settings
+
+    settings = isolated_settings(services)
+    topic = settings.topics.reviews
+    mine = Message(orjson.dumps(review("r1", "u1", "i1", T0, "很好，很满意", 5)), topic, 0, 0, b"u1")
+    theirs = Message(orjson.dumps(review("r2", "u2", "i1", T0 + 1, "太差了，退货", 1)), topic, 1, 0, b"u2")
+
+    async def go() -> tuple[bool, dict | None]:
+        a, b = RedisState(settings), RedisState(settings)
+        worker_a, worker_b = Processor(a, settings), Processor(b, settings)
+        decoded, dead = worker_a.decode([mine])
+        early = await worker_a.process(decoded, dead)  # reads item i1 as it is now
+        await worker_b.handle([theirs])                 # the other worker's review of i1 lands
+        assert early.view is not None
+        committed = await a.commit(early.view)
+        await worker_a.handle([mine])
+        doc = await a.item_voice("i1")
+        await a.close()
+        await b.close()
+        return committed, doc
+
+    committed, doc = asyncio.run(go())
+    assert not committed  # nothing written from a stale read of the item
+    assert doc is not None and doc["n"] == 2 and sorted(r[1] for r in doc["recent"]) == [0, 1]
+
+
+@pytest.mark.services
 @pytest.mark.slow
 def test_both_languages_through_a_worker(services, redis_client: redis.Redis, tmp_path: Path) -> None:
     from kafka import KafkaProducer
