@@ -17,7 +17,8 @@ names, computed in the same run from the same matrix: the mean and the
 median of the last 28 days (their interval: the 28 days' own quantiles .1
 and .9), seasonal naive (the same weekday a week before) and zero.
 
-Its two knobs (``models.demand.HALF_LIFE_DAYS``, ``INTERVAL_MASS``) were
+Its knobs (``models.demand.HALF_LIFE_DAYS``, ``UNITS_PER_LINE_HALF_LIFE_DAYS``,
+``INTERVAL_MASS``) were
 tuned on the 64 origins *before* the protocol's (``Protocol().before()``:
 origins 2011-07-22..2011-09-23, series and scales as of 2011-07-21, every
 forecast day before the protocol's cut): :func:`tune`, printed by
@@ -34,7 +35,8 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 
-from models.demand import HALF_LIFE_DAYS, INTERVAL_MASS, DemandForecaster, WeeklyRhythm
+from models.demand import (HALF_LIFE_DAYS, INTERVAL_MASS, UNITS_PER_LINE_HALF_LIFE_DAYS, DemandForecaster,
+                           WeeklyRhythm)
 
 HORIZON = 7
 WINDOW = 28
@@ -68,30 +70,38 @@ class Protocol:
 
 @dataclass
 class DailyDemand:
-    """Units per item and day, dense: ``units[item index, day - first_day]``."""
+    """Units per item and day, dense: ``units[item index, day - first_day]``,
+    and the order lines (purchase events) that bought them, the same shape."""
 
     items: list[str]
     first_day: int
     units: np.ndarray
+    lines: np.ndarray | None = None
 
     @classmethod
     def from_days(cls, rows: Iterable[tuple[str, str, int]]) -> "DailyDemand":
-        """From ``(ISO day, item, units)`` rows, e.g. ``online_retail.iter_days``."""
+        """From ``(ISO day, item, units)`` rows, one per order line, e.g.
+        ``online_retail.iter_days``."""
         per: dict[str, dict[int, int]] = {}
+        count: dict[str, dict[int, int]] = {}
         for iso, item, units in rows:
             d = day_number(iso)
             row = per.setdefault(item, {})
             row[d] = row.get(d, 0) + units
+            row = count.setdefault(item, {})
+            row[d] = row.get(d, 0) + 1
         if not per:
             raise ValueError("no sales to forecast")
         first = min(min(r) for r in per.values())
         last = max(max(r) for r in per.values())
         items = sorted(per)
         units = np.zeros((len(items), last - first + 1), dtype=np.float64)
+        lines = np.zeros_like(units)
         for i, item in enumerate(items):
             for d, u in per[item].items():
                 units[i, d - first] = u
-        return cls(items, first, units)
+                lines[i, d - first] = count[item][d]
+        return cls(items, first, units, lines)
 
     @property
     def days(self) -> int:
@@ -196,15 +206,16 @@ def peers(demand: DailyDemand, s: Setup) -> dict[str, Forecasts]:
 # -- ours ---------------------------------------------------------------------
 
 def ours(demand: DailyDemand, s: Setup, half_life_days: float = HALF_LIFE_DAYS, spread: float = 1.0,
-         mass: float = INTERVAL_MASS,
-         progress: Callable[[int], None] | None = None) -> Forecasts:
+         mass: float = INTERVAL_MASS, progress: Callable[[int], None] | None = None,
+         units_half_life_days: float = UNITS_PER_LINE_HALF_LIFE_DAYS) -> Forecasts:
     """``models/demand.py`` learning day by day from the first day of the data,
     the rhythm from the shop's daily totals (all products), forecasting at
     each origin from what it learned up to and including that day."""
     rhythm = WeeklyRhythm()
     totals = demand.units.sum(axis=0)
     rows = demand.units[s.series]
-    forecasters = [DemandForecaster(half_life_days, spread, mass) for _ in s.series]
+    lines = demand.lines[s.series] if demand.lines is not None else (rows > 0).astype(float)
+    forecasters = [DemandForecaster(half_life_days, spread, mass, units_half_life_days) for _ in s.series]
     shape = s.actual.shape
     point, med, lo, hi = (np.zeros(shape) for _ in range(4))
     origin_at = {int(o): k for k, o in enumerate(s.origins)}
@@ -214,7 +225,7 @@ def ours(demand: DailyDemand, s: Setup, half_life_days: float = HALF_LIFE_DAYS, 
         rhythm.learn_one(float(totals[d]), day)
         sold = np.flatnonzero(rows[:, d])
         for i in sold:
-            forecasters[i].learn_one(rows[i, d], day, rhythm)
+            forecasters[i].learn_one(rows[i, d], day, rhythm, lines[i, d])
         k = origin_at.get(d)
         if k is not None:
             for i, f in enumerate(forecasters):
@@ -245,8 +256,9 @@ def evaluate(demand: DailyDemand, protocol: Protocol = Protocol(), half_life_day
         "h1_series": _h1_series(demand, s, mine, top),
         "protocol": {"cut": protocol.cut, "origins": [protocol.first_origin, protocol.last_origin],
                      "series": int(len(s.series)), "horizon": HORIZON, "min_days": protocol.min_days},
-        "model": {"half_life_days": half_life_days, "interval_levels": [round(0.5 - mass / 2, 4),
-                                                                         round(0.5 + mass / 2, 4)]},
+        "model": {"half_life_days": half_life_days,
+                  "units_per_line_half_life_days": UNITS_PER_LINE_HALF_LIFE_DAYS,
+                  "interval_levels": [round(0.5 - mass / 2, 4), round(0.5 + mass / 2, 4)]},
         "forecasters": table,
     }
 
@@ -321,18 +333,23 @@ def book_cost(events: Sequence, total_events: int, timezone: str = "UTC", batch:
             "series": len(book.series), "surge_alerts": alerts}
 
 
-def tune(demand: DailyDemand, protocol: Protocol, half_lives: Sequence[float] = (7, 10, 14, 21, 28),
+HALF_LIVES = ((7, 42), (7, 63), (10, 42), (10, 63), (10, 84), (14, 42), (14, 63), (21, 63))
+
+
+def tune(demand: DailyDemand, protocol: Protocol, half_lives: Sequence[tuple[float, float]] = HALF_LIVES,
          masses: Sequence[float] = (0.6, 0.65, 0.7, 0.75, 0.8)) -> list[dict]:
-    """Our forecaster's figures for each half life (at INTERVAL_MASS) and each
-    interval mass (at HALF_LIFE_DAYS), and the peers', on ``protocol``."""
+    """Our forecaster's figures for each pair of half lives (order lines per
+    day, units per line; at INTERVAL_MASS) and each interval mass (at the
+    chosen half lives), and the peers', on ``protocol``."""
     s = setup(demand, protocol)
     rows = []
-    grid = [(h, INTERVAL_MASS) for h in half_lives] + [(HALF_LIFE_DAYS, m) for m in masses
-                                                        if m != INTERVAL_MASS]
-    for half_life, mass in grid:
-        mine = ours(demand, s, half_life, 1.0, mass)
+    chosen = (HALF_LIFE_DAYS, UNITS_PER_LINE_HALF_LIFE_DAYS)
+    grid = [(h, INTERVAL_MASS) for h in half_lives] + [(chosen, m) for m in masses if m != INTERVAL_MASS]
+    for (lines_half_life, units_half_life), mass in grid:
+        mine = ours(demand, s, lines_half_life, 1.0, mass, units_half_life_days=units_half_life)
         e, m = score(s, mine.point, mine.low, mine.high), score(s, mine.median)
-        rows.append({"forecaster": f"ours half life {half_life:g} d, mass {mass:g}", "rmsse": e["rmsse"],
+        rows.append({"forecaster": f"ours half lives {lines_half_life:g}/{units_half_life:g} d, mass {mass:g}",
+                     "rmsse": e["rmsse"],
                      "mase_median": m["mase"], "bias": e["bias"], "coverage_80": e["coverage_80"]})
     for name, f in peers(demand, s).items():
         e = score(s, f.point, f.low, f.high)

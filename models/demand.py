@@ -7,18 +7,20 @@ Two learners, river's verbs, no I/O:
   never trades on Saturdays learns a Saturday weight of 0). Pooled because a
   single item sells on too few days to learn seven weights of its own.
 - :class:`DemandForecaster`, one per item or category: a level (units per
-  average day) as the ratio of two exponentially weighted sums, of units sold
-  and of the rhythm's weights of the days they were sold on, so a day the
-  rhythm expects nothing on (a Saturday) teaches nothing, and a
-  variance-to-mean ratio of the daily units for a negative binomial
-  forecast distribution: expected value, median and the 80 % interval
-  (quantiles .1 and .9) per day ahead.
+  average day) as order lines per day times units per order line, each the
+  ratio of two exponentially weighted sums: order lines over the rhythm's
+  weights of their days (quick to follow: how often the item is bought), and
+  units over order lines (slow: how much a buyer takes, which a few
+  wholesale orders would otherwise swing), so a day the rhythm expects
+  nothing on (a Saturday) teaches nothing; and a variance-to-mean ratio of
+  the daily units for a negative binomial forecast distribution: expected
+  value, median and the 80 % interval (quantiles .1 and .9) per day ahead.
 
-A series learns one day at a time (``learn_one(units, day)``, days as
-integers, e.g. days since 1970 in the shop's time zone); days it skipped are
-learned as days without a sale, so a worker only touches the series that
-sold. Its state is six numbers (``to_list``/``from_list``), about 100 bytes
-as JSON.
+A series learns one day at a time (``learn_one(units, day, rhythm, lines)``,
+days as integers, e.g. days since 1970 in the shop's time zone, ``lines``
+the purchase events that bought them); days it skipped are learned as days
+without a sale, so a worker only touches the series that sold. Its state is
+seven numbers (``to_list``/``from_list``), about 150 bytes as JSON.
 
 >>> rhythm = WeeklyRhythm()
 >>> f = DemandForecaster()
@@ -44,9 +46,13 @@ from dataclasses import dataclass
 
 WEEKDAYS = 7
 # Tuned on the 64 origins before the online-retail protocol's (backtest/demand_eval.py):
-# the level's half life by RMSSE (7, 10, 14, 21, 28 tried), and the nominal mass of the
-# quantile levels that made the interval cover 80 % of days there (0.6, 0.65, 0.7, 0.8 tried).
-HALF_LIFE_DAYS = 21.0
+# the half lives of order lines per day and of units per line by RMSSE (7, 10, 14, 21 by 42,
+# 63, 84 tried), and the nominal mass of the quantile levels that made the interval cover
+# 80 % of days there (0.6, 0.65, 0.7, 0.8 tried). The daily errors that give the interval
+# its width are weighed over ERROR_HALF_LIFE_DAYS.
+HALF_LIFE_DAYS = 10.0
+UNITS_PER_LINE_HALF_LIFE_DAYS = 63.0
+ERROR_HALF_LIFE_DAYS = 21.0
 INTERVAL_MASS = 0.7
 THURSDAY = 3  # 1970-01-01, day 0, was a Thursday (Monday = 0)
 
@@ -109,69 +115,104 @@ class WeeklyRhythm:
 
 
 class DemandForecaster:
-    """Level x weekday weight, with a negative binomial around it.
+    """(Order lines per day x units per line) x weekday weight, with a
+    negative binomial around it.
 
-    ``half_life_days``: how fast the level follows demand; ``spread``: a
+    ``half_life_days``: how fast order lines per day follow demand;
+    ``units_half_life_days``: how fast units per line do; ``spread``: a
     factor on the learned variance-to-mean ratio; ``mass``: the nominal mass
     between the quantile levels given as the 80 % interval (``low`` and
     ``high``). A discrete, mostly-zero distribution's nominal 80 % covers
     more than 80 % of days, so ``INTERVAL_MASS`` is the mass that covered
     80 % on origins before the online-retail protocol's
     (``backtest/demand_eval.py``).
+
+    >>> f, flat = DemandForecaster(), WeeklyRhythm()
+    >>> for day in range(28):   # two orders of 5 a day, then one of 20
+    ...     f.learn_one(10 if day < 21 else 20, day, flat, lines=2 if day < 21 else 1)
+    >>> round(f.level, 2)   # fewer orders show within days, their size only slowly
+    11.54
     """
 
-    __slots__ = ("half_life_days", "spread", "levels", "units", "weight", "squares", "expected", "last_day", "_decay")
+    __slots__ = ("half_life_days", "units_half_life_days", "spread", "levels", "lines", "weight",
+                 "units", "unit_lines", "squares", "expected", "last_day", "_decay", "_slow", "_errors")
 
     def __init__(self, half_life_days: float = HALF_LIFE_DAYS, spread: float = 1.0,
-                 mass: float = INTERVAL_MASS) -> None:
+                 mass: float = INTERVAL_MASS,
+                 units_half_life_days: float = UNITS_PER_LINE_HALF_LIFE_DAYS) -> None:
         self.half_life_days = half_life_days
+        self.units_half_life_days = units_half_life_days
         self.spread = spread
         self.levels = (0.5 - mass / 2, 0.5 + mass / 2)
         self._decay = 0.5 ** (1.0 / half_life_days)
-        self.units = 0.0     # decayed units sold
-        self.weight = 0.0    # decayed weekday weights of the same days
-        self.squares = 0.0   # decayed squared errors of the one-day-ahead expected value
-        self.expected = 0.0  # decayed one-day-ahead expected values (the squares' scale)
+        self._slow = 0.5 ** (1.0 / units_half_life_days)
+        self._errors = 0.5 ** (1.0 / ERROR_HALF_LIFE_DAYS)
+        self.lines = 0.0       # decayed order lines
+        self.weight = 0.0      # decayed weekday weights of the same days
+        self.units = 0.0       # decayed units, slowly
+        self.unit_lines = 0.0  # decayed order lines, as slowly (units per line: their ratio)
+        self.squares = 0.0     # decayed squared errors of the one-day-ahead expected value
+        self.expected = 0.0    # decayed one-day-ahead expected values (the squares' scale)
         self.last_day: int | None = None
 
     @property
     def level(self) -> float:
-        return self.units / self.weight if self.weight > 0 else 0.0
+        if self.weight <= 0 or self.unit_lines <= 0:
+            return 0.0
+        return self.lines / self.weight * self.units / self.unit_lines
 
-    def learn_one(self, units: float, day: int, rhythm: WeeklyRhythm) -> None:
-        """Learn ``units`` sold on ``day``; days since the last one learned count as 0."""
+    def learn_one(self, units: float, day: int, rhythm: WeeklyRhythm, lines: float | None = None) -> None:
+        """Learn ``units`` sold on ``day`` in ``lines`` order lines (purchase
+        events; one when not given and something sold); days since the last
+        one learned count as 0."""
         if self.last_day is not None:
             if day <= self.last_day:
                 raise ValueError(f"day {day} is not after the last day learned ({self.last_day})")
             self._learn_zeros(self.last_day + 1, min(day, self.last_day + 366), rhythm.weights)
-        self._learn(float(units), rhythm.weights[weekday(day)])
+        if lines is None:
+            lines = 1.0 if units > 0 else 0.0
+        self._learn(units, lines, rhythm.weights[(day + THURSDAY) % WEEKDAYS])
         self.last_day = day
 
     def _learn_zeros(self, start: int, end: int, weights: list[float]) -> None:
-        """``_learn(0.0, ...)`` for the days start..end-1, inlined: most days
-        of most series are days without a sale."""
-        decay = self._decay
-        units, total, squares, expected = self.units, self.weight, self.squares, self.expected
+        """``_learn(0.0, 0.0, ...)`` for the days start..end-1, inlined: most
+        days of most series are days without a sale."""
+        if end <= start:
+            return
+        decay, errors = self._decay, self._errors
+        total, squares, expected = self.weight, self.squares, self.expected
+        # Units per line do not move on a day without a sale: the loop follows
+        # lines x units per line, decayed like lines.
+        per_line = self.units / self.unit_lines if self.unit_lines > 0 else 0.0
+        demand = self.lines * per_line
         d = (start + THURSDAY) % WEEKDAYS
         for _ in range(start, end):
             w = weights[d]
             if total > 0:
-                mean = units / total * w
-                squares = squares * decay + mean * mean
-                expected = expected * decay + mean
-            units *= decay
+                mean = demand / total * w
+                squares = squares * errors + mean * mean
+                expected = expected * errors + mean
+            demand *= decay
             total = total * decay + w
             d = d + 1 if d < WEEKDAYS - 1 else 0
-        self.units, self.weight, self.squares, self.expected = units, total, squares, expected
+        days = end - start
+        self.lines *= decay ** days
+        self.weight, self.squares, self.expected = total, squares, expected
+        slow = self._slow ** days
+        self.units *= slow
+        self.unit_lines *= slow
 
-    def _learn(self, units: float, weight: float) -> None:
-        decay = self._decay
-        if self.weight > 0:
-            mean = self.units / self.weight * weight
-            self.squares = self.squares * decay + (units - mean) ** 2
-            self.expected = self.expected * decay + mean
-        self.units = self.units * decay + units
-        self.weight = self.weight * decay + weight
+    def _learn(self, units: float, lines: float, weight: float) -> None:
+        decay, slow, total, unit_lines = self._decay, self._slow, self.weight, self.unit_lines
+        if total > 0:
+            mean = self.lines / total * self.units / unit_lines * weight if unit_lines > 0 else 0.0
+            errors = self._errors
+            self.squares = self.squares * errors + (units - mean) ** 2
+            self.expected = self.expected * errors + mean
+        self.lines = self.lines * decay + lines
+        self.weight = total * decay + weight
+        self.units = self.units * slow + units
+        self.unit_lines = unit_lines * slow + lines
 
     def dispersion(self) -> float:
         """Variance over mean of a day's units (1 = Poisson), times ``spread``."""
@@ -191,15 +232,21 @@ class DemandForecaster:
         return out
 
     def to_list(self) -> list[float]:
-        return [self.units, self.weight, self.squares, self.expected,
+        return [self.lines, self.weight, self.units, self.unit_lines, self.squares, self.expected,
                 -1 if self.last_day is None else self.last_day]
 
     @classmethod
     def from_list(cls, values: list[float], half_life_days: float = HALF_LIFE_DAYS, spread: float = 1.0,
-                  mass: float = INTERVAL_MASS) -> "DemandForecaster":
-        f = cls(half_life_days, spread, mass)
-        f.units, f.weight, f.squares, f.expected = (float(v) for v in values[:4])
-        f.last_day = None if values[4] < 0 else int(values[4])
+                  mass: float = INTERVAL_MASS,
+                  units_half_life_days: float = UNITS_PER_LINE_HALF_LIFE_DAYS) -> "DemandForecaster":
+        """What ``to_list`` gave; a state of the model before order lines (units,
+        weight, squares, expected, last day) keeps its level, as one unit a line."""
+        f = cls(half_life_days, spread, mass, units_half_life_days)
+        if len(values) == 5:
+            units, weight, squares, expected, last = (float(v) for v in values)
+            values = [units, weight, units, units, squares, expected, last]
+        f.lines, f.weight, f.units, f.unit_lines, f.squares, f.expected = (float(v) for v in values[:6])
+        f.last_day = None if values[6] < 0 else int(values[6])
         return f
 
 

@@ -1,11 +1,11 @@
 """Demand per item and category on event time: what the Processor keeps of purchases.
 
-A :class:`DemandBook` counts the units bought per series (``item:{id}``,
-``category:{name}``) and day in the shop's time zone (``SHOPSTREAM_TIMEZONE``),
-and closes a day when the event-time watermark has passed its end: each
-series that sold learns its open days (``models/demand.py``, days without a
-sale in between learned as 0), the shop's daily totals teach the shared
-weekly rhythm. A series nobody bought from is not touched: its days without
+A :class:`DemandBook` counts the units bought and the order lines (purchase
+events) that bought them per series (``item:{id}``, ``category:{name}``) and
+day in the shop's time zone (``SHOPSTREAM_TIMEZONE``), and closes a day when
+the event-time watermark has passed its end: each series that sold learns its
+open days (``models/demand.py``, days without a sale in between learned as
+0), the shop's daily totals teach the shared weekly rhythm. A series nobody bought from is not touched: its days without
 a sale are learned when it next sells, or when it is forecast.
 
 While a day is open, a series whose units so far pass the
@@ -15,7 +15,7 @@ its 80 % interval) and ``SHOPSTREAM_SURGE_MIN_UNITS`` raises one
 watermark) are counted as ``late_units`` and not learned.
 
 Its state is plain numbers (``to_dict``/``from_dict``): per series the
-forecaster's five numbers, its open days and the day of its last surge.
+forecaster's seven numbers, its open days and the day of its last surge.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ NO_ALERTS: list = []  # shared, never appended to
 class Series:
     forecaster: DemandForecaster = field(default_factory=DemandForecaster)
     open: dict[int, int] = field(default_factory=dict)  # day -> units so far
+    lines: dict[int, int] = field(default_factory=dict)  # day -> order lines (purchases) so far
     first_sale: dict[int, float] = field(default_factory=dict)  # day -> time of its first sale
     surged: int = -1  # the last day a surge alert was raised for
     # The item's latest stock reading (inventory topic): units on hand at stock_ts, units
@@ -54,11 +55,12 @@ class Series:
 
     def to_list(self) -> list:
         return [self.forecaster.to_list(), sorted(self.open.items()), sorted(self.first_sale.items()),
-                self.surged]
+                self.surged, sorted(self.lines.items())]
 
     @classmethod
     def from_list(cls, values: list) -> "Series":
         return cls(DemandForecaster.from_list(values[0]), {int(d): u for d, u in values[1]},
+                   {int(d): n for d, n in (values[4] if len(values) > 4 else [])},
                    {int(d): t for d, t in values[2]}, int(values[3]))
 
 
@@ -96,6 +98,7 @@ class Journal:
     documents rewritten (series that closed days or surged, the shop's rhythm)."""
 
     units: dict[tuple[str, int], int] = field(default_factory=dict)
+    lines: dict[tuple[str, int], int] = field(default_factory=dict)
     first_sales: dict[tuple[str, int], float] = field(default_factory=dict)
     totals: dict[int, int] = field(default_factory=dict)
     late: int = 0
@@ -187,16 +190,19 @@ class DemandBook:
         units = open_days.get(day)
         if units is None:
             units = open_days[day] = event.quantity
+            s.lines[day] = 1
             s.first_sale[day] = event.ts
             if key not in self.pending or self.pending[key] > day:
                 self.pending[key] = day
         else:
             units = open_days[day] = units + event.quantity
+            s.lines[day] += 1
             if event.ts < s.first_sale[day]:
                 s.first_sale[day] = event.ts
         j = self.journal
         if j is not None:
             j.units[key, day] = j.units.get((key, day), 0) + event.quantity
+            j.lines[key, day] = j.lines.get((key, day), 0) + 1
             j.first_sales[key, day] = s.first_sale[day]
         if s.stock is not None and event.ts > s.stock_ts:
             self._sell(key, s, day, event)
@@ -340,7 +346,7 @@ class DemandBook:
             for key in by_day.get(day, ()):
                 s = self.series[key]
                 sold[key] = s.open.pop(day)
-                s.forecaster.learn_one(sold[key], day, self.rhythm)
+                s.forecaster.learn_one(sold[key], day, self.rhythm, s.lines.pop(day, None))
                 s.first_sale.pop(day, None)
                 if j is not None:
                     j.days_closed.setdefault(key, []).append(day)

@@ -4,8 +4,8 @@ Keys (under ``SHOPSTREAM_PREFIX``):
 
 - ``demand:{series}`` (string, JSON): the series' forecaster and the last day
   it surged, rewritten only when it closes days or surges;
-- ``demand-days:{series}`` (hash): ``{day}`` -> units so far and ``t{day}`` ->
-  time of the first sale, for the series' open days (``HINCRBY``: workers'
+- ``demand-days:{series}`` (hash): ``{day}`` -> units so far, ``l{day}`` ->
+  order lines so far and ``t{day}`` -> time of the first sale, for the series' open days (``HINCRBY``: workers'
   increments commute); for an item with a stock reading (``inventory``
   topic) also ``stock`` (units on hand at ``stock_ts``), ``sold`` (units
   bought after it, ``HINCRBY``) and ``stock_alerted`` (the reading a
@@ -122,14 +122,19 @@ def build(book: DemandBook, keys: DemandKeys, head: list, series: Sequence[str],
                     s.sold = int(value)
                 elif name == "stock_alerted":
                     s.stock_alerted = float(value)
-            elif name.startswith("t"):
+            elif name[0] == "t":
                 s.first_sale[int(name[1:])] = float(value)
+            elif name[0] == "l":
+                s.lines[int(name[1:])] = int(value)
             elif last is not None and int(name) <= last:
                 stale.append(int(name))  # a late increment that landed after its day closed
             else:
                 s.open[int(name)] = int(value)
         for day in stale:
             s.first_sale.pop(day, None)
+            s.lines.pop(day, None)
+        for day in s.open.keys() - s.lines.keys():  # open since before order lines were counted
+            s.lines[day] = 1
         if stale and book.journal is not None:
             book.journal.days_closed[key] = stale
         book.series[key] = s
@@ -155,6 +160,7 @@ def commit_args(book: DemandBook, keys: DemandKeys, loaded: Loaded) -> dict:
         cas.append((keys.shop, (loaded.raw.get(keys.shop) or b"").decode()))
         docs.append((keys.shop, orjson.dumps([book.rhythm.to_list(), book.closed_through]).decode()))
     units = [(keys.days(k), str(d), str(u)) for (k, d), u in j.units.items()]
+    units += [(keys.days(k), f"l{d}", str(n)) for (k, d), n in j.lines.items()]
     first = [(keys.days(k), f"t{d}", repr(t)) for (k, d), t in j.first_sales.items()]
     closed = [(keys.days(k), str(d)) for k, days in j.days_closed.items() for d in days]
     # Series whose earliest open day may have moved: recomputed in the script.
@@ -191,7 +197,7 @@ if b.demand then
         local t = redis.call('HGET', x[1], x[2])
         if (not t) or tonumber(x[3]) < tonumber(t) then redis.call('HSET', x[1], x[2], x[3]) end
     end
-    for _, x in ipairs(d.closed) do redis.call('HDEL', x[1], x[2], 't' .. x[2]) end
+    for _, x in ipairs(d.closed) do redis.call('HDEL', x[1], x[2], 't' .. x[2], 'l' .. x[2]) end
     for _, x in ipairs(d.pending) do
         local first = nil
         for _, f in ipairs(redis.call('HKEYS', x[2])) do

@@ -54,6 +54,24 @@ def test_its_state_is_small_and_round_trips():
     assert g.forecast(7, r) == f.forecast(7, rhythm)
 
 
+def test_a_state_from_before_order_lines_keeps_its_level():
+    rhythm = WeeklyRhythm()
+    old = DemandForecaster.from_list([30.0, 4.0, 12.0, 6.0, 100])  # units, weights, squares, expected, day
+    assert old.level == 7.5 and old.last_day == 100 and old.dispersion() == 2.0
+    old.learn_one(7.5, 101, rhythm)
+    assert old.level == pytest.approx(7.5, rel=0.02)  # it learns on, a unit a line at first
+
+
+def test_the_same_units_in_fewer_orders_forecast_less_once_orders_thin_out():
+    rhythm = WeeklyRhythm()
+    steady, thinning = DemandForecaster(), DemandForecaster()
+    for d in range(MONDAY, MONDAY + 42):
+        steady.learn_one(12, d, rhythm, lines=4)
+        thinning.learn_one(12, d, rhythm, lines=4 if d < MONDAY + 35 else 1)
+    assert steady.level == pytest.approx(12.0)
+    assert thinning.level < steady.level  # one big order a day lately: less often bought
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.floats(0.0, 500.0), st.floats(1.0, 20.0))
 def test_quantiles_are_ordered(mean, phi):
