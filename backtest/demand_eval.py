@@ -349,8 +349,8 @@ def tune(demand: DailyDemand, protocol: Protocol, half_lives: Sequence[tuple[flo
         mine = ours(demand, s, lines_half_life, 1.0, mass, units_half_life_days=units_half_life)
         e, m = score(s, mine.point, mine.low, mine.high), score(s, mine.median)
         rows.append({"forecaster": f"ours half lives {lines_half_life:g}/{units_half_life:g} d, mass {mass:g}",
-                     "rmsse": e["rmsse"],
-                     "mase_median": m["mase"], "bias": e["bias"], "coverage_80": e["coverage_80"]})
+                     "rmsse": e["rmsse"], "mase_median": m["mase"], "bias": e["bias"],
+                     "coverage_80": e["coverage_80"]})
     for name, f in peers(demand, s).items():
         e = score(s, f.point, f.low, f.high)
         rows.append({"forecaster": name, "rmsse": e["rmsse"], "mase_median": e["mase"], "bias": e["bias"],

@@ -5,11 +5,11 @@ Keys (under ``SHOPSTREAM_PREFIX``):
 - ``demand:{series}`` (string, JSON): the series' forecaster and the last day
   it surged, rewritten only when it closes days or surges;
 - ``demand-days:{series}`` (hash): ``{day}`` -> units so far, ``l{day}`` ->
-  order lines so far and ``t{day}`` -> time of the first sale, for the series' open days (``HINCRBY``: workers'
-  increments commute); for an item with a stock reading (``inventory``
-  topic) also ``stock`` (units on hand at ``stock_ts``), ``sold`` (units
-  bought after it, ``HINCRBY``) and ``stock_alerted`` (the reading a
-  ``stock_risk`` alert was raised for);
+  order lines so far and ``t{day}`` -> time of the first sale, for the
+  series' open days (``HINCRBY``: workers' increments commute); for an item
+  with a stock reading (``inventory`` topic) also ``stock`` (units on hand at
+  ``stock_ts``), ``sold`` (units bought after it, ``HINCRBY``) and
+  ``stock_alerted`` (the reading a ``stock_risk`` alert was raised for);
 - ``demand-pending`` (sorted set): series -> its earliest open day, to find
   the series a day close must learn;
 - ``demand-shop`` (string, JSON): the weekly rhythm and the last day closed;
