@@ -22,10 +22,11 @@ Bare Faust and the single worker count as the mean of their two runs, which
 lie around what they are compared with: the machine's speed drifts within
 minutes, and a drift that goes one way through the run cancels out.
 
-A rate is taken over the window in which every process of a phase is busy:
-from the first poll that shows all of them moving to the poll that shows the
-expected count (or one of them done), so start-up and group joins do not
-count against anyone.
+A rate is taken over the time in which every process of a phase is busy
+(``bench.workers.busy_rate``): the intervals between polls in which each of
+them is between two batches less than 3 s apart, so start-up, the pauses of
+a group forming and the tail after the first ran out of work count against
+no one.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ Shared by the benchmark (:mod:`bench.run`), its identity check
 
 from __future__ import annotations
 
+import bisect
 import os
 import shutil
 import subprocess
@@ -25,8 +26,8 @@ from devstack.workers import ROOT, Worker, settings_env
 from stream.config import Settings, Topics
 
 POLL_S = 0.1
-MIN_WINDOW_S = 3.0  # a shorter busy window is no measurement
-STALL_S = 3.0  # a worker whose count has not moved this long has run out of work
+MIN_WINDOW_S = 3.0  # less time busy together is no measurement
+STALL_S = 3.0  # a worker whose count has not moved this long is paused or out of work
 
 
 
@@ -71,23 +72,20 @@ def received(worker: Worker, path: str) -> int:
 def busy_rate(workers: list[Worker], path: str, expected: int, timeout: float = 600.0,
               progress: Callable[[int], None] | None = None) -> Busy:
     """Poll ``path`` (a JSON ``received`` count) of every worker until they
-    have ``expected`` together; the rate over the window all were busy: from
-    the first poll at which each has counted a batch, to the last count of
-    the first worker to run out of work (a count moves once per batch, so
-    a worker is out of work only after ``STALL_S`` without a move). A stall
-    that would leave a window shorter than ``MIN_WINDOW_S`` is a pause (a
-    rebalance as the group forms), not the end: the window starts again
-    once every worker has moved since."""
+    have ``expected`` together; the events/s over the time all of them were
+    busy. A count moves once per batch: a worker is busy between two moves
+    less than ``STALL_S`` apart, and a longer gap is a pause (a rebalance as
+    the group forms) or the end of its share. The rate sums the events and
+    the seconds of the polls' intervals in which every worker was busy, so
+    neither a pause nor the tail after the first worker ran out counts."""
     n = len(workers)
-    history: list[tuple[float, int]] = []  # (time, total) of every answered poll
+    polls: list[tuple[float, int]] = []  # (time, total) of every answered poll
+    moves: list[list[float]] = [[] for _ in range(n)]
     last = [0] * n
-    changed_at = [0.0] * n
-    start: tuple[float, int] | None = None
-    paused_at = 0.0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         counts = [received(w, path) for w in workers]
-        now = time.monotonic()  # after the polls: a slow answer must not shorten the window
+        now = time.monotonic()  # after the polls: a slow answer must not shorten an interval
         for w in workers:
             w.check_alive()
         if min(counts) < 0:  # a busy worker's web view can miss a poll: decide nothing on it
@@ -95,33 +93,35 @@ def busy_rate(workers: list[Worker], path: str, expected: int, timeout: float = 
             continue
         for i, (c, p) in enumerate(zip(counts, last)):
             if c != p:
-                changed_at[i] = now
+                moves[i].append(now)
         last = counts
-        total = sum(counts)
-        history.append((now, total))
+        polls.append((now, sum(counts)))
         if progress is not None:
-            progress(total)
-        if start is None and min(counts) > 0 and min(changed_at) > paused_at:
-            start = (now, total)
-        end: tuple[float, int] | None = None
-        if start is not None and total >= expected:
-            end = (now, total)
-        elif start is not None and n > 1 and now - min(changed_at) >= STALL_S:
-            first_done = min(changed_at)
-            end = max((h for h in history if h[0] <= first_done), default=start)
-            if end[0] - start[0] < MIN_WINDOW_S:
-                start, end, paused_at = None, None, now
-        elif start is None and total >= expected:
-            raise BenchError(f"the {n} workers were never busy together for {MIN_WINDOW_S:.0f} s: "
-                             "too few events to measure (raise --events)")
-        if end is not None:
-            window = end[0] - start[0]
-            if window < MIN_WINDOW_S:
-                raise BenchError(f"all {n} workers were busy together for only {window:.1f} s: "
-                                 "too few events to measure (raise --events)")
-            return Busy((end[1] - start[1]) / window, window, end[1] - start[1])
+            progress(sum(counts))
+        if sum(counts) >= expected:
+            return together(polls, moves)
         time.sleep(POLL_S)
     raise BenchError(f"workers received {sum(last)} of {expected} events in {timeout:.0f} s")
+
+
+def together(polls: list[tuple[float, int]], moves: list[list[float]]) -> Busy:
+    """Events and seconds of the intervals between polls in which every
+    worker was busy (see :func:`busy_rate`)."""
+    def busy(times: list[float], start: float, end: float) -> bool:
+        before = bisect.bisect_right(times, start) - 1
+        after = bisect.bisect_left(times, end)
+        return before >= 0 and after < len(times) and times[after] - times[before] < STALL_S
+
+    seconds = 0.0
+    events = 0
+    for (t0, n0), (t1, n1) in zip(polls, polls[1:]):
+        if all(busy(times, t0, t1) for times in moves):
+            seconds += t1 - t0
+            events += n1 - n0
+    if seconds < MIN_WINDOW_S:
+        raise BenchError(f"all {len(moves)} workers were busy together for only {seconds:.1f} s: "
+                         "too few events to measure (raise --events)")
+    return Busy(events / seconds, seconds, events)
 
 
 def wait_received(workers: list[Worker], path: str, expected: int, timeout: float = 300.0) -> None:

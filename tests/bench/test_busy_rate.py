@@ -48,11 +48,18 @@ def test_a_rebalance_pause_early_on_restarts_the_window() -> None:
     assert 1500 < busy.rate < 2500  # two workers at 1,000 a second, measured after the pause
 
 
-def test_the_window_ends_when_the_first_worker_runs_out() -> None:
-    steady = _paused(1000.0, 0.0, (99.0, 99.0), 10**6)
+def test_the_time_after_the_first_worker_runs_out_does_not_count() -> None:
+    steady = _paused(1000.0, 0.0, (99.0, 99.0), 3000)  # drains its share in 3 s
     short = _paused(1000.0, 0.0, (99.0, 99.0), 1800)  # out of work at 1.8 s
-    busy = busy_rate([ScriptedWorker(steady), ScriptedWorker(short)], "/x", 10**6, timeout=10)
-    assert 1.2 <= busy.window_s <= 2.0 and 1500 < busy.rate < 2500
+    busy = busy_rate([ScriptedWorker(steady), ScriptedWorker(short)], "/x", 4800, timeout=10)
+    assert 1.5 <= busy.window_s <= 2.0 and 1700 < busy.rate < 2300
+
+
+def test_a_pause_in_the_middle_is_left_out() -> None:
+    # busy 0-1.5 s, paused 1.5-2.5 s (a rebalance), busy again until 2,000 each (3.0 s)
+    script = _paused(1000.0, 0.0, (1.5, 2.5), 2000)
+    busy = busy_rate([ScriptedWorker(script), ScriptedWorker(script)], "/x", 4000, timeout=10)
+    assert 1.7 <= busy.window_s <= 2.1 and 1700 < busy.rate < 2300
 
 
 def test_workers_never_busy_together_long_enough_say_so() -> None:
