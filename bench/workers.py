@@ -28,6 +28,7 @@ from stream.config import Settings, Topics
 POLL_S = 0.1
 MIN_WINDOW_S = 3.0  # less time busy together is no measurement
 STALL_S = 3.0  # a worker whose count has not moved this long is paused or out of work
+PAUSE_FACTOR = 3.0  # ... or this many times its median gap between batches, if longer
 
 
 
@@ -74,7 +75,8 @@ def busy_rate(workers: list[Worker], path: str, expected: int, timeout: float = 
     """Poll ``path`` (a JSON ``received`` count) of every worker until they
     have ``expected`` together; the events/s over the time all of them were
     busy. A count moves once per batch: a worker is busy between two moves
-    less than ``STALL_S`` apart, and a longer gap is a pause (a rebalance as
+    less than ``STALL_S`` apart (or ``PAUSE_FACTOR`` times its usual gap, when
+    its batches take that long), and a longer gap is a pause (a rebalance as
     the group forms) or the end of its share. The rate sums the events and
     the seconds of the polls' intervals in which every worker was busy, so
     neither a pause nor the tail after the first worker ran out counts."""
@@ -107,15 +109,20 @@ def busy_rate(workers: list[Worker], path: str, expected: int, timeout: float = 
 def together(polls: list[tuple[float, int]], moves: list[list[float]]) -> Busy:
     """Events and seconds of the intervals between polls in which every
     worker was busy (see :func:`busy_rate`)."""
-    def busy(times: list[float], start: float, end: float) -> bool:
+    def pause(times: list[float]) -> float:
+        gaps = sorted(b - a for a, b in zip(times, times[1:]))
+        return max(STALL_S, PAUSE_FACTOR * gaps[len(gaps) // 2]) if gaps else STALL_S
+
+    def busy(times: list[float], limit: float, start: float, end: float) -> bool:
         before = bisect.bisect_right(times, start) - 1
         after = bisect.bisect_left(times, end)
-        return before >= 0 and after < len(times) and times[after] - times[before] < STALL_S
+        return before >= 0 and after < len(times) and times[after] - times[before] < limit
 
+    limits = [pause(times) for times in moves]
     seconds = 0.0
     events = 0
     for (t0, n0), (t1, n1) in zip(polls, polls[1:]):
-        if all(busy(times, t0, t1) for times in moves):
+        if all(busy(times, limit, t0, t1) for times, limit in zip(moves, limits)):
             seconds += t1 - t0
             events += n1 - n0
     if seconds < MIN_WINDOW_S:

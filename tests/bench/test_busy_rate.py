@@ -66,3 +66,12 @@ def test_workers_never_busy_together_long_enough_say_so() -> None:
     script = _paused(1000.0, 0.1, (0.4, 1.0), 450)  # done before the pause ends
     with pytest.raises(BenchError, match="too few events"):
         busy_rate([ScriptedWorker(script), ScriptedWorker(script)], "/x", 900, timeout=10)
+
+
+def test_a_worker_with_long_batches_is_busy_between_them() -> None:
+    # one worker moves every 0.5 s (longer than a stall here) in steps of 500: a loaded machine
+    def lumpy(t: float) -> int:
+        return min(2000, 500 * int(t / 0.5))
+    steady = _paused(1000.0, 0.0, (99.0, 99.0), 2000)
+    busy = busy_rate([ScriptedWorker(lumpy), ScriptedWorker(steady)], "/x", 4000, timeout=10)
+    assert busy.window_s >= 1.2 and 1500 < busy.rate < 2500
