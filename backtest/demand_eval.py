@@ -76,7 +76,7 @@ class DailyDemand:
     items: list[str]
     first_day: int
     units: np.ndarray
-    lines: np.ndarray | None = None
+    lines: np.ndarray
 
     @classmethod
     def from_days(cls, rows: Iterable[tuple[str, str, int]]) -> "DailyDemand":
@@ -214,7 +214,7 @@ def ours(demand: DailyDemand, s: Setup, half_life_days: float = HALF_LIFE_DAYS, 
     rhythm = WeeklyRhythm()
     totals = demand.units.sum(axis=0)
     rows = demand.units[s.series]
-    lines = demand.lines[s.series] if demand.lines is not None else (rows > 0).astype(float)
+    lines = demand.lines[s.series]
     forecasters = [DemandForecaster(half_life_days, spread, mass, units_half_life_days) for _ in s.series]
     shape = s.actual.shape
     point, med, lo, hi = (np.zeros(shape) for _ in range(4))

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.text import UNKNOWN, rating_label
+from models.text import UNKNOWN, is_cjk, rating_label
 from stream.config import Settings
 from stream.outputs import Message
 from stream.processor import Processor
@@ -182,10 +182,6 @@ def offline_sentiment(reviews: Sequence[Review], seed: int) -> dict:
             "roc_auc": _auc(y, p), "accuracy": float(((p > 0.5) == y).mean())}
 
 
-def _is_chinese(text: str) -> bool:
-    return any("\u4e00" <= c <= "\u9fff" for c in text)
-
-
 def pretrained_sentiment(scored: Sequence[tuple[TextEvent, ScoredText]], warmup: int = SENTIMENT_WARMUP,
                          seed: int = 1, sample: int = PEER_SAMPLE, progress: bool = False) -> dict:
     """snownlp's pretrained sentiment on the rated reviews after the warm-up
@@ -202,7 +198,7 @@ def pretrained_sentiment(scored: Sequence[tuple[TextEvent, ScoredText]], warmup:
     peer: dict = {"model": "snownlp pretrained (Chinese)", "texts": len(rated)}
     if not rated:
         return {**peer, "skipped": f"no rated review after the first {warmup:,}"}
-    if sum(_is_chinese(text) for text, _, _ in rated) < len(rated) / 2:
+    if sum(any(is_cjk(c) for c in text) for text, _, _ in rated) < len(rated) / 2:
         return {**peer, "skipped": "most reviews are not Chinese"}
     try:
         from snownlp import SnowNLP

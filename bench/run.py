@@ -24,9 +24,9 @@ minutes, and a drift that goes one way through the run cancels out.
 
 A rate is taken over the time in which every process of a phase is busy
 (``bench.workers.busy_rate``): the intervals between polls in which each of
-them is between two batches less than 3 s apart, so start-up, the pauses of
-a group forming and the tail after the first ran out of work count against
-no one.
+them is between two batches less than 3 s (or three times its usual gap)
+apart, so start-up, the pauses of a group forming and the tail after the
+first ran out of work count against no one.
 """
 
 from __future__ import annotations

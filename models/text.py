@@ -95,7 +95,7 @@ class TextFeatures:
 
     def terms(self, text: str) -> list[str]:
         toks = tokens(text)
-        cjk = [len(t) == 1 and _cjk(t) for t in toks]
+        cjk = [len(t) == 1 and is_cjk(t) for t in toks]
         out = toks + [a + b if ca and cb else f"{a} {b}"
                       for a, b, ca, cb in zip(toks, toks[1:], cjk, cjk[1:])]
         n = self.subword
@@ -120,7 +120,8 @@ def slots_of(hashed: dict[str, int]) -> np.ndarray:
     return np.fromiter(slots, dtype=np.int64, count=len(slots))
 
 
-def _cjk(token: str) -> bool:
+def is_cjk(token: str) -> bool:
+    """A CJK ideograph (one character)."""
     return "\u3400" <= token <= "\u9fff" or "\uf900" <= token <= "\ufaff"
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The demand forecaster's knobs on the 64 origins before the online-retail
-protocol's (where HALF_LIFE_DAYS and INTERVAL_MASS in models/demand.py were
-chosen), or on the protocol itself with --protocol (to look, not to choose).
+protocol's (where HALF_LIFE_DAYS, UNITS_PER_LINE_HALF_LIFE_DAYS and
+INTERVAL_MASS in models/demand.py were chosen), or on the protocol itself with --protocol (to look, not to choose).
 
     python scripts/demand_tune.py ../shared/data/online-retail/online_retail.csv.gz
 """

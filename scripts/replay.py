@@ -10,7 +10,8 @@ Example (the published train/test split of the yoochoose sample)::
         --eval-from ../shared/data/yoochoose-100k/test.tsv --out out/test
 
 Reviews and customer-service messages (sentiment and intent, prequential,
-with the offline reference)::
+with the offline reference, and snownlp's pretrained sentiment on Chinese
+reviews)::
 
     python scripts/replay.py \\
         --reviews ../shared/data/reviews-zh/online_shopping_10_cats.csv.gz \\

@@ -14,8 +14,8 @@ its 80 % interval) and ``SHOPSTREAM_SURGE_MIN_UNITS`` raises one
 ``demand_surge`` alert for that day. Purchases of a day already closed for their series (behind the
 watermark) are counted as ``late_units`` and not learned.
 
-Its state is plain numbers (``to_dict``/``from_dict``): per series the
-forecaster's seven numbers, its open days and the day of its last surge.
+Its state is plain numbers: per series the forecaster's seven numbers, its
+open days (units and order lines) and the day of its last surge.
 """
 
 from __future__ import annotations
@@ -54,14 +54,9 @@ class Series:
     expected: float = 0.0
 
     def to_list(self) -> list:
-        return [self.forecaster.to_list(), sorted(self.open.items()), sorted(self.first_sale.items()),
-                self.surged, sorted(self.lines.items())]
-
-    @classmethod
-    def from_list(cls, values: list) -> "Series":
-        return cls(DemandForecaster.from_list(values[0]), {int(d): u for d, u in values[1]},
-                   {int(d): n for d, n in (values[4] if len(values) > 4 else [])},
-                   {int(d): t for d, t in values[2]}, int(values[3]))
+        """Plain numbers, to compare books (Redis keeps the parts apart: stream/demand_redis.py)."""
+        return [self.forecaster.to_list(), sorted(self.open.items()), sorted(self.lines.items()),
+                sorted(self.first_sale.items()), self.surged]
 
 
 @dataclass(slots=True)

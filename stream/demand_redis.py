@@ -147,8 +147,9 @@ def series_doc(s: Series) -> bytes:
     return orjson.dumps([s.forecaster.to_list(), s.surged])
 
 
-def commit_args(book: DemandBook, keys: DemandKeys, loaded: Loaded) -> dict:
-    """The ``demand`` part of the commit script's argument."""
+def commit_args(book: DemandBook, keys: DemandKeys, loaded: Loaded) -> tuple[dict, list[tuple[str, str]]]:
+    """The ``demand`` part of the commit script's argument, and the documents it
+    rewrites as they were read (the script's ``cas``: written only if still so)."""
     j = book.journal
     assert j is not None
     cas, docs = [], []
@@ -166,7 +167,7 @@ def commit_args(book: DemandBook, keys: DemandKeys, loaded: Loaded) -> dict:
     # Series whose earliest open day may have moved: recomputed in the script.
     pending = sorted({k for k, _ in j.units} | set(j.days_closed))
     return {
-        "cas": cas, "docs": docs, "units": units, "first": first, "closed": closed,
+        "docs": docs, "units": units, "first": first, "closed": closed,
         "pending_key": keys.pending,
         "pending": [(k, keys.days(k)) for k in pending],
         "totals_key": keys.totals,
@@ -176,18 +177,10 @@ def commit_args(book: DemandBook, keys: DemandKeys, loaded: Loaded) -> dict:
         "readings": [(keys.days(k), str(u), repr(t)) for k, (u, t) in j.readings.items()],
         "sold": [(keys.days(k), repr(t), str(u)) for k, (t, u) in j.sold.items()],
         "stock_alerted": [(keys.days(k), repr(t)) for k, t in j.stock_alerted.items()],
-    }
+    }, cas
 
 
 # The demand part of COMMIT_BATCH (stream/redis_scripts.py), run after the checks.
-LUA_CHECK = """\
-if b.demand then
-    for _, c in ipairs(b.demand.cas) do
-        if (redis.call('GET', c[1]) or '') ~= c[2] then return 0 end
-    end
-end
-"""
-
 LUA_APPLY = """\
 if b.demand then
     local d = b.demand

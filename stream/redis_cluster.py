@@ -260,9 +260,10 @@ _VOICE = {"voice"}  # [key, index of the document, expiry] (stream/voice_batch.p
 def split_batch(batch: dict, docs: list[bytes], keys: ClusterKeys) -> dict[str, tuple[dict, list[bytes]]]:
     """COMMIT_BATCH's document and documents, one part per hash tag; every
     part has every field (empty where nothing of it falls there)."""
-    # "voice_cas" is dropped: a slot's part is applied after the batch committed, too late to
-    # run it again, so an item's satisfaction is the last writer's on a cluster (README).
-    batch = {name: v for name, v in batch.items() if name != "voice_cas"}
+    # "cas" is dropped: a slot's part is applied after the batch committed, too late to run
+    # it again, so an item's satisfaction is the last writer's on a cluster (README; demand,
+    # the other user of "cas", is off on a cluster).
+    batch = {name: v for name, v in batch.items() if name != "cas"}
     unknown = set(batch) - _SCALARS - _KEYED - _DOCS - _ITEMS - _CAMPAIGN - _VOICE - {"trim", "pop", "day"}
     if unknown:
         raise RuntimeError(f"the Redis Cluster layout does not know the batch's {sorted(unknown)} yet "

@@ -52,7 +52,7 @@ return cjson.encode({rows = rows, occ = occ, pop = pop, ver = ver, top = top,
                      srows = srows, sids = sids, sdocs = sdocs})
 """
 
-from stream.demand_redis import LUA_APPLY as DEMAND_APPLY, LUA_CHECK as DEMAND_CHECK  # noqa: E402
+from stream.demand_redis import LUA_APPLY as DEMAND_APPLY  # noqa: E402
 
 COMMIT_BATCH = """\
 -- Apply one batch atomically, if and only if no other worker has moved the
@@ -72,17 +72,18 @@ COMMIT_BATCH = """\
 --   "sent": [[field, integer increment]], "day_key": k, "day": day or "",
 --   "demand": optional, see stream/demand_redis.py,
 --   "voice": [[key, i, expiry s]] (optional),
---   "voice_cas": [[key, document as read or ""]] (optional: items' satisfaction)}
+--   "cas": [[key, document as read or ""]] (optional: documents other workers
+--     may rewrite too, demand's and items' satisfaction; any moved refuses the batch)}
 -- Numbers travel as strings: Lua would print them with 14 digits only.
 local b = cjson.decode(ARGV[1])
 for _, o in ipairs(b.offsets) do
     local current = redis.call('GET', o[1]) or ''
     if current ~= o[2] then return 0 end
 end
-for _, c in ipairs(b.voice_cas or {}) do
+for _, c in ipairs(b.cas or {}) do
     if (redis.call('GET', c[1]) or '') ~= c[2] then return 0 end
 end
-""" + DEMAND_CHECK + """local flags = {}
+local flags = {}
 for i, c in ipairs(b.checked) do
     flags[i] = ((redis.call('HGET', b.ver_key, c[1]) or '') == c[2]) and 1 or 0
 end

@@ -418,12 +418,17 @@ class RedisState:
             "day_key": keys.campaign_day,
             "day": "" if view.new_campaign_day is None else str(view.new_campaign_day),
         }
+        # Documents every worker may rewrite (demand series and the shop's rhythm,
+        # items' satisfaction): written only if still as this batch read them.
+        cas: list[tuple[str, str]] = []
         if view.demand is not None and read.demand is not None:
-            batch["demand"] = demand_redis.commit_args(view.demand, self.demand_keys, read.demand)
+            batch["demand"], cas = demand_redis.commit_args(view.demand, self.demand_keys, read.demand)
         if view.voice is not None:
             batch["voice"] = self._voice_writes(view.voice, docs)
-            batch["voice_cas"] = [(self.keys.item_voice(i), (view.voice.items_read.get(i) or b"").decode())
-                                  for i in sorted(view.voice.dirty_items)]
+            cas += [(self.keys.item_voice(i), (view.voice.items_read.get(i) or b"").decode())
+                    for i in sorted(view.voice.dirty_items)]
+        if cas:
+            batch["cas"] = cas
         reply = await self._write(batch, docs)
         if not reply:
             return False

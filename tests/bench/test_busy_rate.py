@@ -1,4 +1,4 @@
-"""The bench's busy window over several workers: a pause as the group forms is not the end."""
+"""The bench's busy time over several workers: pauses, slow batches and the tail after the first is done."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bench_workers, "MIN_WINDOW_S", 1.0)
 
 
-def test_a_rebalance_pause_early_on_restarts_the_window() -> None:
+def test_a_rebalance_pause_as_the_group_forms_is_left_out() -> None:
     # both count from 0.1 s, stop for 0.6 s (longer than a stall) at 0.4 s, then drain 1,500 each
     script = _paused(1000.0, 0.1, (0.4, 1.0), 1500)
     busy = busy_rate([ScriptedWorker(script), ScriptedWorker(script)], "/x", 3000, timeout=10)
