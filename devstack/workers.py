@@ -141,6 +141,18 @@ class Worker:
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+    def stacks(self, wait: float = 2.0) -> str:
+        """What the worker's tasks are waiting on now (stream/task_dump.py:
+        its log's answer to SIGUSR2)."""
+        if self.proc is None or self.proc.poll() is not None or self.log_path is None:
+            return ""
+        start = self.log_path.stat().st_size
+        os.kill(self.proc.pid, signal.SIGUSR2)
+        time.sleep(wait)
+        with open(self.log_path, "rb") as log:
+            log.seek(start)
+            return log.read().decode(errors="replace")
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)

@@ -29,7 +29,7 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from models.cooccurrence import COMPILED
-from stream import campaigns
+from stream import campaigns, task_dump
 from stream.batching import batch_limit
 from stream.clock import EventClock
 from stream.config import Settings
@@ -40,6 +40,7 @@ from stream.kafka_transport import Transport as KafkaTransport
 from stream.learner import Learner, ModelRow, encode_rows
 from stream.lost_topics import restart_partitions_past_their_end
 from stream.outputs import DeadLetter, Message, UserView
+from stream.partition_watch import PartitionWatch
 from stream.processor import BatchResult, Processor
 from stream.redis_cluster import open_state, with_cluster_detected
 from stream.snapshots import NEWER_THERE, SAVED, BackgroundSave, SnapshotStore
@@ -48,6 +49,8 @@ from stream.topics import create_topics
 
 log = logging.getLogger("shopstream")
 FETCHES_BUFFERED = 4  # fetches read ahead of the batch in work
+PARTITION_STALL_S = 20.0  # messages waiting this long in a partition nothing of which finishes
+BROKER_CALL_TIMEOUT_S = 10.0  # a batch waits no longer on the broker's end offsets
 LEARN_SLICE_S, LEARN_STEP = 0.005, 16  # learning between two looks at the event loop
 
 settings = with_cluster_detected(Settings.from_env())  # the URL may name a Redis Cluster
@@ -244,6 +247,9 @@ async def ingest_batch(fetched_messages: list[faust.types.Message]) -> None:
             count_batch(await handle_new_topics_too(messages), len(messages))
         for m in batch:
             consumer.ack(m)
+            tp = (m.topic, m.partition)
+            if m.offset > finished.get(tp, -1):
+                finished[tp] = m.offset
 
 
 async def handle_new_topics_too(messages: list[Message]) -> BatchResult:
@@ -260,13 +266,13 @@ async def handle_new_topics_too(messages: list[Message]) -> BatchResult:
 async def restart_partitions_lost(partitions: set[TP]) -> bool:
     """Restart the partitions the state is past the end of (stream/lost_topics.py)."""
     try:
-        ends = await app.consumer.highwaters(*partitions)
+        ends = await asyncio.wait_for(app.consumer.highwaters(*partitions), BROKER_CALL_TIMEOUT_S)
         restarted = await restart_partitions_past_their_end(
             state.client, settings.prefix, {(tp.topic, tp.partition): end for tp, end in ends.items()},
             state.keys,
         )
-    except (RedisError, OSError, KafkaError) as exc:
-        log.warning("could not compare the state's offsets with the input topics (%s)", exc)
+    except (RedisError, OSError, KafkaError, asyncio.TimeoutError) as exc:
+        log.warning("could not compare the state's offsets with the input topics (%r)", exc)
         return False
     health.counters.partitions_restarted += len(restarted)
     return bool(restarted)
@@ -284,6 +290,89 @@ def count_batch(result: BatchResult, received: int) -> None:
     counters.recommendations += len(result.recommendations)
     counters.alerts += len(result.alerts)
     counters.last_batch = time.monotonic()
+
+
+# The last offset each input partition's batches finished, for the watch below.
+finished: dict[tuple[str, int], int] = {}
+partition_watch = PartitionWatch(stall_s=PARTITION_STALL_S)
+watched_generation = [-1]
+
+
+@app.timer(interval=5.0)
+async def watch_partitions() -> None:
+    """Read again an input partition the consumer stopped delivering while
+    the worker's other batches went on (stream/partition_watch.py)."""
+    generation = app.consumer_generation_id
+    if generation != watched_generation[0]:  # a rebalance: every partition starts again
+        watched_generation[0] = generation
+        finished.clear()
+        partition_watch.reset()
+        return
+    partitions = assigned_inputs()
+    if app.rebalancing or not health.ok or not partitions:
+        partition_watch.reset()
+        return
+    try:
+        ends = await asyncio.wait_for(app.consumer.highwaters(*(TP(t, p) for t, p in partitions)),
+                                      BROKER_CALL_TIMEOUT_S)
+    except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        log.warning("could not read the input partitions' end offsets (%r)", exc)
+        return
+    committed = app.consumer._committed_offset  # the next offset, as of the last commit or seek
+    done = {(t, p): max(finished.get((t, p), -1), (committed.get(TP(t, p)) or 0) - 1) for t, p in partitions}
+    stalled = partition_watch.stalled(time.monotonic(), done, {
+        (tp.topic, tp.partition): end for tp, end in ends.items() if end is not None})
+    if not stalled:
+        return
+    if time.monotonic() - health.counters.last_batch >= PARTITION_STALL_S:
+        # No batch at all finished: the agent waits on something; reading
+        # again would not help. Say where it waits.
+        log.warning("no batch finished in %.0f s with messages waiting in %s", PARTITION_STALL_S,
+                    ", ".join(f"{t}[{p}]" for t, p in stalled))
+        task_dump.log_tasks()
+        return
+    for topic, partition in stalled:
+        await read_again(TP(topic, partition), ends[TP(topic, partition)])
+
+
+async def read_again(tp: TP, end: int) -> None:
+    """Seek a stalled partition to the offset after the state's applied one."""
+    try:
+        raw = await state.client.get(state.keys.offset((tp.topic, tp.partition)))
+    except (RedisError, OSError) as exc:
+        log.warning("could not read the applied offset of %s[%d] (%s)", tp.topic, tp.partition, exc)
+        return
+    offset = int(raw) + 1 if raw is not None else 0
+    log.warning(
+        "input partition %s[%d]: messages up to offset %d wait, none finished for %.0f s while other "
+        "batches went on (%s); reading it again from offset %d, after the state's last applied",
+        tp.topic, tp.partition, end - 1, PARTITION_STALL_S, consumer_view(tp), offset)
+    await app.consumer.seek(tp, offset)
+    app.consumer.resume_partitions({tp})
+    finished[tp.topic, tp.partition] = max(finished.get((tp.topic, tp.partition), -1), offset - 1)
+    health.counters.partitions_read_again += 1
+
+
+def consumer_view(tp: TP) -> str:
+    """What Faust and aiokafka hold about a partition (for the warning above)."""
+    consumer: Any = app.consumer
+    parts = [f"delivered up to {consumer._read_offset.get(tp)}",
+             "active" if tp in (consumer._active_partitions or ()) else "not active",
+             "paused" if tp in consumer._paused_partitions else "not paused"]
+    try:
+        subscription = consumer._thread._ensure_consumer()._subscription.subscription
+        fetch = subscription.assignment.state_value(tp)
+        parts.append(f"fetch position {fetch._position}, awaiting reset {fetch.awaiting_reset}, "
+                     f"fetch paused {fetch.paused}")
+    except Exception as exc:  # internals of another library: say so, do not fail
+        parts.append(f"fetch state unknown ({type(exc).__name__})")
+    return "; ".join(parts)
+
+
+@app.task
+async def dump_tasks_on_sigusr2() -> None:
+    """``kill -USR2 <pid>`` logs what the worker's tasks wait on (stream/task_dump.py)."""
+    task_dump.install()
 
 
 @app.timer(interval=min(5.0, settings.idle_after_s))

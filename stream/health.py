@@ -71,6 +71,7 @@ class Counters:
     labels: int = 0
     batches: int = 0
     partitions_restarted: int = 0  # the state was past their end (stream/lost_topics.py)
+    partitions_read_again: int = 0  # stalled with messages waiting (stream/partition_watch.py)
     gc_full_passes: int = 0
     gc_full_ms: float = 0.0  # the latest pass
     started: float = field(default_factory=time.time)

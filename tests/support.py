@@ -103,17 +103,44 @@ def total_events(client: redis.Redis, prefix: str) -> int:
     return total
 
 
-def wait_for_events(client: redis.Redis, prefix: str, expected: int, worker: Worker,
+def wait_for_events(client: redis.Redis, prefix: str, expected: int, worker: Worker | list[Worker],
                     timeout: float = 120.0) -> None:
+    """Until the state holds ``expected`` events; else an assertion that says
+    where each partition's applied offset stands and what the workers counted."""
+    workers = worker if isinstance(worker, list) else [worker]
     deadline = time.monotonic() + timeout
     seen = -1
     while time.monotonic() < deadline:
         seen = total_events(client, prefix)
         if seen >= expected:
             return
-        worker.check_alive()
+        for w in workers:
+            w.check_alive()
         time.sleep(0.5)
-    raise AssertionError(f"state holds {seen} of {expected} events:\n{worker.log_tail()}")
+    raise AssertionError(f"state holds {seen} of {expected} events; {applied_offsets(client, prefix)}\n"
+                         + "\n".join(f"{w.workdir.name}: {_counters(w)}\n{w.log_tail()}\n"
+                                      f"{w.workdir.name}'s tasks:\n{w.stacks()}" for w in workers))
+
+
+def applied_offsets(client: redis.Redis, prefix: str) -> str:
+    """The last input offset applied per partition, as the state records it."""
+    from stream.redis_cluster import plain_name
+
+    offsets = {}
+    for key in client.scan_iter(match=f"{prefix}*offset:*", count=1000):
+        name = plain_name(key.decode()[len(prefix):])
+        if name.startswith("offset:"):
+            offsets[name[len("offset:"):]] = int(client.get(key))
+    return "applied offsets " + ", ".join(f"{k}={v}" for k, v in sorted(offsets.items()))
+
+
+def _counters(worker: Worker) -> dict:
+    try:
+        metrics = worker.metrics()
+    except (OSError, ValueError) as exc:
+        return {"metrics": f"unavailable ({exc})"}
+    names = ("received", "processed", "already_applied", "duplicates", "dead_lettered", "batches")
+    return {k: metrics.get(k) for k in names}
 
 
 def push(settings: Settings, events: Path, rate: int = 0) -> subprocess.Popen:

@@ -1,0 +1,78 @@
+"""Input partitions the worker owns, has messages waiting in, and has stopped
+reading: a consumer that fetches nothing more from a partition after a
+rebalance, without an error. Kafka's group still lists the partition as
+ours, so no other worker takes it; the state would fall behind for good.
+
+The worker's timer gives ``PartitionWatch`` each partition's end offset and
+the last offset its batches finished (applied, skipped as applied already,
+or dead-lettered). A partition with messages waiting whose finished offset
+has not moved for ``stall_s`` while the worker's other batches went on is
+stalled: the worker logs why it thinks so and reads the partition again from
+the state's applied offset (stream/app.py ``watch_partitions``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TopicPartition = tuple[str, int]
+
+
+@dataclass
+class PartitionWatch:
+    """Which partitions stopped moving with messages waiting.
+
+    >>> watch = PartitionWatch(stall_s=20)
+    >>> tp = ("clicks", 2)
+    >>> watch.stalled(now=0, finished={tp: 99}, ends={tp: 900})
+    []
+    >>> watch.stalled(now=15, finished={tp: 99}, ends={tp: 900})
+    []
+    >>> watch.stalled(now=21, finished={tp: 99}, ends={tp: 900})
+    [('clicks', 2)]
+
+    Moving, or read to its end, a partition is not stalled:
+
+    >>> watch.stalled(now=50, finished={tp: 300}, ends={tp: 900})
+    []
+    >>> watch.stalled(now=90, finished={tp: 899}, ends={tp: 900})
+    []
+    >>> watch.stalled(now=200, finished={tp: 899}, ends={tp: 900})
+    []
+
+    A partition nothing was finished in yet counts from the first look:
+
+    >>> other = ("clicks", 3)
+    >>> watch.stalled(now=300, finished={}, ends={other: 5})
+    []
+    >>> watch.stalled(now=321, finished={}, ends={other: 5})
+    [('clicks', 3)]
+    """
+
+    stall_s: float = 20.0
+    # Per partition: the finished offset last seen and since when it stands.
+    _standing: dict[TopicPartition, tuple[int, float]] = field(default_factory=dict)
+
+    def stalled(self, now: float, finished: dict[TopicPartition, int],
+                ends: dict[TopicPartition, int]) -> list[TopicPartition]:
+        """The partitions in ``ends`` (next offset of each) whose finished
+        offset has stood still for ``stall_s`` with messages after it."""
+        out = []
+        for tp, end in sorted(ends.items()):
+            done = finished.get(tp, -1)
+            if end <= done + 1:
+                self._standing.pop(tp, None)
+                continue
+            seen = self._standing.get(tp)
+            if seen is None or seen[0] != done:
+                self._standing[tp] = (done, now)
+            elif now - seen[1] >= self.stall_s:
+                out.append(tp)
+                self._standing[tp] = (done, now)  # once per stall_s, not at every look
+        for tp in set(self._standing) - set(ends):
+            del self._standing[tp]
+        return out
+
+    def reset(self) -> None:
+        """Forget every partition (a rebalance: each starts counting again)."""
+        self._standing.clear()
