@@ -243,8 +243,10 @@ async def ingest_batch(fetched_messages: list[faust.types.Message]) -> None:
         # What a batch allocates dies with it, by reference counting, before
         # the collector runs again: it need not look at any of it (see
         # stream/gc_pause.py). Hence no name outlives the block for the result.
+        health.counters.batch_started = time.monotonic()
         with gc_paused():
             count_batch(await handle_new_topics_too(messages), len(messages))
+        health.counters.batch_started = None
         for m in batch:
             consumer.ack(m)
             tp = (m.topic, m.partition)
@@ -300,8 +302,8 @@ watched_generation = [-1]
 
 @app.timer(interval=5.0)
 async def watch_partitions() -> None:
-    """Read again an input partition the consumer stopped delivering while
-    the worker's other batches went on (stream/partition_watch.py)."""
+    """Read again an input partition the consumer stopped delivering
+    (stream/partition_watch.py)."""
     generation = app.consumer_generation_id
     if generation != watched_generation[0]:  # a rebalance: every partition starts again
         watched_generation[0] = generation
@@ -324,10 +326,11 @@ async def watch_partitions() -> None:
         (tp.topic, tp.partition): end for tp, end in ends.items() if end is not None})
     if not stalled:
         return
-    if time.monotonic() - health.counters.last_batch >= PARTITION_STALL_S:
-        # No batch at all finished: the agent waits on something; reading
-        # again would not help. Say where it waits.
-        log.warning("no batch finished in %.0f s with messages waiting in %s", PARTITION_STALL_S,
+    started = health.counters.batch_started
+    if started is not None and time.monotonic() - started >= PARTITION_STALL_S:
+        # The agent is inside one batch all this while: it waits on
+        # something, and reading again would not help. Say where it waits.
+        log.warning("a batch has run for %.0f s with messages waiting in %s", time.monotonic() - started,
                     ", ".join(f"{t}[{p}]" for t, p in stalled))
         task_dump.log_tasks()
         return
@@ -344,8 +347,8 @@ async def read_again(tp: TP, end: int) -> None:
         return
     offset = int(raw) + 1 if raw is not None else 0
     log.warning(
-        "input partition %s[%d]: messages up to offset %d wait, none finished for %.0f s while other "
-        "batches went on (%s); reading it again from offset %d, after the state's last applied",
+        "input partition %s[%d]: messages up to offset %d wait and none was delivered for %.0f s "
+        "(%s); reading it again from offset %d, after the state's last applied",
         tp.topic, tp.partition, end - 1, PARTITION_STALL_S, consumer_view(tp), offset)
     await app.consumer.seek(tp, offset)
     app.consumer.resume_partitions({tp})

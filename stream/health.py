@@ -76,10 +76,11 @@ class Counters:
     gc_full_ms: float = 0.0  # the latest pass
     started: float = field(default_factory=time.time)
     last_batch: float = 0.0  # monotonic time the latest batch ended
+    batch_started: float | None = None  # monotonic time the batch in work began
 
     def to_dict(self) -> dict:
         elapsed = max(time.time() - self.started, 1e-9)
-        d = {k: v for k, v in self.__dict__.items() if k not in ("started", "last_batch")}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("started", "last_batch", "batch_started")}
         d["uptime_s"] = round(elapsed, 1)
         d["events_per_s"] = round(self.received / elapsed, 1)
         return d

@@ -6,9 +6,10 @@ ours, so no other worker takes it; the state would fall behind for good.
 The worker's timer gives ``PartitionWatch`` each partition's end offset and
 the last offset its batches finished (applied, skipped as applied already,
 or dead-lettered). A partition with messages waiting whose finished offset
-has not moved for ``stall_s`` while the worker's other batches went on is
-stalled: the worker logs why it thinks so and reads the partition again from
-the state's applied offset (stream/app.py ``watch_partitions``).
+has not moved for ``stall_s`` is stalled: unless one batch has been running
+all that while (then the worker logs where its tasks wait), it logs what
+Faust and aiokafka hold about the partition and reads it again from the
+state's applied offset (stream/app.py ``watch_partitions``).
 """
 
 from __future__ import annotations
