@@ -168,38 +168,40 @@ class DemandBook:
         totals[day] = totals.get(day, 0) + quantity
         if j is not None:
             j.totals[day] = j.totals.get(day, 0) + quantity
-        alert = self._add("item:" + event.item_id, day, event)
+        alert = self._add("item:" + event.item_id, day, ts, quantity, event)
         if not event.category:
             return NO_ALERTS if alert is None else [alert]
         alerts = [] if alert is None else [alert]
-        alert = self._add("category:" + event.category, day, event)
+        alert = self._add("category:" + event.category, day, ts, quantity, event)
         if alert is not None:
             alerts.append(alert)
         return alerts
 
-    def _add(self, key: str, day: int, event: Event) -> Alert | None:
+    def _add(self, key: str, day: int, ts: float, quantity: int, event: Event) -> Alert | None:
         s = self.series.get(key)
         if s is None:
             s = self.series[key] = Series()
         open_days = s.open
         units = open_days.get(day)
         if units is None:
-            units = open_days[day] = event.quantity
+            units = open_days[day] = quantity
             s.lines[day] = 1
-            s.first_sale[day] = event.ts
-            if key not in self.pending or self.pending[key] > day:
-                self.pending[key] = day
+            s.first_sale[day] = ts
+            pending = self.pending
+            if pending.get(key, day) >= day:
+                pending[key] = day
         else:
-            units = open_days[day] = units + event.quantity
+            units = open_days[day] = units + quantity
             s.lines[day] += 1
-            if event.ts < s.first_sale[day]:
-                s.first_sale[day] = event.ts
+            first_sale = s.first_sale
+            if ts < first_sale[day]:
+                first_sale[day] = ts
         j = self.journal
         if j is not None:
-            j.units[key, day] = j.units.get((key, day), 0) + event.quantity
+            j.units[key, day] = j.units.get((key, day), 0) + quantity
             j.lines[key, day] = j.lines.get((key, day), 0) + 1
             j.first_sales[key, day] = s.first_sale[day]
-        if s.stock is not None and event.ts > s.stock_ts:
+        if s.stock is not None and ts > s.stock_ts:
             self._sell(key, s, day, event)
         if units < self.surge_min_units or s.surged == day:
             return None
@@ -325,23 +327,29 @@ class DemandBook:
         if today - 1 <= self.closed_through:
             return []
         j = self.journal
-        due = [k for k, first in self.pending.items() if first < today]
-        by_day: dict[int, list[str]] = {}
-        for key in due:
-            for day in self.series[key].open:
-                if day < today:
-                    by_day.setdefault(day, []).append(key)
+        series, pending = self.series, self.pending
+        due = [(k, series[k]) for k, first in pending.items() if first < today]
+        days = range(self.closed_through + 1, today)
+        by_day: dict[int, list[tuple[str, Series]]] = {}
+        if len(days) == 1:  # the usual close
+            day = days[0]
+            by_day[day] = [(k, s) for k, s in due if day in s.open]
+        else:
+            for key, s in due:
+                for day in s.open:
+                    if day < today:
+                        by_day.setdefault(day, []).append((key, s))
         sold: dict[str, int] = {}
+        rhythm, totals = self.rhythm, self.totals
         # Day by day, the shop's rhythm first: what a series learns does not
         # depend on how many days one close covers (how events fell into batches).
-        for day in range(self.closed_through + 1, today):
-            self.rhythm.learn_one(float(self.totals.pop(day, 0)), day)
+        for day in days:
+            rhythm.learn_one(float(totals.pop(day, 0)), day)
             if j is not None:
                 j.totals_closed.append(day)
-            for key in by_day.get(day, ()):
-                s = self.series[key]
-                sold[key] = s.open.pop(day)
-                s.forecaster.learn_one(sold[key], day, self.rhythm, s.lines.pop(day, None))
+            for key, s in by_day.get(day, ()):
+                sold[key] = units = s.open.pop(day)
+                s.forecaster.learn_one(units, day, rhythm, s.lines.pop(day, None))
                 s.first_sale.pop(day, None)
                 if j is not None:
                     j.days_closed.setdefault(key, []).append(day)
@@ -349,14 +357,13 @@ class DemandBook:
         if j is not None:
             j.shop = True
         out = []
-        for key in due:
-            s = self.series[key]
+        for key, s in due:
             if s.stock is not None:  # the forecast moved: the stock may no longer last
                 self._check_stock(key, s, today, watermark, "", None)
             if s.open:
-                self.pending[key] = min(s.open)
+                pending[key] = min(s.open)
             else:
-                del self.pending[key]
+                del pending[key]
             if j is not None:
                 j.docs.add(key)
             if forecast:
