@@ -32,6 +32,12 @@ class PartitionWatch:
     >>> watch.stalled(now=21, finished={tp: 99}, ends={tp: 900})
     [('clicks', 2)]
 
+    Read again once, it is not read again until it moves (a transactional
+    producer's last marker is an offset no batch ever finishes):
+
+    >>> watch.stalled(now=42, finished={tp: 99}, ends={tp: 900})
+    []
+
     Moving, or read to its end, a partition is not stalled:
 
     >>> watch.stalled(now=50, finished={tp: 300}, ends={tp: 900})
@@ -53,6 +59,8 @@ class PartitionWatch:
     stall_s: float = 20.0
     # Per partition: the finished offset last seen and since when it stands.
     _standing: dict[TopicPartition, tuple[int, float]] = field(default_factory=dict)
+    # Per partition: the finished offset it was last found stalled at.
+    _stalled_at: dict[TopicPartition, int] = field(default_factory=dict)
 
     def stalled(self, now: float, finished: dict[TopicPartition, int],
                 ends: dict[TopicPartition, int]) -> list[TopicPartition]:
@@ -67,9 +75,9 @@ class PartitionWatch:
             seen = self._standing.get(tp)
             if seen is None or seen[0] != done:
                 self._standing[tp] = (done, now)
-            elif now - seen[1] >= self.stall_s:
+            elif now - seen[1] >= self.stall_s and self._stalled_at.get(tp) != done:
                 out.append(tp)
-                self._standing[tp] = (done, now)  # once per stall_s, not at every look
+                self._stalled_at[tp] = done
         for tp in set(self._standing) - set(ends):
             del self._standing[tp]
         return out
@@ -77,3 +85,4 @@ class PartitionWatch:
     def reset(self) -> None:
         """Forget every partition (a rebalance: each starts counting again)."""
         self._standing.clear()
+        self._stalled_at.clear()
