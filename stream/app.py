@@ -49,7 +49,6 @@ from stream.topics import create_topics
 
 log = logging.getLogger("shopstream")
 FETCHES_BUFFERED = 4  # fetches read ahead of the batch in work
-PARTITION_STALL_S = 20.0  # messages waiting this long in a partition nothing of which finishes
 BROKER_CALL_TIMEOUT_S = 10.0  # a batch waits no longer on the broker's end offsets
 LEARN_SLICE_S, LEARN_STEP = 0.005, 16  # learning between two looks at the event loop
 
@@ -296,11 +295,11 @@ def count_batch(result: BatchResult, received: int) -> None:
 
 # The last offset each input partition's batches finished, for the watch below.
 finished: dict[tuple[str, int], int] = {}
-partition_watch = PartitionWatch(stall_s=PARTITION_STALL_S)
+partition_watch = PartitionWatch(stall_s=settings.partition_stall_s)
 watched_generation = [-1]
 
 
-@app.timer(interval=5.0)
+@app.timer(interval=min(5.0, settings.partition_stall_s / 2))
 async def watch_partitions() -> None:
     """Read again an input partition the consumer stopped delivering
     (stream/partition_watch.py)."""
@@ -327,7 +326,7 @@ async def watch_partitions() -> None:
     if not stalled:
         return
     started = health.counters.batch_started
-    if started is not None and time.monotonic() - started >= PARTITION_STALL_S:
+    if started is not None and time.monotonic() - started >= settings.partition_stall_s:
         # The agent is inside one batch all this while: it waits on
         # something, and reading again would not help. Say where it waits.
         log.warning("a batch has run for %.0f s with messages waiting in %s", time.monotonic() - started,
@@ -349,7 +348,7 @@ async def read_again(tp: TP, end: int) -> None:
     log.warning(
         "input partition %s[%d]: messages up to offset %d wait and none was delivered for %.0f s "
         "(%s); reading it again from offset %d, after the state's last applied",
-        tp.topic, tp.partition, end - 1, PARTITION_STALL_S, consumer_view(tp), offset)
+        tp.topic, tp.partition, end - 1, settings.partition_stall_s, consumer_view(tp), offset)
     await app.consumer.seek(tp, offset)
     app.consumer.resume_partitions({tp})
     finished[tp.topic, tp.partition] = max(finished.get((tp.topic, tp.partition), -1), offset - 1)

@@ -157,6 +157,9 @@ class Settings:
     # An input partition silent this long (wall time) no longer holds back
     # the event-time watermark; an idle worker sweeps this often.
     idle_after_s: float = 30.0
+    # An input partition with messages waiting, none of which is delivered
+    # this long, is read again from the state's offset (stream/partition_watch.py).
+    partition_stall_s: float = 20.0
     # Privacy: a key to pseudonymise user ids with (empty: ids as sent), and
     # whether the web view that erases a user is on.
     user_key: str = field(default="", repr=False)
