@@ -296,18 +296,15 @@ def count_batch(result: BatchResult, received: int) -> None:
 # The last offset each input partition's batches finished, for the watch below.
 finished: dict[tuple[str, int], int] = {}
 partition_watch = PartitionWatch(stall_s=settings.partition_stall_s)
-watched_generation = [-1]
 
 
 @app.timer(interval=min(5.0, settings.partition_stall_s / 2))
 async def watch_partitions() -> None:
     """Read again an input partition the consumer stopped delivering
     (stream/partition_watch.py)."""
-    generation = app.consumer_generation_id
-    if generation != watched_generation[0]:  # a rebalance: every partition starts again
-        watched_generation[0] = generation
+    if partition_watch.generation != app.consumer_generation_id:  # a rebalance: all start again
+        partition_watch.reset(app.consumer_generation_id)
         finished.clear()
-        partition_watch.reset()
         return
     partitions = assigned_inputs()
     if app.rebalancing or not health.ok or not partitions:

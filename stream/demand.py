@@ -330,15 +330,7 @@ class DemandBook:
         series, pending = self.series, self.pending
         due = [(k, series[k]) for k, first in pending.items() if first < today]
         days = range(self.closed_through + 1, today)
-        by_day: dict[int, list[tuple[str, Series]]] = {}
-        if len(days) == 1:  # the usual close
-            day = days[0]
-            by_day[day] = [(k, s) for k, s in due if day in s.open]
-        else:
-            for key, s in due:
-                for day in s.open:
-                    if day < today:
-                        by_day.setdefault(day, []).append((key, s))
+        by_day = {day: [(k, s) for k, s in due if day in s.open] for day in days}
         sold: dict[str, int] = {}
         rhythm, totals = self.rhythm, self.totals
         # Day by day, the shop's rhythm first: what a series learns does not
@@ -347,7 +339,7 @@ class DemandBook:
             rhythm.learn_one(float(totals.pop(day, 0)), day)
             if j is not None:
                 j.totals_closed.append(day)
-            for key, s in by_day.get(day, ()):
+            for key, s in by_day[day]:
                 sold[key] = units = s.open.pop(day)
                 s.forecaster.learn_one(units, day, rhythm, s.lines.pop(day, None))
                 s.first_sale.pop(day, None)

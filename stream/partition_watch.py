@@ -57,6 +57,7 @@ class PartitionWatch:
     """
 
     stall_s: float = 20.0
+    generation: int = -1  # the consumer group's generation the offsets belong to
     # Per partition: the finished offset last seen and since when it stands.
     _standing: dict[TopicPartition, tuple[int, float]] = field(default_factory=dict)
     # Per partition: the finished offset it was last found stalled at.
@@ -82,7 +83,10 @@ class PartitionWatch:
             del self._standing[tp]
         return out
 
-    def reset(self) -> None:
-        """Forget every partition (a rebalance: each starts counting again)."""
+    def reset(self, generation: int | None = None) -> None:
+        """Forget every partition (a rebalance, given its generation, or a
+        dependency down: each starts counting again)."""
+        if generation is not None:
+            self.generation = generation
         self._standing.clear()
         self._stalled_at.clear()
