@@ -1,4 +1,5 @@
-"""The Faust app: one ingest agent, a health timer and the web views.
+"""The Faust app: the ingest agent, the learn agent and the timers (the web
+views are in :mod:`stream.web`).
 
 Start it the Faust way::
 
@@ -24,12 +25,11 @@ import orjson
 import faust
 from aiokafka import AIOKafkaClient
 from faust.types import TP
-from faust.web import Request, Response, View
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from models.cooccurrence import COMPILED
-from stream import campaigns, task_dump
+from stream import task_dump
 from stream.batching import batch_limit
 from stream.clock import EventClock
 from stream.config import Settings
@@ -39,8 +39,8 @@ from stream.health import Dependency, Health
 from stream.kafka_transport import Transport as KafkaTransport
 from stream.learner import Learner, ModelRow, encode_rows
 from stream.lost_topics import restart_partitions_past_their_end
-from stream.outputs import DeadLetter, Message, UserView
-from stream.partition_watch import PartitionWatch
+from stream.outputs import DeadLetter, Message
+from stream.partition_watch import PartitionWatch, consumer_view
 from stream.processor import BatchResult, Processor
 from stream.redis_cluster import open_state, with_cluster_detected
 from stream.snapshots import NEWER_THERE, SAVED, BackgroundSave, SnapshotStore
@@ -243,9 +243,11 @@ async def ingest_batch(fetched_messages: list[faust.types.Message]) -> None:
         # the collector runs again: it need not look at any of it (see
         # stream/gc_pause.py). Hence no name outlives the block for the result.
         health.counters.batch_started = time.monotonic()
-        with gc_paused():
-            count_batch(await handle_new_topics_too(messages), len(messages))
-        health.counters.batch_started = None
+        try:
+            with gc_paused():
+                count_batch(await handle_new_topics_too(messages), len(messages))
+        finally:
+            health.counters.batch_started = None
         for m in batch:
             consumer.ack(m)
             tp = (m.topic, m.partition)
@@ -345,27 +347,11 @@ async def read_again(tp: TP, end: int) -> None:
     log.warning(
         "input partition %s[%d]: messages up to offset %d wait and none was delivered for %.0f s "
         "(%s); reading it again from offset %d, after the state's last applied",
-        tp.topic, tp.partition, end - 1, settings.partition_stall_s, consumer_view(tp), offset)
+        tp.topic, tp.partition, end - 1, settings.partition_stall_s, consumer_view(app.consumer, tp), offset)
     await app.consumer.seek(tp, offset)
     app.consumer.resume_partitions({tp})
     finished[tp.topic, tp.partition] = max(finished.get((tp.topic, tp.partition), -1), offset - 1)
     health.counters.partitions_read_again += 1
-
-
-def consumer_view(tp: TP) -> str:
-    """What Faust and aiokafka hold about a partition (for the warning above)."""
-    consumer: Any = app.consumer
-    parts = [f"delivered up to {consumer._read_offset.get(tp)}",
-             "active" if tp in (consumer._active_partitions or ()) else "not active",
-             "paused" if tp in consumer._paused_partitions else "not paused"]
-    try:
-        subscription = consumer._thread._ensure_consumer()._subscription.subscription
-        fetch = subscription.assignment.state_value(tp)
-        parts.append(f"fetch position {fetch._position}, awaiting reset {fetch.awaiting_reset}, "
-                     f"fetch paused {fetch.paused}")
-    except Exception as exc:  # internals of another library: say so, do not fail
-        parts.append(f"fetch state unknown ({type(exc).__name__})")
-    return "; ".join(parts)
 
 
 @app.task
@@ -570,150 +556,8 @@ async def check_dependencies() -> None:
         await client.close()
 
 
-@app.page("/health")
-async def health_view(web, request):  # type: ignore[no-untyped-def]
-    return web.json(health.to_dict(), status=200 if health.ok else 503)
-
-
-@app.page("/metrics")
-async def metrics_view(web, request):  # type: ignore[no-untyped-def]
-    models = processor.models
-    return web.json({
-        **health.counters.to_dict(),
-        # Co-occurrence rows of batches: read from Redis, or kept from earlier batches.
-        "rows_read": state.rows_read,
-        "rows_cached": state.rows_cached,
-        "models_version": models.version,
-        "propensity": models.metrics,
-        "fraud": {"threshold": models.fraud_threshold, **models.fraud_metrics},
-        # This worker's text models (stream/voice_batch.py): what they have learnt from.
-        "voice": {"sentiment_seen": dict(processor.voice.models.sentiment.seen),
-                  "sentiment_ready": processor.voice.models.sentiment.ready,
-                  "intents": len(processor.voice.models.intent.intents)},
-    })
-
-
-@app.page("/campaigns")
-async def campaigns_view(web, request):  # type: ignore[no-untyped-def]
-    """Treated against held out per action kind, campaign and segment, as of
-    the event-time watermark (stream/campaigns.py)."""
-    now = clock.watermark()
-    rows = campaigns.report(await state.campaign_counts(), now, settings.offer_window_days,
-                            processor.campaign_costs)
-    return web.json({"as_of": now, "window_days": settings.offer_window_days,
-                     "holdout_share": settings.holdout_share, "campaigns": rows})
-
-
-@app.page("/segments")
-async def segments_view(web, request):  # type: ignore[no-untyped-def]
-    models = processor.models
-    return web.json({"models_version": models.version, "segments": models.segments.profiles()})
-
-
-async def _per_user(web, user_id: str, fetch, what: str):  # type: ignore[no-untyped-def]
-    if len(user_id) > 256:
-        return web.json({"error": "user id too long"}, status=400)
-    found = await fetch(processor.pseudonym(user_id))  # the shop asks by its own id
-    if found is None:
-        return web.json({"error": f"no {what} for user {user_id!r}"}, status=404)
-    return web.json(found.to_dict())
-
-
-@app.page("/recommendations/{user_id}")
-async def recommendations_view(web, request, user_id: str):  # type: ignore[no-untyped-def]
-    return await _per_user(web, user_id, state.recommendations, "recommendations")
-
-
-@dataclass
-class _WithVoice:
-    """A user's view with their latest sentiment (stream/voice_batch.py)."""
-
-    view: "UserView | None"
-    voice: dict | None
-
-    def to_dict(self) -> dict:
-        base = self.view.to_dict() if self.view is not None else {}
-        voice = self.voice or {}
-        return {**base, "sentiment": voice.get("sentiment"), "sentiment_ts": voice.get("ts")}
-
-
-async def _user(user_id: str) -> "_WithVoice | None":
-    profile = await state.profile(user_id)
-    voice = await state.user_voice(user_id)
-    if profile is None:
-        return None if voice is None else _WithVoice(None, voice)
-    now = clock.watermark() or profile.last_seen or 0.0
-    view = UserView(profile, processor.models, round(processor.alerts.churn_risk(profile, now), 6))
-    return _WithVoice(view, voice)
-
-
-@app.page("/items/{item_id}/satisfaction")
-async def satisfaction_view(web, request, item_id: str):  # type: ignore[no-untyped-def]
-    from stream.satisfaction import satisfaction
-
-    if len(item_id) > 256:
-        return web.json({"error": "item id too long"}, status=400)
-    doc = await state.item_voice(item_id)
-    if doc is None:
-        return web.json({"error": f"no reviews for item {item_id!r}"}, status=404)
-    now = max([r[0] for r in doc["recent"]] + [clock.watermark() or 0.0])
-    return web.json({"item_id": item_id, **satisfaction(doc, now, settings.text_ttl_s)})
-
-
-async def _demand(web, series: str):  # type: ignore[no-untyped-def]
-    if len(series) > 300:
-        return web.json({"error": "id too long"}, status=400)
-    found = await state.demand_forecast(series)
-    if found is None:
-        return web.json({"error": f"no demand known for {series!r}"}, status=404)
-    return web.json(found.to_dict())
-
-
-@app.page("/items/{item_id}/demand")
-async def item_demand_view(web, request, item_id: str):  # type: ignore[no-untyped-def]
-    return await _demand(web, f"item:{item_id}")
-
-
-@app.page("/categories/{category}/demand")
-async def category_demand_view(web, request, category: str):  # type: ignore[no-untyped-def]
-    return await _demand(web, f"category:{category}")
-
-
-@app.page("/trending")
-async def trending_view(web, request):  # type: ignore[no-untyped-def]
-    """Items (``?kind=category``: categories) selling above their forecast on the
-    shop's latest open day, the least likely first (stream/demand.py)."""
-    from stream.demand import TRENDING_LEVEL, day_iso
-
-    kind = request.query.get("kind", "item")
-    raw_n = request.query.get("n", "20")
-    if kind not in ("item", "category") or not raw_n.isdigit() or not 1 <= int(raw_n) <= 500:
-        return web.json({"error": "kind must be item or category, n a number from 1 to 500"}, status=400)
-    if not settings.demand:
-        return web.json({"error": "demand is off (SHOPSTREAM_DEMAND=0, or Redis Cluster)"}, status=404)
-    day, rows = await state.demand_trending(kind, int(raw_n))
-    return web.json({"day": None if day is None else day_iso(day), "kind": kind,
-                     "above_quantile": TRENDING_LEVEL, "trending": rows})
-
-
-@app.page("/users/{user_id}")
-async def user_view(web, request, user_id: str):  # type: ignore[no-untyped-def]
-    return await _per_user(web, user_id, _user, "profile")
-
-
-@app.page("/forget/{user_id}")
-class ForgetView(View):
-    """POST erases one user (off unless ``SHOPSTREAM_ENABLE_FORGET``)."""
-
-    async def post(self, request: Request, user_id: str) -> Response:
-        if not settings.enable_forget:
-            return self.json({"error": "erasure is off (SHOPSTREAM_ENABLE_FORGET)"}, status=403)
-        if len(user_id) > 256:
-            return self.json({"error": "user id too long"}, status=400)
-        erased, row = await processor.forget(user_id)
-        await features_topic.send(key=b"learner", value=orjson.dumps([row]))
-        log.info("erased a user on request (%s)", erased)  # no id in the log
-        return self.json({"user_id": user_id, "erased": erased, "learner": "told"})
+# The web views register on the app when their module loads.
+from stream import web  # noqa: E402,F401
 
 
 def main() -> None:

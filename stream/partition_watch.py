@@ -15,6 +15,7 @@ state's applied offset (stream/app.py ``watch_partitions``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 TopicPartition = tuple[str, int]
 
@@ -90,3 +91,20 @@ class PartitionWatch:
             self.generation = generation
         self._standing.clear()
         self._stalled_at.clear()
+
+
+def consumer_view(consumer: Any, tp: Any) -> str:
+    """What Faust's consumer and aiokafka's beneath it hold about a partition,
+    for the worker's warning when it reads a partition again. These are
+    other libraries' internals: whatever is not where expected is said so."""
+    parts = [f"delivered up to {consumer._read_offset.get(tp)}",
+             "active" if tp in (consumer._active_partitions or ()) else "not active",
+             "paused" if tp in consumer._paused_partitions else "not paused"]
+    try:
+        subscription = consumer._thread._ensure_consumer()._subscription.subscription
+        fetch = subscription.assignment.state_value(tp)
+        parts.append(f"fetch position {fetch._position}, awaiting reset {fetch.awaiting_reset}, "
+                     f"fetch paused {fetch.paused}")
+    except Exception as exc:  # internals of another library: say so, do not fail
+        parts.append(f"fetch state unknown ({type(exc).__name__})")
+    return "; ".join(parts)
