@@ -100,10 +100,14 @@ def _qini_plot(uplift: dict) -> tuple[str, str]:
 
     fig, ax = plt.subplots(figsize=(8, 4))
     labels = {"uplift_model": "uplift model", "response_model": "response model (P(outcome))",
-              "random": "random order"}
+              "random": "random order",
+              "two_model_logistic_5fold": "offline two-model logistic, 5-fold",
+              "two_model_logistic_in_sample": "offline two-model logistic, in sample (hindsight)"}
     for name, curve in uplift["qini"].items():
+        offline = name in uplift.get("offline", {})
         ax.plot([100 * c["share"] for c in curve], [c["incremental_per_100"] for c in curve],
-                marker=".", label=labels.get(name, name))
+                marker="" if offline else ".", linestyle="--" if offline else "-",
+                label=labels.get(name, name))
     end = uplift["qini"]["random"][-1]["incremental_per_100"]
     ax.plot([0, 100], [0, end], color="grey", linestyle=":", label="treating at random")
     ax.axvline(100 * uplift["top_share"], color="grey", alpha=0.4)
@@ -130,6 +134,11 @@ def _uplift_section(uplift: dict) -> str:
         rows.append((f"{name}: uplift in the top 30 %",
                      f"{top['points']:.2f} points (95 % {top['low']:.2f} to {top['high']:.2f}); "
                      f"second half of the order {sc['top_30_uplift_second_half']['points']:.2f}; "
+                     f"Qini area {sc['qini_area']:.3f}"))
+    for name, sc in uplift.get("offline", {}).items():
+        top = sc["top_30_uplift"]
+        rows.append((f"{name} (offline, not prequential): uplift in the top 30 %",
+                     f"{top['points']:.2f} points (95 % {top['low']:.2f} to {top['high']:.2f}); "
                      f"Qini area {sc['qini_area']:.3f}"))
     title, png = _qini_plot(uplift)
     return ("<h2>Uplift (prequential: each customer scored before their outcome is learnt)</h2>"

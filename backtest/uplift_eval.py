@@ -15,6 +15,10 @@ outcome ever helps rank them. The scores are then judged together at the end:
 - the same top-30 % uplift for the second half of the order only, where
   the models have learnt from at least half the customers.
 
+Beside them, under ``offline``, the classic offline two-model logistic
+uplift, cross-fitted and in sample (:mod:`backtest.uplift_offline`): what a
+batch team would report, and how much of such a figure is hindsight.
+
 Ties are broken by the order customers came in (itself random or by time).
 """
 
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backtest.campaign_log import CampaignLogError, CampaignRecord
+from backtest.uplift_offline import offline_scores
 from models.uplift import ResponseModel, UpliftModel
 
 TOP_SHARE = 0.3
@@ -130,6 +135,12 @@ def evaluate(records: list[CampaignRecord], outcome: str = "visit", seed: int = 
             "top_30_uplift_second_half": _top(s[half:], treated[half:], y[half:], TOP_SHARE),
             "qini_area": _qini_area(curve),
         }
+    result["offline"] = {}
+    for name, s in offline_scores([r.features for r in records], treated, y, seed).items():
+        curve = _qini(s, treated, y)
+        qini[name] = curve
+        result["offline"][name] = {"top_30_uplift": _top(s, treated, y, TOP_SHARE),
+                                   "qini_area": _qini_area(curve)}
     result["model_weights"] = {str(v): round(w, 4) for v, w in
                                zip(uplift.interaction_variances, uplift.weights())}
     result["qini"] = qini

@@ -71,6 +71,10 @@ def _campaign(path: Path, seed: int, outcome: str):  # type: ignore[no-untyped-d
         print(f"  {name:15s} top 30 %: {top['points']:5.2f} points "
               f"(95 % {top['low']:.2f} to {top['high']:.2f}); second half {late['points']:5.2f}; "
               f"Qini area {s['qini_area']:.3f}")
+    for name, s in m["offline"].items():
+        top = s["top_30_uplift"]
+        print(f"  offline, not prequential: {name} top 30 %: {top['points']:5.2f} points "
+              f"(95 % {top['low']:.2f} to {top['high']:.2f}); Qini area {s['qini_area']:.3f}")
     return run
 
 
