@@ -18,7 +18,7 @@ median of the last 28 days (their interval: the 28 days' own quantiles .1
 and .9), seasonal naive (the same weekday a week before) and zero.
 
 Its knobs (``models.demand.HALF_LIFE_DAYS``, ``UNITS_PER_LINE_HALF_LIFE_DAYS``,
-``INTERVAL_MASS``) were
+``INTERVAL_MASS``, ``LUMP_CAP``, ``LUMP_KEEP``, the rhythm's ``root_units``) were
 tuned on the 64 origins *before* the protocol's (``Protocol().before()``:
 origins 2011-07-22..2011-09-23, series and scales as of 2011-07-21, every
 forecast day before the protocol's cut): :func:`tune`, printed by
@@ -35,8 +35,8 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 
-from models.demand import (HALF_LIFE_DAYS, INTERVAL_MASS, UNITS_PER_LINE_HALF_LIFE_DAYS, DemandForecaster,
-                           WeeklyRhythm)
+from models.demand import (HALF_LIFE_DAYS, INTERVAL_MASS, LUMP_CAP, LUMP_KEEP, ROOT_SCALE,
+                           UNITS_PER_LINE_HALF_LIFE_DAYS, DemandForecaster, WeeklyRhythm)
 
 HORIZON = 7
 WINDOW = 28
@@ -209,10 +209,11 @@ def ours(demand: DailyDemand, s: Setup, half_life_days: float = HALF_LIFE_DAYS, 
          mass: float = INTERVAL_MASS, progress: Callable[[int], None] | None = None,
          units_half_life_days: float = UNITS_PER_LINE_HALF_LIFE_DAYS) -> Forecasts:
     """``models/demand.py`` learning day by day from the first day of the data,
-    the rhythm from the shop's daily totals (all products), forecasting at
-    each origin from what it learned up to and including that day."""
+    the rhythm from the shop's days (``root_units`` of each product's units,
+    summed, as the stream's ``DemandBook`` closes a day), forecasting at each
+    origin from what it learned up to and including that day."""
     rhythm = WeeklyRhythm()
-    totals = demand.units.sum(axis=0)
+    totals = np.rint(ROOT_SCALE * np.sqrt(demand.units)).sum(axis=0)  # root_units, all at once
     rows = demand.units[s.series]
     lines = demand.lines[s.series]
     forecasters = [DemandForecaster(half_life_days, spread, mass, units_half_life_days) for _ in s.series]
@@ -258,6 +259,7 @@ def evaluate(demand: DailyDemand, protocol: Protocol = Protocol(), half_life_day
                      "series": int(len(s.series)), "horizon": HORIZON, "min_days": protocol.min_days},
         "model": {"half_life_days": half_life_days,
                   "units_per_line_half_life_days": UNITS_PER_LINE_HALF_LIFE_DAYS,
+                  "lump_cap": LUMP_CAP, "lump_keep": LUMP_KEEP, "rhythm_from": "root units of each item's day",
                   "interval_levels": [round(0.5 - mass / 2, 4), round(0.5 + mass / 2, 4)]},
         "forecasters": table,
     }

@@ -5,7 +5,8 @@ events) that bought them per series (``item:{id}``, ``category:{name}``) and
 day in the shop's time zone (``SHOPSTREAM_TIMEZONE``), and closes a day when
 the event-time watermark has passed its end: each series that sold learns its
 open days (``models/demand.py``, days without a sale in between learned as
-0), the shop's daily totals teach the shared weekly rhythm. A series nobody bought from is not touched: its days without
+0), the shop's day (``models.demand.root_units`` of each item's units that
+day, summed as the day closes) teaches the shared weekly rhythm. A series nobody bought from is not touched: its days without
 a sale are learned when it next sells, or when it is forecast.
 
 While a day is open, a series whose units so far pass the
@@ -27,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from models.demand import DayForecast, DemandForecaster, WeeklyRhythm, nb_cdf, nb_upper, weekday
+from models.demand import DayForecast, DemandForecaster, WeeklyRhythm, nb_cdf, nb_upper, root_units, weekday
 from stream.events import Event
 from stream.outputs import Alert, Reason
 
@@ -142,6 +143,9 @@ class DemandBook:
         self.rhythm = WeeklyRhythm()
         self.totals: dict[int, int] = {}  # the shop's units per open day
         self.closed_through: int | None = None  # the last day closed for the shop
+        # A rhythm saved when it learnt the shop's units (before root units): its sums are
+        # rescaled once, at the next close, by that day's root units over its units.
+        self.rhythm_in_units = False
         self.pending: dict[str, int] = {}  # series with open days -> the earliest
         self.late_units = 0
         self.journal: Journal | None = None  # what changed, for a store that persists it
@@ -336,10 +340,16 @@ class DemandBook:
         # Day by day, the shop's rhythm first: what a series learns does not
         # depend on how many days one close covers (how events fell into batches).
         for day in days:
-            rhythm.learn_one(float(totals.pop(day, 0)), day)
+            shop_units = totals.pop(day, 0)
+            closing = by_day[day]  # every series that sold on the day: its items' units are complete
+            roots = sum(root_units(s.open[day]) for key, s in closing if key.startswith("item:"))
+            if self.rhythm_in_units and shop_units > 0:
+                rhythm.totals = [t * roots / shop_units for t in rhythm.totals]
+                self.rhythm_in_units = False
+            rhythm.learn_one(float(roots), day)
             if j is not None:
                 j.totals_closed.append(day)
-            for key, s in by_day[day]:
+            for key, s in closing:
                 sold[key] = units = s.open.pop(day)
                 s.forecaster.learn_one(units, day, rhythm, s.lines.pop(day, None))
                 s.first_sale.pop(day, None)

@@ -12,7 +12,9 @@ Keys (under ``SHOPSTREAM_PREFIX``):
   ``stock_alerted`` (the reading a ``stock_risk`` alert was raised for);
 - ``demand-pending`` (sorted set): series -> its earliest open day, to find
   the series a day close must learn;
-- ``demand-shop`` (string, JSON): the weekly rhythm and the last day closed;
+- ``demand-shop`` (string, JSON): the weekly rhythm, the last day closed and
+  what the rhythm learns (``"root units"``; a document without it learnt
+  units: the book rescales it at its next close, ``DemandBook.rhythm_in_units``);
 - ``demand-totals`` (hash): the shop's units per open day, and ``late``.
 
 A document is rewritten only if it is still as the batch read it (compared
@@ -30,6 +32,7 @@ from models.demand import DemandForecaster, WeeklyRhythm
 from stream.demand import DemandBook, Series
 from stream.events import Event
 
+RHYTHM_LEARNS = "root units"  # in the shop document, beside the rhythm
 CLOSE_PER_BATCH = 2000  # series closed per batch at most (the rest wait for the next)
 TRENDING_READ = 20000  # series with open days that /trending reads at most
 
@@ -91,9 +94,10 @@ def build(book: DemandBook, keys: DemandKeys, head: list, series: Sequence[str],
     shop_raw, totals = head[0], head[1]
     loaded.raw[keys.shop] = shop_raw
     if shop_raw is not None:
-        rhythm, closed_through = orjson.loads(shop_raw)
-        book.rhythm = WeeklyRhythm.from_list(rhythm)
-        book.closed_through = closed_through
+        shop = orjson.loads(shop_raw)
+        book.rhythm = WeeklyRhythm.from_list(shop[0])
+        book.closed_through = shop[1]
+        book.rhythm_in_units = len(shop) < 3
     for field, value in totals.items():
         name = field.decode()
         if name == "late":
@@ -159,7 +163,8 @@ def commit_args(book: DemandBook, keys: DemandKeys, loaded: Loaded) -> tuple[dic
         docs.append((rkey, series_doc(book.series[key]).decode()))
     if j.shop:
         cas.append((keys.shop, (loaded.raw.get(keys.shop) or b"").decode()))
-        docs.append((keys.shop, orjson.dumps([book.rhythm.to_list(), book.closed_through]).decode()))
+        docs.append((keys.shop, orjson.dumps([book.rhythm.to_list(), book.closed_through,
+                                              RHYTHM_LEARNS]).decode()))
     units = [(keys.days(k), str(d), str(u)) for (k, d), u in j.units.items()]
     units += [(keys.days(k), f"l{d}", str(n)) for (k, d), n in j.lines.items()]
     first = [(keys.days(k), f"t{d}", repr(t)) for (k, d), t in j.first_sales.items()]

@@ -108,6 +108,28 @@ def test_late_purchases_are_counted_not_learned():
     assert book.series["item:i"].forecaster.last_day == int(MONDAY // DAY)
 
 
+def test_the_rhythm_learns_each_items_day_as_root_units_and_an_old_one_in_units_is_rescaled():
+    """One wholesale order of 100 on Tuesdays and one unit of each of 4 items on
+    the other weekdays: root units weigh the Tuesday as 10 + 0 (not 100)
+    against 4; a rhythm saved in units keeps its weights through the change."""
+    book = DemandBook()
+    n = 0
+    for d in range(28):
+        for k, units in enumerate([100] if d % 7 == 1 else [1, 1, 1, 1]):
+            book.add(Event(f"e{n}", "purchase", "u", f"i{k}", MONDAY + d * DAY + 3600, price=1.0, quantity=units))
+            n += 1
+        book.close(MONDAY + (d + 1) * DAY + 7200, forecast=False)
+    weights = book.rhythm.weights
+    assert weights[1] == pytest.approx(2.5 * weights[0])  # 10 against 4 (100 against 4 in units)
+    old = DemandBook()
+    old.rhythm.totals, old.rhythm.days = [16.0] * 7, [1.0] * 7  # 16 units every weekday, learnt in units
+    old.rhythm_in_units = True
+    for k in range(4):
+        old.add(Event(f"o{k}", "purchase", "u", f"i{k}", MONDAY + 3600, price=1.0, quantity=4))
+    old.close(MONDAY + DAY + 7200, forecast=False)  # 16 units, root units 4 x 2000: the old sums x 500
+    assert old.rhythm.weights == pytest.approx([1.0] * 7, rel=0.02) and not old.rhythm_in_units
+
+
 def test_days_follow_the_shops_time_zone():
     london, utc = DayClock("Europe/London"), DayClock("UTC")
     summer_2330_utc = 1_719_876_600.0  # 2024-07-01 23:30 UTC = 2 July 00:30 in London
