@@ -35,8 +35,8 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 
-from models.demand import (HALF_LIFE_DAYS, INTERVAL_MASS, LUMP_CAP, LUMP_KEEP, ROOT_SCALE,
-                           UNITS_PER_LINE_HALF_LIFE_DAYS, DemandForecaster, WeeklyRhythm)
+from models.demand import (HALF_LIFE_DAYS, INTERVAL_MASS, LUMP_CAP, LUMP_KEEP,
+                           UNITS_PER_LINE_HALF_LIFE_DAYS, DemandForecaster, WeeklyRhythm, root_units)
 
 HORIZON = 7
 WINDOW = 28
@@ -71,12 +71,15 @@ class Protocol:
 @dataclass
 class DailyDemand:
     """Units per item and day, dense: ``units[item index, day - first_day]``,
-    and the order lines (purchase events) that bought them, the same shape."""
+    the order lines (purchase events) that bought them, the same shape, and
+    the shop's root units per day (``models.demand.root_units`` of each order
+    line, summed: what the stream's weekly rhythm learns)."""
 
     items: list[str]
     first_day: int
     units: np.ndarray
     lines: np.ndarray
+    roots: np.ndarray
 
     @classmethod
     def from_days(cls, rows: Iterable[tuple[str, str, int]]) -> "DailyDemand":
@@ -84,8 +87,10 @@ class DailyDemand:
         ``online_retail.iter_days``."""
         per: dict[str, dict[int, int]] = {}
         count: dict[str, dict[int, int]] = {}
+        roots: dict[int, int] = {}
         for iso, item, units in rows:
             d = day_number(iso)
+            roots[d] = roots.get(d, 0) + root_units(units)
             row = per.setdefault(item, {})
             row[d] = row.get(d, 0) + units
             row = count.setdefault(item, {})
@@ -101,7 +106,10 @@ class DailyDemand:
             for d, u in per[item].items():
                 units[i, d - first] = u
                 lines[i, d - first] = count[item][d]
-        return cls(items, first, units, lines)
+        shop = np.zeros(units.shape[1])
+        for d, r in roots.items():
+            shop[d - first] = r
+        return cls(items, first, units, lines, shop)
 
     @property
     def days(self) -> int:
@@ -209,11 +217,11 @@ def ours(demand: DailyDemand, s: Setup, half_life_days: float = HALF_LIFE_DAYS, 
          mass: float = INTERVAL_MASS, progress: Callable[[int], None] | None = None,
          units_half_life_days: float = UNITS_PER_LINE_HALF_LIFE_DAYS) -> Forecasts:
     """``models/demand.py`` learning day by day from the first day of the data,
-    the rhythm from the shop's days (``root_units`` of each product's units,
-    summed, as the stream's ``DemandBook`` closes a day), forecasting at each
+    the rhythm from the shop's days (``root_units`` of each order line,
+    summed, as the stream's ``DemandBook`` counts them), forecasting at each
     origin from what it learned up to and including that day."""
     rhythm = WeeklyRhythm()
-    totals = np.rint(ROOT_SCALE * np.sqrt(demand.units)).sum(axis=0)  # root_units, all at once
+    totals = demand.roots
     rows = demand.units[s.series]
     lines = demand.lines[s.series]
     forecasters = [DemandForecaster(half_life_days, spread, mass, units_half_life_days) for _ in s.series]

@@ -7,8 +7,8 @@ Two learners, river's verbs, no I/O:
   never trades on Saturdays learns a Saturday weight of 0). Pooled because a
   single item sells on too few days to learn seven weights of its own. The
   stream teaches it the day's :func:`root_units` (the square roots of each
-  item's units that day, summed), so that a few wholesale orders do not set
-  the weekday weights of every item.
+  purchase's units, summed), so that a few wholesale orders do not set the
+  weekday weights of every item.
 - :class:`DemandForecaster`, one per item or category: a level (units per
   average day) as order lines per day times units per order line, each the
   ratio of two exponentially weighted sums: order lines over the rhythm's
@@ -66,22 +66,23 @@ INTERVAL_MASS = 0.7
 # that: one wholesale order swings a slow mean for months. Tuned on the same origins by
 # RMSSE, with the rhythm then learned from each purchase's root units (no cap .8204; caps
 # 4, 6, 8, 10 at LUMP_KEEP 0: .8199, .8197, .8197, .8198; at cap 6, LUMP_KEEP 0, .25, .5:
-# .81966, .81966, .8198, .25 taken for its smaller bias, -14.5 % against -17.0 %); with
-# the rhythm from each item's day (ROOT_SCALE below) .8196.
+# .81966, .81966, .8198, .25 taken for its smaller bias, -14.5 % against -17.0 %).
 LUMP_CAP = 6.0
 LUMP_KEEP = 0.25
 THURSDAY = 3  # 1970-01-01, day 0, was a Thursday (Monday = 0)
-# What the rhythm learns of a day: each item's units that day as their square root, in
-# thousandths (whole numbers: the same sum in any order), summed when the day closes.
-# Tuned on the same origins by RMSSE: the rhythm learned from units .8212, from order
-# lines .8213, from root units of each item's day .8203 (of each purchase .8204).
+# What the rhythm learns of a day: each purchase's units as their square root, in
+# thousandths (whole numbers: the same sum in any order), summed over the day as they
+# come, so that a few wholesale orders do not set every item's weekdays. Tuned on the
+# same origins by RMSSE: the rhythm learned from units .8212, from order lines .8213,
+# from root units of each purchase .8204 (of each item's day .8203, which only a close
+# holding every series that sold on the day could sum).
 ROOT_SCALE = 1000
 _ROOTS = tuple(round(ROOT_SCALE * math.sqrt(q)) for q in range(1024))
 
 
 def root_units(quantity: int) -> int:
-    """An item's share of the day total that teaches the shop's rhythm:
-    ``ROOT_SCALE`` x the square root of its units that day, rounded.
+    """A purchase's share of the day total that teaches the shop's rhythm:
+    ``ROOT_SCALE`` x the square root of its units, rounded.
 
     >>> root_units(1), root_units(4), root_units(2), root_units(5000)
     (1000, 2000, 1414, 70711)

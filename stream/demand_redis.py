@@ -15,7 +15,8 @@ Keys (under ``SHOPSTREAM_PREFIX``):
 - ``demand-shop`` (string, JSON): the weekly rhythm, the last day closed and
   what the rhythm learns (``"root units"``; a document without it learnt
   units: the book rescales it at its next close, ``DemandBook.rhythm_in_units``);
-- ``demand-totals`` (hash): the shop's units per open day, and ``late``.
+- ``demand-totals`` (hash): the shop's root units (``models.demand.root_units`` of each
+  purchase, summed) per open day, and ``late`` (units that came after their day closed).
 
 A document is rewritten only if it is still as the batch read it (compared
 in the commit script, as offsets are): otherwise nothing is written and the
@@ -33,7 +34,7 @@ from stream.demand import DemandBook, Series
 from stream.events import Event
 
 RHYTHM_LEARNS = "root units"  # in the shop document, beside the rhythm
-CLOSE_PER_BATCH = 2000  # series closed per batch at most (the rest wait for the next)
+CLOSE_PER_BATCH = 2000  # series closed per batch at most (the rest learn the day in the next batch)
 TRENDING_READ = 20000  # series with open days that /trending reads at most
 
 
@@ -70,7 +71,7 @@ def queue_head(pipe, keys: DemandKeys, today: int | None) -> int:  # type: ignor
     pipe.hgetall(keys.totals)
     if today is None:
         return 2
-    pipe.zrangebyscore(keys.pending, "-inf", f"({today}", start=0, num=CLOSE_PER_BATCH)
+    pipe.zrangebyscore(keys.pending, "-inf", f"({today}", start=0, num=CLOSE_PER_BATCH + 1)  # one more: were all loaded?
     return 3
 
 
@@ -144,6 +145,8 @@ def build(book: DemandBook, keys: DemandKeys, head: list, series: Sequence[str],
         book.series[key] = s
         if s.open:
             book.pending[key] = min(s.open)
+    closed = book.closed_through
+    book.left_over = closed is not None and any(first <= closed for first in book.pending.values())
     return loaded
 
 
