@@ -18,7 +18,7 @@ median of the last 28 days (their interval: the 28 days' own quantiles .1
 and .9), seasonal naive (the same weekday a week before) and zero.
 
 Its knobs (``models.demand.HALF_LIFE_DAYS``, ``UNITS_PER_LINE_HALF_LIFE_DAYS``,
-``INTERVAL_MASS``) were
+``INTERVAL_MASS``, ``LUMP_CAP``, ``LUMP_KEEP``, the rhythm's ``root_units``) were
 tuned on the 64 origins *before* the protocol's (``Protocol().before()``:
 origins 2011-07-22..2011-09-23, series and scales as of 2011-07-21, every
 forecast day before the protocol's cut): :func:`tune`, printed by
@@ -35,8 +35,8 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 
-from models.demand import (HALF_LIFE_DAYS, INTERVAL_MASS, UNITS_PER_LINE_HALF_LIFE_DAYS, DemandForecaster,
-                           WeeklyRhythm)
+from models.demand import (HALF_LIFE_DAYS, INTERVAL_MASS, LUMP_CAP, LUMP_KEEP,
+                           UNITS_PER_LINE_HALF_LIFE_DAYS, DemandForecaster, WeeklyRhythm, root_units)
 
 HORIZON = 7
 WINDOW = 28
@@ -71,12 +71,15 @@ class Protocol:
 @dataclass
 class DailyDemand:
     """Units per item and day, dense: ``units[item index, day - first_day]``,
-    and the order lines (purchase events) that bought them, the same shape."""
+    the order lines (purchase events) that bought them, the same shape, and
+    the shop's root units per day (``models.demand.root_units`` of each order
+    line, summed: what the stream's weekly rhythm learns)."""
 
     items: list[str]
     first_day: int
     units: np.ndarray
     lines: np.ndarray
+    roots: np.ndarray
 
     @classmethod
     def from_days(cls, rows: Iterable[tuple[str, str, int]]) -> "DailyDemand":
@@ -84,8 +87,10 @@ class DailyDemand:
         ``online_retail.iter_days``."""
         per: dict[str, dict[int, int]] = {}
         count: dict[str, dict[int, int]] = {}
+        roots: dict[int, int] = {}
         for iso, item, units in rows:
             d = day_number(iso)
+            roots[d] = roots.get(d, 0) + root_units(units)
             row = per.setdefault(item, {})
             row[d] = row.get(d, 0) + units
             row = count.setdefault(item, {})
@@ -101,7 +106,10 @@ class DailyDemand:
             for d, u in per[item].items():
                 units[i, d - first] = u
                 lines[i, d - first] = count[item][d]
-        return cls(items, first, units, lines)
+        shop = np.zeros(units.shape[1])
+        for d, r in roots.items():
+            shop[d - first] = r
+        return cls(items, first, units, lines, shop)
 
     @property
     def days(self) -> int:
@@ -209,10 +217,11 @@ def ours(demand: DailyDemand, s: Setup, half_life_days: float = HALF_LIFE_DAYS, 
          mass: float = INTERVAL_MASS, progress: Callable[[int], None] | None = None,
          units_half_life_days: float = UNITS_PER_LINE_HALF_LIFE_DAYS) -> Forecasts:
     """``models/demand.py`` learning day by day from the first day of the data,
-    the rhythm from the shop's daily totals (all products), forecasting at
-    each origin from what it learned up to and including that day."""
+    the rhythm from the shop's days (``root_units`` of each order line,
+    summed, as the stream's ``DemandBook`` counts them), forecasting at each
+    origin from what it learned up to and including that day."""
     rhythm = WeeklyRhythm()
-    totals = demand.units.sum(axis=0)
+    totals = demand.roots
     rows = demand.units[s.series]
     lines = demand.lines[s.series]
     forecasters = [DemandForecaster(half_life_days, spread, mass, units_half_life_days) for _ in s.series]
@@ -258,6 +267,7 @@ def evaluate(demand: DailyDemand, protocol: Protocol = Protocol(), half_life_day
                      "series": int(len(s.series)), "horizon": HORIZON, "min_days": protocol.min_days},
         "model": {"half_life_days": half_life_days,
                   "units_per_line_half_life_days": UNITS_PER_LINE_HALF_LIFE_DAYS,
+                  "lump_cap": LUMP_CAP, "lump_keep": LUMP_KEEP, "rhythm_from": "root units of each item's day",
                   "interval_levels": [round(0.5 - mass / 2, 4), round(0.5 + mass / 2, 4)]},
         "forecasters": table,
     }

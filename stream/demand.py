@@ -5,7 +5,8 @@ events) that bought them per series (``item:{id}``, ``category:{name}``) and
 day in the shop's time zone (``SHOPSTREAM_TIMEZONE``), and closes a day when
 the event-time watermark has passed its end: each series that sold learns its
 open days (``models/demand.py``, days without a sale in between learned as
-0), the shop's daily totals teach the shared weekly rhythm. A series nobody bought from is not touched: its days without
+0), the shop's day (``models.demand.root_units`` of each purchase's units,
+summed) teaches the shared weekly rhythm. A series nobody bought from is not touched: its days without
 a sale are learned when it next sells, or when it is forecast.
 
 While a day is open, a series whose units so far pass the
@@ -27,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from models.demand import DayForecast, DemandForecaster, WeeklyRhythm, nb_cdf, nb_upper, weekday
+from models.demand import DayForecast, DemandForecaster, WeeklyRhythm, nb_cdf, nb_upper, root_units, weekday
 from stream.events import Event
 from stream.outputs import Alert, Reason
 
@@ -140,8 +141,17 @@ class DemandBook:
         self.surge_min_units = surge_min_units
         self.series: dict[str, Series] = {}
         self.rhythm = WeeklyRhythm()
-        self.totals: dict[int, int] = {}  # the shop's units per open day
+        self.totals: dict[int, int] = {}  # the shop's root units (models.demand.root_units) per open day
         self.closed_through: int | None = None  # the last day closed for the shop
+        # A rhythm saved when it learnt the shop's units (before root units): its sums are
+        # rescaled once, at the next close (_rescale_rhythm).
+        self.rhythm_in_units = False
+        # A store that loads at most so many series per close (stream/demand_redis.py)
+        # says when it loaded fewer than were due (then one day closes, so that those
+        # left learn it before the rhythm learns the next), and when some loaded series
+        # have yet to learn a day closed already (left over).
+        self.partial_close = False
+        self.left_over = False
         self.pending: dict[str, int] = {}  # series with open days -> the earliest
         self.late_units = 0
         self.journal: Journal | None = None  # what changed, for a store that persists it
@@ -164,10 +174,10 @@ class DemandBook:
             if j is not None:
                 j.late += quantity
             return []
-        totals = self.totals
-        totals[day] = totals.get(day, 0) + quantity
+        roots, totals = root_units(quantity), self.totals
+        totals[day] = totals.get(day, 0) + roots
         if j is not None:
-            j.totals[day] = j.totals.get(day, 0) + quantity
+            j.totals[day] = j.totals.get(day, 0) + roots
         alert = self._add("item:" + event.item_id, day, ts, quantity, event)
         if not event.category:
             return NO_ALERTS if alert is None else [alert]
@@ -324,32 +334,46 @@ class DemandBook:
             if not self.totals:
                 return []
             self.closed_through = min(self.totals) - 1
-        if today - 1 <= self.closed_through:
+        if today - 1 <= self.closed_through and not self.left_over:
             return []
         j = self.journal
         series, pending = self.series, self.pending
-        due = [(k, series[k]) for k, first in pending.items() if first < today]
-        days = range(self.closed_through + 1, today)
-        by_day = {day: [(k, s) for k, s in due if day in s.open] for day in days}
+        closed = self.closed_through
         sold: dict[str, int] = {}
         rhythm, totals = self.rhythm, self.totals
+        due = [(k, series[k]) for k, first in pending.items() if first < today]
+        left_over = self.left_over
+        if left_over:  # days closed for the shop that some series have yet to learn
+            for key, s in due:
+                for day in sorted(d for d in s.open if d <= closed):
+                    self._learn_day(key, s, day, sold)
+            self.left_over = False
+        # Each series learns a day with the rhythm as that day left it: after a
+        # partial load, one day closes, and none while series may be left over.
+        if self.partial_close:
+            days = range(closed + 1, closed + 1 if left_over else min(today, closed + 2))
+        else:
+            days = range(closed + 1, today)
+        by_day = {day: [(k, s) for k, s in due if day in s.open] for day in days}
         # Day by day, the shop's rhythm first: what a series learns does not
         # depend on how many days one close covers (how events fell into batches).
         for day in days:
-            rhythm.learn_one(float(totals.pop(day, 0)), day)
+            roots = totals.pop(day, 0)
+            if self.rhythm_in_units:
+                self._rescale_rhythm(roots, day)
+            rhythm.learn_one(float(roots), day)
             if j is not None:
                 j.totals_closed.append(day)
             for key, s in by_day[day]:
-                sold[key] = units = s.open.pop(day)
-                s.forecaster.learn_one(units, day, rhythm, s.lines.pop(day, None))
-                s.first_sale.pop(day, None)
-                if j is not None:
-                    j.days_closed.setdefault(key, []).append(day)
-        self.closed_through = today - 1
-        if j is not None:
-            j.shop = True
+                self._learn_day(key, s, day, sold)
+        if days:
+            self.closed_through = days[-1]
+            if j is not None:
+                j.shop = True
         out = []
         for key, s in due:
+            if key not in sold:  # due on a day this close left for the next
+                continue
             if s.stock is not None:  # the forecast moved: the stock may no longer last
                 self._check_stock(key, s, today, watermark, "", None)
             if s.open:
@@ -366,6 +390,25 @@ class DemandBook:
                     self._catch_up(f, today - 1)
                 out.append(Forecast(key, today - 1, units, f.forecast(HORIZON, self.rhythm)))
         return out
+
+    def _learn_day(self, key: str, s: Series, day: int, sold: dict[str, int]) -> None:
+        sold[key] = units = s.open.pop(day)
+        s.forecaster.learn_one(units, day, self.rhythm, s.lines.pop(day, None))
+        s.first_sale.pop(day, None)
+        if self.journal is not None:
+            self.journal.days_closed.setdefault(key, []).append(day)
+
+    def _rescale_rhythm(self, roots: int, day: int) -> None:
+        """A rhythm saved when it learnt the shop's units, brought to root units
+        once: its sums scaled so that the closing day's weekday holds what the
+        day brought. (A day open across the upgrade counted some purchases in
+        units: the scale is rough for that day, and the weights, ratios of
+        the sums, are what the forecasts use.)"""
+        rhythm, d = self.rhythm, weekday(day)
+        if roots > 0 and rhythm.totals[d] > 0 and rhythm.days[d] > 0:
+            factor = roots / (rhythm.totals[d] / rhythm.days[d])
+            rhythm.totals = [t * factor for t in rhythm.totals]
+        self.rhythm_in_units = False
 
     def trending(self, kind: str = "item", n: int = 20, level: float = TRENDING_LEVEL) -> tuple[int | None, list[dict]]:
         """The shop's latest open day, and the series of ``kind`` (``item``, ``category``) selling

@@ -12,8 +12,11 @@ Keys (under ``SHOPSTREAM_PREFIX``):
   ``stock_alerted`` (the reading a ``stock_risk`` alert was raised for);
 - ``demand-pending`` (sorted set): series -> its earliest open day, to find
   the series a day close must learn;
-- ``demand-shop`` (string, JSON): the weekly rhythm and the last day closed;
-- ``demand-totals`` (hash): the shop's units per open day, and ``late``.
+- ``demand-shop`` (string, JSON): the weekly rhythm, the last day closed and
+  what the rhythm learns (``"root units"``; a document without it learnt
+  units: the book rescales it at its next close, ``DemandBook.rhythm_in_units``);
+- ``demand-totals`` (hash): the shop's root units (``models.demand.root_units`` of each
+  purchase, summed) per open day, and ``late`` (units that came after their day closed).
 
 A document is rewritten only if it is still as the batch read it (compared
 in the commit script, as offsets are): otherwise nothing is written and the
@@ -30,7 +33,8 @@ from models.demand import DemandForecaster, WeeklyRhythm
 from stream.demand import DemandBook, Series
 from stream.events import Event
 
-CLOSE_PER_BATCH = 2000  # series closed per batch at most (the rest wait for the next)
+RHYTHM_LEARNS = "root units"  # in the shop document, beside the rhythm
+CLOSE_PER_BATCH = 2000  # series closed per batch at most (the rest learn the day in the next batch)
 TRENDING_READ = 20000  # series with open days that /trending reads at most
 
 
@@ -67,7 +71,7 @@ def queue_head(pipe, keys: DemandKeys, today: int | None) -> int:  # type: ignor
     pipe.hgetall(keys.totals)
     if today is None:
         return 2
-    pipe.zrangebyscore(keys.pending, "-inf", f"({today}", start=0, num=CLOSE_PER_BATCH)
+    pipe.zrangebyscore(keys.pending, "-inf", f"({today}", start=0, num=CLOSE_PER_BATCH + 1)  # one more: were all loaded?
     return 3
 
 
@@ -91,9 +95,10 @@ def build(book: DemandBook, keys: DemandKeys, head: list, series: Sequence[str],
     shop_raw, totals = head[0], head[1]
     loaded.raw[keys.shop] = shop_raw
     if shop_raw is not None:
-        rhythm, closed_through = orjson.loads(shop_raw)
-        book.rhythm = WeeklyRhythm.from_list(rhythm)
-        book.closed_through = closed_through
+        shop = orjson.loads(shop_raw)
+        book.rhythm = WeeklyRhythm.from_list(shop[0])
+        book.closed_through = shop[1]
+        book.rhythm_in_units = len(shop) < 3
     for field, value in totals.items():
         name = field.decode()
         if name == "late":
@@ -140,6 +145,8 @@ def build(book: DemandBook, keys: DemandKeys, head: list, series: Sequence[str],
         book.series[key] = s
         if s.open:
             book.pending[key] = min(s.open)
+    closed = book.closed_through
+    book.left_over = closed is not None and any(first <= closed for first in book.pending.values())
     return loaded
 
 
@@ -159,7 +166,8 @@ def commit_args(book: DemandBook, keys: DemandKeys, loaded: Loaded) -> tuple[dic
         docs.append((rkey, series_doc(book.series[key]).decode()))
     if j.shop:
         cas.append((keys.shop, (loaded.raw.get(keys.shop) or b"").decode()))
-        docs.append((keys.shop, orjson.dumps([book.rhythm.to_list(), book.closed_through]).decode()))
+        docs.append((keys.shop, orjson.dumps([book.rhythm.to_list(), book.closed_through,
+                                              RHYTHM_LEARNS]).decode()))
     units = [(keys.days(k), str(d), str(u)) for (k, d), u in j.units.items()]
     units += [(keys.days(k), f"l{d}", str(n)) for (k, d), n in j.lines.items()]
     first = [(keys.days(k), f"t{d}", repr(t)) for (k, d), t in j.first_sales.items()]

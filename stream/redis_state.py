@@ -314,6 +314,7 @@ class RedisState:
         close (one more round trip, only when a day closes)."""
         head, rest = replies[:heads], replies[heads:]
         due = [m.decode() for m in head[2]] if heads > 2 else []
+        partial, due = len(due) > demand_redis.CLOSE_PER_BATCH, due[:demand_redis.CLOSE_PER_BATCH]
         more = [k for k in due if k not in set(series)]
         if more:
             pipe = self.client.pipeline(transaction=False)
@@ -323,6 +324,7 @@ class RedisState:
         assert book is not None
         book.journaled()
         loaded = demand_redis.build(book, self.demand_keys, head, series + more, rest)
+        book.partial_close = partial
         return book, loaded
 
     async def _read_docs(self, names: list[str]) -> list[bytes | None]:

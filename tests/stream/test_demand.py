@@ -108,6 +108,28 @@ def test_late_purchases_are_counted_not_learned():
     assert book.series["item:i"].forecaster.last_day == int(MONDAY // DAY)
 
 
+def test_the_rhythm_learns_each_purchase_as_root_units_and_an_old_one_in_units_is_rescaled():
+    """One wholesale order of 100 on Tuesdays and one unit of each of 4 items on
+    the other weekdays: root units weigh the Tuesday as 10 + 0 (not 100)
+    against 4; a rhythm saved in units keeps its weights through the change."""
+    book = DemandBook()
+    n = 0
+    for d in range(28):
+        for k, units in enumerate([100] if d % 7 == 1 else [1, 1, 1, 1]):
+            book.add(Event(f"e{n}", "purchase", "u", f"i{k}", MONDAY + d * DAY + 3600, price=1.0, quantity=units))
+            n += 1
+        book.close(MONDAY + (d + 1) * DAY + 7200, forecast=False)
+    weights = book.rhythm.weights
+    assert weights[1] == pytest.approx(2.5 * weights[0])  # 10 against 4 (100 against 4 in units)
+    old = DemandBook()
+    old.rhythm.totals, old.rhythm.days = [16.0] * 7, [1.0] * 7  # 16 units every weekday, learnt in units
+    old.rhythm_in_units = True
+    for k in range(4):
+        old.add(Event(f"o{k}", "purchase", "u", f"i{k}", MONDAY + 3600, price=1.0, quantity=4))
+    old.close(MONDAY + DAY + 7200, forecast=False)  # 16 units, root units 4 x 2000: the old sums x 500
+    assert old.rhythm.weights == pytest.approx([1.0] * 7, rel=0.02) and not old.rhythm_in_units
+
+
 def test_days_follow_the_shops_time_zone():
     london, utc = DayClock("Europe/London"), DayClock("UTC")
     summer_2330_utc = 1_719_876_600.0  # 2024-07-01 23:30 UTC = 2 July 00:30 in London
@@ -141,6 +163,39 @@ def test_redis_keeps_the_demand_state_memory_keeps(services, redis_client):
             raw = redis_client.get(f"{settings.prefix}demand:{key}")
             assert orjson.loads(raw)[0] == series.forecaster.to_list(), (size, key)
         assert got is not None and got.to_dict() == memory.demand.forecast("item:mug").to_dict()
+
+
+def test_a_close_capped_at_fewer_series_than_sold_leaves_the_rest_to_the_next_batch(
+        services, redis_client, monkeypatch):
+    """On Redis a batch closes at most CLOSE_PER_BATCH series (here 2 of the 3
+    that sell: mug, plate and their category); those left learn their day in
+    the next batches, as they would have in one close, and nothing is lost."""
+    from stream import demand_redis
+    from stream.clock import EventClock
+    from stream.redis_state import RedisState
+    from tests.support import isolated_settings
+
+    monkeypatch.setattr(demand_redis, "CLOSE_PER_BATCH", 2)
+    messages = planted(weeks=3)
+
+    async def go(make_state, size: int) -> None:  # type: ignore[no-untyped-def]
+        state = make_state()
+        clock = EventClock(idle_after_s=3600)  # sweeps close days up to the last event's
+        processor = Processor(state, state.settings, clock=clock, publish_recommendations=False)
+        for i in range(0, len(messages), size):
+            await processor.handle(messages[i:i + size])
+        for _ in range(20):  # a partial close closes one day: the days left close as the stream idles
+            await processor.sweep([("purchases", 0)])
+        await state.close()
+
+    memory = MemoryState()
+    asyncio.run(go(lambda: memory, len(messages)))
+    assert len(memory.demand.series) == 3
+    settings = isolated_settings(services)
+    asyncio.run(go(lambda: RedisState(settings), 10))
+    for key, series in memory.demand.series.items():
+        raw = redis_client.get(f"{settings.prefix}demand:{key}")
+        assert orjson.loads(raw)[0] == series.forecaster.to_list(), key
 
 
 # -- stock_risk: the inventory topic ---------------------------------------------
