@@ -35,6 +35,8 @@ from stream.outputs import Alert, Reason
 HORIZON = 7
 TRENDING_LEVEL = 0.9  # /trending: selling above this quantile of the day's forecast
 NO_ALERTS: list = []  # shared, never appended to
+SIGNALS = {"view": 0, "cart": 1}  # event type -> its counter among a series' day signals
+SIGNAL_DAYS = 35  # days of views and carts kept after their day
 
 
 @dataclass(slots=True)
@@ -68,6 +70,9 @@ class Forecast:
     closed_day: int
     units: int | None  # sold on the closed day (None: not known here)
     days: list[DayForecast]
+    # The closed day's views and carts of the item (or category): leading signals.
+    views: int | None = None
+    carts: int | None = None
 
     @property
     def forecast_id(self) -> str:
@@ -76,7 +81,7 @@ class Forecast:
     def to_dict(self) -> dict:
         kind, _, name = self.series.partition(":")
         return {"forecast_id": self.forecast_id, kind: name, "day": day_iso(self.closed_day),
-                "units": self.units,
+                "units": self.units, "views": self.views, "carts": self.carts,
                 "forecast": [{**d.to_dict(), "day": day_iso(d.day)} for d in self.days]}
 
     def to_json(self) -> bytes:
@@ -102,6 +107,8 @@ class Journal:
     days_closed: dict[str, list[int]] = field(default_factory=dict)
     totals_closed: list[int] = field(default_factory=list)
     shop: bool = False
+    # Views and carts: (series, day, 0 for views or 1 for carts) -> count.
+    signals: dict[tuple[str, int, int], int] = field(default_factory=dict)
     # Stock: readings taken (series -> units, time), units sold against the
     # reading read (series -> (its time, units)), alerts raised (series -> reading time).
     readings: dict[str, tuple[int, float]] = field(default_factory=dict)
@@ -153,6 +160,10 @@ class DemandBook:
         self.partial_close = False
         self.left_over = False
         self.pending: dict[str, int] = {}  # series with open days -> the earliest
+        # Views and carts per open or recent day: day -> series -> [views, carts]. A store
+        # keeps them SIGNAL_DAYS (stream/demand_redis.py); a Redis batch loads only the
+        # closing day's of the series it closes.
+        self.signals: dict[int, dict[str, list[int]]] = {}
         self.late_units = 0
         self.journal: Journal | None = None  # what changed, for a store that persists it
 
@@ -186,6 +197,28 @@ class DemandBook:
         if alert is not None:
             alerts.append(alert)
         return alerts
+
+    def add_signal(self, event: Event) -> None:
+        """Count a view or a cart toward its item's and category's day: the
+        leading signals published beside the units sold."""
+        which = SIGNALS.get(event.type)
+        if which is None:
+            return
+        ts, clock = event.ts, self.day_of
+        day = clock.day if clock.start <= ts < clock.end else clock(ts)
+        if self.closed_through is not None and day <= self.closed_through:
+            return  # its day was published already
+        by_series = self.signals.setdefault(day, {})
+        j = self.journal
+        for key in ("item:" + event.item_id, "category:" + event.category if event.category else None):
+            if key is None:
+                continue
+            counts = by_series.get(key)
+            if counts is None:
+                counts = by_series[key] = [0, 0]
+            counts[which] += 1
+            if j is not None:
+                j.signals[key, day, which] = j.signals.get((key, day, which), 0) + 1
 
     def _add(self, key: str, day: int, ts: float, quantity: int, event: Event) -> Alert | None:
         s = self.series.get(key)
@@ -388,7 +421,11 @@ class DemandBook:
                 if f.last_day != today - 1:  # a copy: the state must not depend on publishing
                     f = DemandForecaster.from_list(f.to_list())
                     self._catch_up(f, today - 1)
-                out.append(Forecast(key, today - 1, units, f.forecast(HORIZON, self.rhythm)))
+                views, carts = self.signals.get(today - 1, {}).get(key, (0, 0))
+                out.append(Forecast(key, today - 1, units, f.forecast(HORIZON, self.rhythm), views, carts))
+        if days and self.journal is None:  # a store keeps its own for SIGNAL_DAYS
+            for day in [d for d in self.signals if d < today - SIGNAL_DAYS]:
+                del self.signals[day]
         return out
 
     def _learn_day(self, key: str, s: Series, day: int, sold: dict[str, int]) -> None:

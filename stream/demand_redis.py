@@ -15,6 +15,8 @@ Keys (under ``SHOPSTREAM_PREFIX``):
 - ``demand-shop`` (string, JSON): the weekly rhythm, the last day closed and
   what the rhythm learns (``"root units"``; a document without it learnt
   units: the book rescales it at its next close, ``DemandBook.rhythm_in_units``);
+- ``demand-signals:{day}`` (hash, kept ``SIGNAL_DAYS`` after its last write):
+  ``v:{series}`` and ``c:{series}``, the views and carts of the day;
 - ``demand-totals`` (hash): the shop's root units (``models.demand.root_units`` of each
   purchase, summed) per open day, and ``late`` (units that came after their day closed).
 
@@ -30,7 +32,7 @@ from collections.abc import Sequence
 import orjson
 
 from models.demand import DemandForecaster, WeeklyRhythm
-from stream.demand import DemandBook, Series
+from stream.demand import SIGNAL_DAYS, DemandBook, Series
 from stream.events import Event
 
 RHYTHM_LEARNS = "root units"  # in the shop document, beside the rhythm
@@ -50,6 +52,19 @@ class DemandKeys:
 
     def days(self, key: str) -> str:
         return f"{self.prefix}demand-days:{key}"
+
+    def signals(self, day: int) -> str:
+        return f"{self.prefix}demand-signals:{day}"
+
+
+def queue_signals(pipe, keys: DemandKeys, day: int, series: Sequence[str]) -> None:  # type: ignore[no-untyped-def]
+    """The views and carts of ``series`` on ``day`` (for the forecasts a close publishes)."""
+    pipe.hmget(keys.signals(day), [f"{kind}:{key}" for key in series for kind in ("v", "c")])
+
+
+def signals_read(series: Sequence[str], reply: list) -> dict[str, list[int]]:
+    values = [int(v) if v is not None else 0 for v in reply]
+    return {key: [values[2 * i], values[2 * i + 1]] for i, key in enumerate(series) if values[2 * i] or values[2 * i + 1]}
 
 
 def batch_series(events: Sequence[Event], stock_items: Sequence[str] = ()) -> list[str]:
@@ -185,6 +200,8 @@ def commit_args(book: DemandBook, keys: DemandKeys, loaded: Loaded) -> tuple[dic
         "readings": [(keys.days(k), str(u), repr(t)) for k, (u, t) in j.readings.items()],
         "sold": [(keys.days(k), repr(t), str(u)) for k, (t, u) in j.sold.items()],
         "stock_alerted": [(keys.days(k), repr(t)) for k, t in j.stock_alerted.items()],
+        "signals": [(keys.signals(d), f"{'vc'[i]}:{k}", str(n)) for (k, d, i), n in j.signals.items()],
+        "signals_ttl": str(int(SIGNAL_DAYS * 86400)),
     }, cas
 
 
@@ -207,6 +224,10 @@ if b.demand then
         end
         if first == nil then redis.call('ZREM', d.pending_key, x[1])
         else redis.call('ZADD', d.pending_key, first, x[1]) end
+    end
+    for _, x in ipairs(d.signals) do
+        redis.call('HINCRBY', x[1], x[2], x[3])
+        redis.call('EXPIRE', x[1], d.signals_ttl)
     end
     for _, x in ipairs(d.totals) do redis.call('HINCRBY', d.totals_key, x[1], x[2]) end
     for _, f in ipairs(d.totals_closed) do redis.call('HDEL', d.totals_key, f) end

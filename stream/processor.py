@@ -361,10 +361,13 @@ class Processor:
                 session, event.item_id, event.type, event.ts, view.pairs if view.journal else None
             )
             increment = view.popularity.learn_one(event.item_id, event.ts)
-            if event.type == "purchase" and view.demand is not None:
-                surges = view.demand.add(event)
-                if surges:
-                    result.alerts += surges
+            if view.demand is not None:
+                if event.type == "purchase":
+                    surges = view.demand.add(event)
+                    if surges:
+                        result.alerts += surges
+                else:
+                    view.demand.add_signal(event)
             view.touched_items.update(map(first, pairs))
             if view.journal:
                 view.occurrences.append((event.item_id, occurrence))

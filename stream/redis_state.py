@@ -262,7 +262,7 @@ class RedisState:
         session_neighbours, sessions_gone = self._sessions(items, reply)
         demand = loaded = None
         if self.settings.demand:
-            demand, loaded = await self._demand(demand_series, demand_replies, heads)
+            demand, loaded = await self._demand(demand_series, demand_replies, heads, today)
         return BatchView(
             profiles=profiles,
             cooccurrence=cooccurrence,
@@ -308,23 +308,31 @@ class RedisState:
         cut = 2 * len(numbers)
         return offsets_raw, profiles_raw, recs_raw, campaign_day, sent, rest[:cut], rest[cut:]
 
-    async def _demand(self, series: list[str], replies: list, heads: int
+    async def _demand(self, series: list[str], replies: list, heads: int, today: int | None
                       ) -> tuple[DemandBook, demand_redis.Loaded]:
         """The demand book of this batch: its series, and those due for a day
-        close (one more round trip, only when a day closes)."""
+        close with the last closing day's views and carts (one more round trip,
+        only when a day closes)."""
         head, rest = replies[:heads], replies[heads:]
         due = [m.decode() for m in head[2]] if heads > 2 else []
         partial, due = len(due) > demand_redis.CLOSE_PER_BATCH, due[:demand_redis.CLOSE_PER_BATCH]
         more = [k for k in due if k not in set(series)]
-        if more:
+        signals = None
+        closed = orjson.loads(head[0])[1] if heads > 2 and head[0] is not None else None
+        if today is not None and (series or more) and (due or closed is None or today - 1 > closed):  # a day may close
             pipe = self.client.pipeline(transaction=False)
             demand_redis.queue_series(pipe, self.demand_keys, more)
-            rest = rest + await pipe.execute()
+            demand_redis.queue_signals(pipe, self.demand_keys, today - 1, series + more)
+            *fetched, signals = await pipe.execute()
+            rest = rest + fetched
         book = new_demand_book(self.settings)
         assert book is not None
         book.journaled()
         loaded = demand_redis.build(book, self.demand_keys, head, series + more, rest)
         book.partial_close = partial
+        if signals is not None:
+            assert today is not None
+            book.signals[today - 1] = demand_redis.signals_read(series + more, signals)
         return book, loaded
 
     async def _read_docs(self, names: list[str]) -> list[bytes | None]:

@@ -198,6 +198,59 @@ def test_a_close_capped_at_fewer_series_than_sold_leaves_the_rest_to_the_next_ba
         assert orjson.loads(raw)[0] == series.forecaster.to_list(), key
 
 
+def with_signals(days: int = 12) -> list[Message]:
+    """Each day: 3 views and a cart of "mug" in the morning, then 2 purchases;
+    "plate" is viewed on even days and never bought."""
+    out: list[Message] = []
+
+    def send(kind: str, item: str, ts: float) -> None:
+        event = {"event_id": f"s{len(out)}", "type": kind, "user_id": f"u{len(out) % 5}", "item_id": item,
+                 "ts": ts, "category": "kitchen"}
+        if kind == "purchase":
+            event.update(price=4.0, quantity=1)
+        topic = {"view": "views", "cart": "clicks", "purchase": "purchases"}[kind]
+        out.append(Message(orjson.dumps(event), topic, 0, len(out)))
+
+    for d in range(days):
+        at = MONDAY + d * DAY + 8 * 3600
+        for k, kind in enumerate(["view", "view", "view", "cart", "purchase", "purchase"]):
+            send(kind, "mug", at + 600 * k)
+        if d % 2 == 0:
+            send("view", "plate", at + 5000)
+    return out
+
+
+def test_views_and_carts_are_published_beside_the_units_sold_and_redis_counts_them_alike(
+        services, redis_client):
+    from stream.redis_state import RedisState
+    from tests.support import isolated_settings
+
+    messages = with_signals()
+
+    async def go(make_state, size: int) -> list:  # type: ignore[no-untyped-def]
+        state = make_state()
+        processor = Processor(state, state.settings)
+        out = [await processor.handle(messages[i:i + size]) for i in range(0, len(messages), size)]
+        await state.close()
+        return [f.to_dict() for r in out for f in r.demand]
+
+    memory = asyncio.run(go(lambda: MemoryState(), 7))  # about a day per batch: a close a day
+    mug = [f for f in memory if f.get("item") == "mug"]
+    assert len(mug) >= 8
+    assert all((f["units"], f["views"], f["carts"]) == (2, 3, 1) for f in mug)
+    kitchen = [f for f in memory if f.get("category") == "kitchen"]
+    assert len(kitchen) == len(mug)
+    for f in kitchen:  # the plate's views count toward the category on even days
+        d = next(d for d in range(12) if day_iso(int(MONDAY // DAY) + d) == f["day"])
+        assert (f["units"], f["views"], f["carts"]) == (2, 3 + (d % 2 == 0), 1), f
+    settings = isolated_settings(services)
+    live = asyncio.run(go(lambda: RedisState(settings), 7))
+    assert live == memory
+    signals = redis_client.hgetall(f"{settings.prefix}demand-signals:{int(MONDAY // DAY)}")
+    assert signals[b"v:item:plate"] == b"1" and signals[b"c:item:mug"] == b"1"
+    assert 0 < redis_client.ttl(f"{settings.prefix}demand-signals:{int(MONDAY // DAY)}") <= 35 * 86400
+
+
 # -- stock_risk: the inventory topic ---------------------------------------------
 
 READING_AT = MONDAY + 57 * DAY + 8 * 3600  # a Tuesday morning, after eight weeks of sales
