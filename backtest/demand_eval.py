@@ -323,9 +323,10 @@ def from_events(events: Iterable, timezone: str = "UTC", progress: bool = True) 
 
 def book_cost(events: Sequence, total_events: int, timezone: str = "UTC", batch: int = 1000) -> dict:
     """What the stream's demand book (``stream/demand.py``) costs a replay: the
-    purchases through ``DemandBook.add`` and a day close per batch of
+    purchases through ``DemandBook.add``, the other events through
+    ``add_signal`` (views and carts count) and a day close per batch of
     ``batch`` events, as the Processor calls them, timed; per event of the
-    whole replay (``total_events``, purchases or not), in CPU seconds."""
+    whole replay (``total_events``), in CPU seconds."""
     import time
 
     from stream.demand import DemandBook
@@ -336,7 +337,10 @@ def book_cost(events: Sequence, total_events: int, timezone: str = "UTC", batch:
     for i in range(0, len(events), batch):
         chunk = events[i:i + batch]
         for e in chunk:
-            alerts += len(book.add(e))
+            if e.type == "purchase":
+                alerts += len(book.add(e))
+            else:
+                book.add_signal(e)
         book.close(max(e.ts for e in chunk), forecast=False)
     seconds = time.process_time() - started
     return {"seconds": round(seconds, 3), "us_per_event": round(1e6 * seconds / max(total_events, 1), 3),

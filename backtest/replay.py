@@ -385,7 +385,8 @@ def _demand(records: Sequence[Record], config: ReplayConfig) -> dict | None:
         return None
     out = from_events(purchases, config.settings.timezone, config.progress)
     if config.settings.demand:
-        out["stream_cost"] = book_cost(purchases, len(records), config.settings.timezone, config.batch_size)
+        events = [r.event for r in records if r.event is not None]
+        out["stream_cost"] = book_cost(events, len(records), config.settings.timezone, config.batch_size)
     skipped = {str(p): ORDER_LINE_SKIPS[str(p)] for p in config.inputs if str(p) in ORDER_LINE_SKIPS}
     if skipped:
         out["lines_not_sales"] = skipped

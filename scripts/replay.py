@@ -81,15 +81,15 @@ def _campaign(path: Path, seed: int, outcome: str):  # type: ignore[no-untyped-d
 def _print_demand(d: dict) -> None:
     if "skipped" in d:
         print(f"demand: not scored ({d['skipped']})")
-        return
-    pr = d["protocol"]
-    print(f"demand ({pr['series']:,} products, origins {pr['origins'][0]}..{pr['origins'][1]}, "
-          f"h=1..{pr['horizon']}; {d['seconds']:.1f} s):")
-    print(f"  {'forecaster':16s} {'RMSSE':>7s} {'MASE':>7s} {'WAPE':>7s} {'bias':>7s} {'h1 RMSSE':>9s} {'cover 80':>9s}")
-    for name, f in d["forecasters"].items():
-        cover = f"{f['coverage_80']:.1%}" if "coverage_80" in f else "-"
-        print(f"  {name:16s} {f['rmsse']:7.4f} {f['mase']:7.4f} {f['wape']:7.4f} {f['bias']:+7.4f} "
-              f"{f['per_horizon']['h1']['rmsse']:9.4f} {cover:>9s}")
+    else:
+        pr = d["protocol"]
+        print(f"demand ({pr['series']:,} products, origins {pr['origins'][0]}..{pr['origins'][1]}, "
+              f"h=1..{pr['horizon']}; {d['seconds']:.1f} s):")
+        print(f"  {'forecaster':16s} {'RMSSE':>7s} {'MASE':>7s} {'WAPE':>7s} {'bias':>7s} {'h1 RMSSE':>9s} {'cover 80':>9s}")
+        for name, f in d["forecasters"].items():
+            cover = f"{f['coverage_80']:.1%}" if "coverage_80" in f else "-"
+            print(f"  {name:16s} {f['rmsse']:7.4f} {f['mase']:7.4f} {f['wape']:7.4f} {f['bias']:+7.4f} "
+                  f"{f['per_horizon']['h1']['rmsse']:9.4f} {cover:>9s}")
     cost = d.get("stream_cost")
     if cost:
         print(f"  demand on the stream: {cost['us_per_event']:.2f} µs per replayed event "
