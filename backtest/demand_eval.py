@@ -28,7 +28,6 @@ choose them.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -267,7 +266,7 @@ def evaluate(demand: DailyDemand, protocol: Protocol = Protocol(), half_life_day
                      "series": int(len(s.series)), "horizon": HORIZON, "min_days": protocol.min_days},
         "model": {"half_life_days": half_life_days,
                   "units_per_line_half_life_days": UNITS_PER_LINE_HALF_LIFE_DAYS,
-                  "lump_cap": LUMP_CAP, "lump_keep": LUMP_KEEP, "rhythm_from": "root units of each item's day",
+                  "lump_cap": LUMP_CAP, "lump_keep": LUMP_KEEP, "rhythm_from": "root units of each purchase",
                   "interval_levels": [round(0.5 - mass / 2, 4), round(0.5 + mass / 2, 4)]},
         "forecasters": table,
     }

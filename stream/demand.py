@@ -204,15 +204,13 @@ class DemandBook:
         which = SIGNALS.get(event.type)
         if which is None:
             return
-        ts, clock = event.ts, self.day_of
-        day = clock.day if clock.start <= ts < clock.end else clock(ts)
+        day = self.day_of(event.ts)
         if self.closed_through is not None and day <= self.closed_through:
             return  # its day was published already
         by_series = self.signals.setdefault(day, {})
         j = self.journal
-        for key in ("item:" + event.item_id, "category:" + event.category if event.category else None):
-            if key is None:
-                continue
+        keys = ["item:" + event.item_id] + (["category:" + event.category] if event.category else [])
+        for key in keys:
             counts = by_series.get(key)
             if counts is None:
                 counts = by_series[key] = [0, 0]

@@ -96,6 +96,11 @@ def queue_series(pipe, keys: DemandKeys, series: Sequence[str]) -> None:  # type
         pipe.hgetall(keys.days(s))
 
 
+def closed_through(shop_raw: bytes | None) -> int | None:
+    """The shop's last closed day, from its ``demand-shop`` document as read."""
+    return None if shop_raw is None else orjson.loads(shop_raw)[1]
+
+
 class Loaded:
     """What a batch read of the demand documents, for the commit to check."""
 

@@ -318,7 +318,7 @@ class RedisState:
         partial, due = len(due) > demand_redis.CLOSE_PER_BATCH, due[:demand_redis.CLOSE_PER_BATCH]
         more = [k for k in due if k not in set(series)]
         signals = None
-        closed = orjson.loads(head[0])[1] if heads > 2 and head[0] is not None else None
+        closed = demand_redis.closed_through(head[0])
         if today is not None and (series or more) and (due or closed is None or today - 1 > closed):  # a day may close
             pipe = self.client.pipeline(transaction=False)
             demand_redis.queue_series(pipe, self.demand_keys, more)
