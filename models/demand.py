@@ -44,6 +44,7 @@ seven numbers (``to_list``/``from_list``), about 150 bytes as JSON.
 from __future__ import annotations
 
 import math
+from itertools import cycle, islice
 
 from dataclasses import dataclass
 
@@ -243,17 +244,25 @@ class DemandForecaster:
         # Units per line do not move on a day without a sale: the loop follows
         # lines x units per line, decayed like lines.
         demand = self.lines * (self.units / unit_lines if unit_lines > 0 else 0.0)
+        days = end - start
         d = (start + THURSDAY) % WEEKDAYS
-        for _ in range(start, end):
-            w = weights[d]
-            if total > 0:
+        week = weights[d:] + weights[:d]
+        ws = week[:days] if days <= WEEKDAYS else islice(cycle(week), days)
+        if total > 0:  # and so it stays (weights are not negative): the loop needs no test
+            for w in ws:
                 mean = demand / total * w
                 squares = squares * errors + mean * mean
                 expected = expected * errors + mean
-            demand *= decay
-            total = total * decay + w
-            d = d + 1 if d < WEEKDAYS - 1 else 0
-        days = end - start
+                demand *= decay
+                total = total * decay + w
+        else:
+            for w in ws:
+                if total > 0:
+                    mean = demand / total * w
+                    squares = squares * errors + mean * mean
+                    expected = expected * errors + mean
+                demand *= decay
+                total = total * decay + w
         self.lines *= decay ** days
         self.weight, self.squares, self.expected = total, squares, expected
         slow = self._slow ** days
@@ -316,18 +325,22 @@ def nb_cdf(k: int, mean: float, phi: float) -> float:
     return betainc(mean * q / (1.0 - q), k + 1, q)
 
 
-def nb_upper(mean: float, phi: float, level: float) -> int:
+def nb_upper(mean: float, phi: float, level: float, at_most: int | None = None) -> int:
     """The smallest whole k with P(units <= k) >= ``level`` (by bisection: a
-    far quantile of a lumpy series lies hundreds of units out).
+    far quantile of a lumpy series lies hundreds of units out); ``at_most``: a
+    k known to have P(units <= k) >= ``level`` already, where the search may start.
 
-    >>> nb_upper(2.0, 1.0, 0.9), nb_upper(2.0, 5.0, 0.99)
-    (4, 15)
+    >>> nb_upper(2.0, 1.0, 0.9), nb_upper(2.0, 5.0, 0.99), nb_upper(2.0, 5.0, 0.99, at_most=40)
+    (4, 15, 15)
     """
     if mean <= 1e-9:
         return 0
-    high = max(1, int(mean))
-    while nb_cdf(high, mean, phi) < level:
-        high *= 2
+    if at_most is not None:
+        high = at_most
+    else:
+        high = max(1, int(mean))
+        while nb_cdf(high, mean, phi) < level:
+            high *= 2
     low = -1  # cdf(low) < level <= cdf(high)
     while high - low > 1:
         mid = (low + high) // 2

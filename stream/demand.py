@@ -37,14 +37,15 @@ TRENDING_LEVEL = 0.9  # /trending: selling above this quantile of the day's fore
 NO_ALERTS: list = []  # shared, never appended to
 SIGNALS = {"view": 0, "cart": 1}  # event type -> its counter among a series' day signals
 SIGNAL_DAYS = 35  # days of views and carts kept after their day
+UNITS, LINES, FIRST_SALE = 0, 1, 2  # a series' open day: [units, order lines, time of the first sale]
 
 
 @dataclass(slots=True)
 class Series:
     forecaster: DemandForecaster = field(default_factory=DemandForecaster)
-    open: dict[int, int] = field(default_factory=dict)  # day -> units so far
-    lines: dict[int, int] = field(default_factory=dict)  # day -> order lines (purchases) so far
-    first_sale: dict[int, float] = field(default_factory=dict)  # day -> time of its first sale
+    # day -> [units, order lines (purchases), time of the first sale] so far: one
+    # list, not three dicts, as the hot path touches all three on each purchase.
+    open: dict[int, list] = field(default_factory=dict)
     surged: int = -1  # the last day a surge alert was raised for
     # The item's latest stock reading (inventory topic): units on hand at stock_ts, units
     # bought after it, and the reading a stock_risk alert was raised for (-1: none).
@@ -58,8 +59,13 @@ class Series:
 
     def to_list(self) -> list:
         """Plain numbers, to compare books (Redis keeps the parts apart: stream/demand_redis.py)."""
-        return [self.forecaster.to_list(), sorted(self.open.items()), sorted(self.lines.items()),
-                sorted(self.first_sale.items()), self.surged]
+        days = sorted(self.open.items())
+        return [self.forecaster.to_list(), [(d, v[UNITS]) for d, v in days], [(d, v[LINES]) for d, v in days],
+                [(d, v[FIRST_SALE]) for d, v in days], self.surged]
+
+    def units(self, day: int) -> int:
+        sales = self.open.get(day)
+        return 0 if sales is None else sales[UNITS]
 
 
 @dataclass(slots=True)
@@ -222,28 +228,25 @@ class DemandBook:
         s = self.series.get(key)
         if s is None:
             s = self.series[key] = Series()
-        open_days = s.open
-        units = open_days.get(day)
-        if units is None:
-            units = open_days[day] = quantity
-            s.lines[day] = 1
-            s.first_sale[day] = ts
+        sales = s.open.get(day)
+        if sales is None:
+            sales = s.open[day] = [quantity, 1, ts]
             pending = self.pending
             if pending.get(key, day) >= day:
                 pending[key] = day
         else:
-            units = open_days[day] = units + quantity
-            s.lines[day] += 1
-            first_sale = s.first_sale
-            if ts < first_sale[day]:
-                first_sale[day] = ts
+            sales[UNITS] += quantity
+            sales[LINES] += 1
+            if ts < sales[FIRST_SALE]:
+                sales[FIRST_SALE] = ts
         j = self.journal
         if j is not None:
             j.units[key, day] = j.units.get((key, day), 0) + quantity
             j.lines[key, day] = j.lines.get((key, day), 0) + 1
-            j.first_sales[key, day] = s.first_sale[day]
+            j.first_sales[key, day] = sales[FIRST_SALE]
         if s.stock is not None and ts > s.stock_ts:
             self._sell(key, s, day, event)
+        units = sales[UNITS]
         if units < self.surge_min_units or s.surged == day:
             return None
         return self._surge(key, s, day, units, event)
@@ -257,14 +260,14 @@ class DemandBook:
         # One CDF to rule a surge out; the line itself only for an alert.
         if nb_cdf(units - 1, s.expected, phi) < self.surge_level:
             return None
-        s.limit = float(nb_upper(s.expected, phi, self.surge_level))
+        s.limit = float(nb_upper(s.expected, phi, self.surge_level, at_most=units - 1))
         s.surged = day
         if self.journal is not None:
             self.journal.docs.add(key)
         kind, _, name = key.partition(":")
         reasons = [Reason(kind, name), Reason("units_today", float(units), round(s.expected, 4)),
                    Reason(f"forecast_q{round(100 * self.surge_level)}", s.limit),
-                   Reason("since", s.first_sale.get(day, event.ts))]
+                   Reason("since", s.open[day][FIRST_SALE])]
         return Alert("demand_surge", event.user_id, event.event_id, event.ts, float(units),
                      s.limit, reasons, key=f"{key}:{day_iso(day)}")
 
@@ -313,7 +316,7 @@ class DemandBook:
         start = max(closed + 1, day)
         for i in range(HORIZON):
             d = start + i
-            e = level * weights[weekday(d)] - s.open.get(d, 0)
+            e = level * weights[weekday(d)] - s.units(d)
             if e <= 0.0:
                 continue
             if cover is None and need + e > left:
@@ -427,9 +430,9 @@ class DemandBook:
         return out
 
     def _learn_day(self, key: str, s: Series, day: int, sold: dict[str, int]) -> None:
-        sold[key] = units = s.open.pop(day)
-        s.forecaster.learn_one(units, day, self.rhythm, s.lines.pop(day, None))
-        s.first_sale.pop(day, None)
+        sales = s.open.pop(day)
+        sold[key] = units = sales[UNITS]
+        s.forecaster.learn_one(units, day, self.rhythm, sales[LINES])
         if self.journal is not None:
             self.journal.days_closed.setdefault(key, []).append(day)
 
@@ -456,7 +459,8 @@ class DemandBook:
         weights, prefix = self.rhythm.weights, kind + ":"
         found = []
         for key, s in self.series.items():
-            units = s.open.get(day)
+            sales = s.open.get(day)
+            units = sales[UNITS] if sales is not None else 0
             f = s.forecaster
             if not units or f.last_day is None or not key.startswith(prefix):
                 continue
@@ -465,7 +469,8 @@ class DemandBook:
             below = nb_cdf(units - 1, expected, phi)
             if below < level:
                 continue
-            found.append((1.0 - below, -units, key, units, expected, s.first_sale.get(day)))
+            first = sales[FIRST_SALE]  # not known (inf) for a day stored before first sales were
+            found.append((1.0 - below, -units, key, units, expected, first if math.isfinite(first) else None))
         found.sort()
         return day, [{kind: key[len(prefix):], "units_today": units, "expected": round(expected, 4),
                       "p_at_least": float(f"{p:.4g}"), "since": since}

@@ -27,12 +27,13 @@ batch runs again.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import orjson
 
 from models.demand import DemandForecaster, WeeklyRhythm
-from stream.demand import SIGNAL_DAYS, DemandBook, Series
+from stream.demand import FIRST_SALE, LINES, SIGNAL_DAYS, DemandBook, Series
 from stream.events import Event
 
 RHYTHM_LEARNS = "root units"  # in the shop document, beside the rhythm
@@ -136,6 +137,8 @@ def build(book: DemandBook, keys: DemandKeys, head: list, series: Sequence[str],
             s.forecaster = DemandForecaster.from_list(state)
         last = s.forecaster.last_day
         stale = []
+        firsts: dict[int, float] = {}
+        lines: dict[int, int] = {}
         for field, value in days.items():
             name = field.decode()
             if name[0] == "s":  # the item's stock reading
@@ -148,18 +151,16 @@ def build(book: DemandBook, keys: DemandKeys, head: list, series: Sequence[str],
                 elif name == "stock_alerted":
                     s.stock_alerted = float(value)
             elif name[0] == "t":
-                s.first_sale[int(name[1:])] = float(value)
+                firsts[int(name[1:])] = float(value)
             elif name[0] == "l":
-                s.lines[int(name[1:])] = int(value)
+                lines[int(name[1:])] = int(value)
             elif last is not None and int(name) <= last:
                 stale.append(int(name))  # a late increment that landed after its day closed
             else:
-                s.open[int(name)] = int(value)
-        for day in stale:
-            s.first_sale.pop(day, None)
-            s.lines.pop(day, None)
-        for day in s.open.keys() - s.lines.keys():  # open since before order lines were counted
-            s.lines[day] = 1
+                s.open[int(name)] = [int(value), 0, math.inf]
+        for day, sales in s.open.items():  # one order line: open since before they were counted
+            sales[LINES] = lines.get(day, 1)
+            sales[FIRST_SALE] = firsts.get(day, math.inf)
         if stale and book.journal is not None:
             book.journal.days_closed[key] = stale
         book.series[key] = s
