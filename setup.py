@@ -1,5 +1,5 @@
-"""Builds the compiled co-occurrence ranking and learning and the session-neighbour votes
-(everything else is in pyproject.toml).
+"""Builds the compiled co-occurrence ranking and learning, the session-neighbour votes
+and demand's days without a sale (everything else is in pyproject.toml).
 
 The extensions are optional: without a C compiler shopstream installs anyway
 and learns and ranks with the pure-Python reference, which gives the same
@@ -12,7 +12,7 @@ from setuptools import Extension, setup
 setup(
     ext_modules=cythonize(
         [Extension(f"models.{name}", [f"models/{name}.pyx"], optional=True)
-         for name in ("cooccurrence_rank", "cooccurrence_learn", "session_votes")],
+         for name in ("cooccurrence_rank", "cooccurrence_learn", "session_votes", "demand_days")],
         compiler_directives={"language_level": "3"},
     )
 )

@@ -44,8 +44,6 @@ seven numbers (``to_list``/``from_list``), about 150 bytes as JSON.
 from __future__ import annotations
 
 import math
-from itertools import cycle, islice
-
 from dataclasses import dataclass
 
 # The ufuncs' scalar kernels without their dispatch (a quarter of the time, same
@@ -150,6 +148,36 @@ class WeeklyRhythm:
         return r
 
 
+def zero_days_python(demand: float, total: float, squares: float, expected: float, decay: float,
+                     errors: float, weights: list[float], first: int, days: int) -> tuple[float, float, float]:
+    """``days`` days without a sale from weekday ``first`` on (Monday = 0): the
+    forecaster's weight ``total`` and its decayed squared errors and expected
+    values, the day's expected units being ``demand`` (decaying) / ``total`` x
+    the weekday's weight. The reference for :mod:`models.demand_days`.
+
+    >>> zero_days_python(2.0, 1.0, 0.0, 0.0, 0.5, 1.0, [1.0] * 7, 0, 2)
+    (1.75, 4.444444444444445, 2.6666666666666665)
+    """
+    d = first
+    for _ in range(days):
+        w = weights[d]
+        if total > 0:
+            mean = demand / total * w
+            squares = squares * errors + mean * mean
+            expected = expected * errors + mean
+        demand *= decay
+        total = total * decay + w
+        d = d + 1 if d < WEEKDAYS - 1 else 0
+    return total, squares, expected
+
+
+try:  # built by the install (setup.py); without a C compiler the reference serves, slower
+    from models.demand_days import zero_days
+except ImportError:
+    zero_days = zero_days_python
+COMPILED = zero_days is not zero_days_python
+
+
 class DemandForecaster:
     """(Order lines per day x units per line) x weekday weight, with a
     negative binomial around it.
@@ -245,24 +273,8 @@ class DemandForecaster:
         # lines x units per line, decayed like lines.
         demand = self.lines * (self.units / unit_lines if unit_lines > 0 else 0.0)
         days = end - start
-        d = (start + THURSDAY) % WEEKDAYS
-        week = weights[d:] + weights[:d]
-        ws = week[:days] if days <= WEEKDAYS else islice(cycle(week), days)
-        if total > 0:  # and so it stays (weights are not negative): the loop needs no test
-            for w in ws:
-                mean = demand / total * w
-                squares = squares * errors + mean * mean
-                expected = expected * errors + mean
-                demand *= decay
-                total = total * decay + w
-        else:
-            for w in ws:
-                if total > 0:
-                    mean = demand / total * w
-                    squares = squares * errors + mean * mean
-                    expected = expected * errors + mean
-                demand *= decay
-                total = total * decay + w
+        total, squares, expected = zero_days(demand, total, squares, expected, decay, errors, weights,
+                                             (start + THURSDAY) % WEEKDAYS, days)
         self.lines *= decay ** days
         self.weight, self.squares, self.expected = total, squares, expected
         slow = self._slow ** days
