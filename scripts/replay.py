@@ -78,7 +78,7 @@ def _campaign(path: Path, seed: int, outcome: str):  # type: ignore[no-untyped-d
     return run
 
 
-def _print_demand(d: dict) -> None:
+def _print_demand(d: dict, events_per_s: float) -> None:
     if "skipped" in d:
         print(f"demand: not scored ({d['skipped']})")
     else:
@@ -92,8 +92,11 @@ def _print_demand(d: dict) -> None:
                   f"{f['per_horizon']['h1']['rmsse']:9.4f} {cover:>9s}")
     cost = d.get("stream_cost")
     if cost:
+        # The replay's own cost per event, of the same run, says how fast the machine was.
+        replay_us = 1e6 / events_per_s if events_per_s > 0 else float("nan")
         print(f"  demand on the stream: {cost['us_per_event']:.2f} µs per replayed event "
-              f"({cost['series']:,} series, {cost['surge_alerts']:,} surge alerts)")
+              f"({cost['us_per_event'] / replay_us:.1%} of the replay's {replay_us:.1f} µs; "
+              f"{cost['series']:,} series, {cost['surge_alerts']:,} surge alerts)")
 
 
 def _voice(reviews: list[Path], messages: list[Path], seed: int, progress: bool,  # type: ignore[no-untyped-def]
@@ -302,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"churn: precision {churn['precision']:.4f}, recall {churn['recall']:.4f} "
               f"({churn['flagged']} flagged, {churn['planted_churners']} planted churners)")
     if m.get("demand"):
-        _print_demand(m["demand"])
+        _print_demand(m["demand"], tp["events_per_s"])
     if "note" in ev:
         print(f"note: {ev['note']}")
     if args.out:
