@@ -316,7 +316,8 @@ class RedisState:
         head, rest = replies[:heads], replies[heads:]
         due = [m.decode() for m in head[2]] if heads > 2 else []
         partial, due = len(due) > demand_redis.CLOSE_PER_BATCH, due[:demand_redis.CLOSE_PER_BATCH]
-        more = [k for k in due if k not in set(series)]
+        loaded_already = set(series)
+        more = [k for k in due if k not in loaded_already]
         signals = None
         closed = demand_redis.closed_through(head[0])
         if today is not None and (series or more) and (due or closed is None or today - 1 > closed):  # a day may close
