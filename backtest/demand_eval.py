@@ -346,6 +346,26 @@ def book_cost(events: Sequence, total_events: int, timezone: str = "UTC", batch:
             "series": len(book.series), "surge_alerts": alerts}
 
 
+def redis_memory(url: str, prefix: str) -> dict:
+    """What demand keeps in Redis (``MEMORY USAGE`` of its keys under ``prefix``),
+    in all, per key kind, and per series (item or category with a forecaster)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    parts: dict[str, int] = {}
+    series = 0
+    try:
+        for key in client.scan_iter(match=f"{prefix}demand*", count=1000):
+            kind = key.decode()[len(prefix):].split(":", 1)[0]
+            parts[kind] = parts.get(kind, 0) + (client.memory_usage(key) or 0)
+            series += kind == "demand"
+    finally:
+        client.close()
+    total = sum(parts.values())
+    return {"series": series, "bytes": total, "by_key": parts,
+            "bytes_per_series": round(total / series, 1) if series else None}
+
+
 HALF_LIVES = ((7, 42), (7, 63), (10, 42), (10, 63), (10, 84), (14, 42), (14, 63), (21, 63))
 
 

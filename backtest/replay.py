@@ -368,6 +368,10 @@ async def run(config: ReplayConfig) -> ReplayResult:
     demand = _demand(records, config)
     if demand is not None:
         metrics_doc["demand"] = demand
+    if config.redis_url is not None and config.settings.demand:
+        from backtest.demand_eval import redis_memory
+
+        metrics_doc["demand_redis"] = redis_memory(config.redis_url, config.settings.prefix)
     alert_docs = [a.to_dict() for a in alerts]
     return ReplayResult(metrics_doc, users, _timeline(buckets, width, span_start), dead, scores,
                         learner.timeline, alert_docs, [a.to_dict() for a in actions],

@@ -306,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
               f"({churn['flagged']} flagged, {churn['planted_churners']} planted churners)")
     if m.get("demand"):
         _print_demand(m["demand"], tp["events_per_s"])
+    if m.get("demand_redis", {}).get("series"):
+        r = m["demand_redis"]
+        print(f"demand in Redis: {r['bytes_per_series']:,.0f} bytes per series ({r['series']:,} series, "
+              + ", ".join(f"{k} {v:,}" for k, v in sorted(r["by_key"].items())) + " bytes)")
     if "note" in ev:
         print(f"note: {ev['note']}")
     if args.out:

@@ -36,7 +36,11 @@ HORIZON = 7
 TRENDING_LEVEL = 0.9  # /trending: selling above this quantile of the day's forecast
 NO_ALERTS: list = []  # shared, never appended to
 SIGNALS = {"view": 0, "cart": 1}  # event type -> its counter among a series' day signals
-SIGNAL_DAYS = 35  # days of views and carts kept after their day
+# A day's views and carts are read by the close that publishes the day's forecasts
+# and by no later one: a close drops the days before the last closed (in memory
+# and in Redis). In Redis a day no close reaches (views before the first purchase,
+# a stream stalled for a week) expires this long after its last write.
+SIGNAL_TTL_DAYS = 7
 UNITS, LINES, FIRST_SALE = 0, 1, 2  # a series' open day: [units, order lines, time of the first sale]
 
 
@@ -166,9 +170,8 @@ class DemandBook:
         self.partial_close = False
         self.left_over = False
         self.pending: dict[str, int] = {}  # series with open days -> the earliest
-        # Views and carts per open or recent day: day -> series -> [views, carts]. A store
-        # keeps them SIGNAL_DAYS (stream/demand_redis.py); a Redis batch loads only the
-        # closing day's of the series it closes.
+        # Views and carts per open day and the last closed: day -> series -> [views, carts]
+        # (a Redis batch loads only the closing day's, of the series it closes).
         self.signals: dict[int, dict[str, list[int]]] = {}
         self.late_units = 0
         self.journal: Journal | None = None  # what changed, for a store that persists it
@@ -424,8 +427,8 @@ class DemandBook:
                     self._catch_up(f, today - 1)
                 views, carts = self.signals.get(today - 1, {}).get(key, (0, 0))
                 out.append(Forecast(key, today - 1, units, f.forecast(HORIZON, self.rhythm), views, carts))
-        if days and self.journal is None:  # a store keeps its own for SIGNAL_DAYS
-            for day in [d for d in self.signals if d < today - SIGNAL_DAYS]:
+        if days:  # no close reads them again (Redis: demand_redis drops them at the commit)
+            for day in [d for d in self.signals if d < self.closed_through]:
                 del self.signals[day]
         return out
 

@@ -15,8 +15,9 @@ Keys (under ``SHOPSTREAM_PREFIX``):
 - ``demand-shop`` (string, JSON): the weekly rhythm, the last day closed and
   what the rhythm learns (``"root units"``; a document without it learnt
   units: the book rescales it at its next close, ``DemandBook.rhythm_in_units``);
-- ``demand-signals:{day}`` (hash, kept ``SIGNAL_DAYS`` after its last write):
-  ``v:{series}`` and ``c:{series}``, the views and carts of the day;
+- ``demand-signals:{day}`` (hash): ``v:{series}`` and ``c:{series}``, the views
+  and carts of the day; dropped by the commit of the next day's close (no
+  close reads it again), else expiring ``SIGNAL_TTL_DAYS`` after its last write;
 - ``demand-totals`` (hash): the shop's root units (``models.demand.root_units`` of each
   purchase, summed) per open day, and ``late`` (units that came after their day closed).
 
@@ -33,7 +34,7 @@ from collections.abc import Sequence
 import orjson
 
 from models.demand import DemandForecaster, WeeklyRhythm
-from stream.demand import FIRST_SALE, LINES, SIGNAL_DAYS, DemandBook, Series
+from stream.demand import FIRST_SALE, LINES, SIGNAL_TTL_DAYS, DemandBook, Series
 from stream.events import Event
 
 RHYTHM_LEARNS = "root units"  # in the shop document, beside the rhythm
@@ -207,7 +208,10 @@ def commit_args(book: DemandBook, keys: DemandKeys, loaded: Loaded) -> tuple[dic
         "sold": [(keys.days(k), repr(t), str(u)) for k, (t, u) in j.sold.items()],
         "stock_alerted": [(keys.days(k), repr(t)) for k, t in j.stock_alerted.items()],
         "signals": [(keys.signals(d), f"{'vc'[i]}:{k}", str(n)) for (k, d, i), n in j.signals.items()],
-        "signals_ttl": str(int(SIGNAL_DAYS * 86400)),
+        "signals_ttl": str(int(SIGNAL_TTL_DAYS * 86400)),
+        # Days before the last closed: read by no later close (DemandBook.close).
+        "signals_drop": [keys.signals(d) for d in range(min(j.totals_closed) - 1, max(j.totals_closed))]
+        if j.totals_closed else [],
     }, cas
 
 
@@ -235,6 +239,7 @@ if b.demand then
         redis.call('HINCRBY', x[1], x[2], x[3])
         redis.call('EXPIRE', x[1], d.signals_ttl)
     end
+    for _, k in ipairs(d.signals_drop) do redis.call('DEL', k) end
     for _, x in ipairs(d.totals) do redis.call('HINCRBY', d.totals_key, x[1], x[2]) end
     for _, f in ipairs(d.totals_closed) do redis.call('HDEL', d.totals_key, f) end
     if d.late ~= '0' then redis.call('HINCRBY', d.totals_key, 'late', d.late) end

@@ -12,7 +12,8 @@ import pytest
 
 from models.demand import weekday
 from stream.config import Settings
-from stream.demand import DayClock, DemandBook, day_iso
+from stream import demand_redis
+from stream.demand import SIGNAL_TTL_DAYS, DayClock, DemandBook, day_iso
 from stream.events import Event
 from stream.outputs import Message
 from stream.processor import Processor
@@ -246,9 +247,33 @@ def test_views_and_carts_are_published_beside_the_units_sold_and_redis_counts_th
     settings = isolated_settings(services)
     live = asyncio.run(go(lambda: RedisState(settings), 7))
     assert live == memory
-    signals = redis_client.hgetall(f"{settings.prefix}demand-signals:{int(MONDAY // DAY)}")
-    assert signals[b"v:item:plate"] == b"1" and signals[b"c:item:mug"] == b"1"
-    assert 0 < redis_client.ttl(f"{settings.prefix}demand-signals:{int(MONDAY // DAY)}") <= 35 * 86400
+    # Redis keeps the days a close may still read, the last closed and the open ones,
+    # each with a time to live: 12 days of views in Redis, not 12 keys (memory per series).
+    closed = demand_redis.closed_through(redis_client.get(f"{settings.prefix}demand-shop"))
+    kept = sorted(int(k.rsplit(b":", 1)[1]) for k in redis_client.keys(f"{settings.prefix}demand-signals:*"))
+    assert closed is not None and kept[0] == closed and len(kept) <= 2, (closed, kept)
+    signals = redis_client.hgetall(f"{settings.prefix}demand-signals:{closed}")
+    assert signals[b"v:item:mug"] == b"3" and signals[b"c:item:mug"] == b"1"
+    assert all(0 < redis_client.ttl(f"{settings.prefix}demand-signals:{d}") <= SIGNAL_TTL_DAYS * 86400
+               for d in kept)
+
+
+def test_a_replay_on_redis_keeps_under_a_kilobyte_per_series_and_measures_it(services, tmp_path):
+    """Four weeks of views, carts and purchases: the days of views and carts no close
+    reads again are dropped (kept 35 days, they alone took over 1 KB per series here)."""
+    from backtest.replay import ReplayConfig, replay
+    from tests.support import isolated_settings
+
+    settings = isolated_settings(services)
+    if not settings.demand:
+        pytest.skip("demand is off on Redis Cluster (stream/redis_cluster.py)")
+    events = tmp_path / "shop.jsonl"
+    events.write_bytes(b"\n".join(m.value for m in with_signals(days=28)) + b"\n")
+    memory = replay(ReplayConfig(inputs=[events], redis_url=settings.redis_url, progress=False,
+                                 settings=settings)).metrics["demand_redis"]
+    assert memory["series"] == 2  # the mug and its category; the plate never sold
+    assert set(memory["by_key"]) >= {"demand", "demand-days", "demand-signals", "demand-shop"}
+    assert 0 < memory["bytes_per_series"] < 1024, memory
 
 
 # -- stock_risk: the inventory topic ---------------------------------------------
