@@ -3,8 +3,8 @@
 with the same results bit for bit (the same double operations in the same order).
 
 A series that sold today learns every day since its last sale first, one
-loop turn per day: in Python the loop was a sixth of what demand cost per
-purchase on the online-retail order lines.
+loop turn per day (1.5 days per order line on the online-retail data),
+which in Python took close to half of what learning a series's day took.
 """
 
 
