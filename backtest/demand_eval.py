@@ -347,7 +347,8 @@ def book_cost(events: Sequence, total_events: int, timezone: str = "UTC", batch:
 
 
 def redis_memory(url: str, prefix: str) -> dict:
-    """What demand keeps in Redis (``MEMORY USAGE`` of its keys under ``prefix``),
+    """What demand keeps in Redis (``MEMORY USAGE`` of its keys under ``prefix``, every
+    field counted, as bench.workers.redis_memory_mb counts the run's keys),
     in all, per key kind, and per series (item or category with a forecaster)."""
     import redis
 
@@ -357,7 +358,7 @@ def redis_memory(url: str, prefix: str) -> dict:
     try:
         for key in client.scan_iter(match=f"{prefix}demand*", count=1000):
             kind = key.decode()[len(prefix):].split(":", 1)[0]
-            parts[kind] = parts.get(kind, 0) + (client.memory_usage(key) or 0)
+            parts[kind] = parts.get(kind, 0) + (client.memory_usage(key, samples=0) or 0)
             series += kind == "demand"
     finally:
         client.close()
