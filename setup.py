@@ -1,5 +1,5 @@
 """Builds the compiled co-occurrence ranking and learning, the session-neighbour votes
-and demand's days without a sale (everything else is in pyproject.toml).
+and demand's learning of a day (everything else is in pyproject.toml).
 
 The extensions are optional: without a C compiler shopstream installs anyway
 and learns and ranks with the pure-Python reference, which gives the same

@@ -171,46 +171,17 @@ def zero_days_python(demand: float, total: float, squares: float, expected: floa
     return total, squares, expected
 
 
-try:  # built by the install (setup.py); without a C compiler the reference serves, slower
-    from models.demand_days import zero_days
-except ImportError:
-    zero_days = zero_days_python
-COMPILED = zero_days is not zero_days_python
-
-
-class DemandForecaster:
-    """(Order lines per day x units per line) x weekday weight, with a
-    negative binomial around it.
-
-    ``half_life_days``: how fast order lines per day follow demand;
-    ``units_half_life_days``: how fast units per line do; ``spread``: a
-    factor on the learned variance-to-mean ratio; ``mass``: the nominal mass
-    between the quantile levels given as the 80 % interval (``low`` and
-    ``high``). A discrete, mostly-zero distribution's nominal 80 % covers
-    more than 80 % of days, so ``INTERVAL_MASS`` is the mass that covered
-    80 % on origins before the online-retail protocol's
-    (``backtest/demand_eval.py``).
-
-    >>> f, flat = DemandForecaster(), WeeklyRhythm()
-    >>> for day in range(28):   # two orders of 5 a day, then one of 20
-    ...     f.learn_one(10 if day < 21 else 20, day, flat, lines=2 if day < 21 else 1)
-    >>> round(f.level, 2)   # fewer orders show within days, their size only slowly
-    11.54
-    >>> g = DemandForecaster()
-    >>> for day in range(30):   # one order of 2 a day, then a wholesale order of 200
-    ...     g.learn_one(2 if day < 29 else 200, day, flat, lines=1)
-    >>> round(g.units / g.unit_lines, 2)   # 200 counts as 12 + (200 - 12) / 4 (uncapped: 9.71)
-    4.22
-    """
+class DayLearnerPython:
+    """What a series' forecaster keeps (seven numbers and its settings) and how a
+    day moves them: the reference for :class:`models.demand_days.DayLearner`,
+    which does the same in C (a day close learns a day of every series that sold)."""
 
     __slots__ = ("half_life_days", "units_half_life_days", "spread", "levels", "lump_cap", "lump_keep",
                  "lines", "weight", "units", "unit_lines", "squares", "expected", "last_day", "_decay", "_slow",
                  "_errors")
 
-    def __init__(self, half_life_days: float = HALF_LIFE_DAYS, spread: float = 1.0,
-                 mass: float = INTERVAL_MASS,
-                 units_half_life_days: float = UNITS_PER_LINE_HALF_LIFE_DAYS,
-                 lump_cap: float = LUMP_CAP, lump_keep: float = LUMP_KEEP) -> None:
+    def __init__(self, half_life_days: float, spread: float, mass: float, units_half_life_days: float,
+                 lump_cap: float, lump_keep: float, error_half_life_days: float) -> None:
         self.half_life_days = half_life_days
         self.lump_cap = lump_cap
         self.lump_keep = lump_keep
@@ -219,7 +190,7 @@ class DemandForecaster:
         self.levels = (0.5 - mass / 2, 0.5 + mass / 2)
         self._decay = 0.5 ** (1.0 / half_life_days)
         self._slow = 0.5 ** (1.0 / units_half_life_days)
-        self._errors = 0.5 ** (1.0 / ERROR_HALF_LIFE_DAYS)
+        self._errors = 0.5 ** (1.0 / error_half_life_days)
         self.lines = 0.0       # decayed order lines
         self.weight = 0.0      # decayed weekday weights of the same days
         self.units = 0.0       # decayed units, slowly
@@ -280,6 +251,48 @@ class DemandForecaster:
         slow = self._slow ** days
         self.units *= slow
         self.unit_lines = unit_lines * slow
+
+
+try:  # built by the install (setup.py); without a C compiler the references serve, slower
+    from models.demand_days import DayLearner, zero_days
+except ImportError:
+    DayLearner, zero_days = DayLearnerPython, zero_days_python
+COMPILED = DayLearner is not DayLearnerPython
+
+
+class DemandForecaster(DayLearner):  # type: ignore[misc, valid-type]
+    """(Order lines per day x units per line) x weekday weight, with a
+    negative binomial around it.
+
+    ``half_life_days``: how fast order lines per day follow demand;
+    ``units_half_life_days``: how fast units per line do; ``spread``: a
+    factor on the learned variance-to-mean ratio; ``mass``: the nominal mass
+    between the quantile levels given as the 80 % interval (``low`` and
+    ``high``). A discrete, mostly-zero distribution's nominal 80 % covers
+    more than 80 % of days, so ``INTERVAL_MASS`` is the mass that covered
+    80 % on origins before the online-retail protocol's
+    (``backtest/demand_eval.py``).
+
+    >>> f, flat = DemandForecaster(), WeeklyRhythm()
+    >>> for day in range(28):   # two orders of 5 a day, then one of 20
+    ...     f.learn_one(10 if day < 21 else 20, day, flat, lines=2 if day < 21 else 1)
+    >>> round(f.level, 2)   # fewer orders show within days, their size only slowly
+    11.54
+    >>> g = DemandForecaster()
+    >>> for day in range(30):   # one order of 2 a day, then a wholesale order of 200
+    ...     g.learn_one(2 if day < 29 else 200, day, flat, lines=1)
+    >>> round(g.units / g.unit_lines, 2)   # 200 counts as 12 + (200 - 12) / 4 (uncapped: 9.71)
+    4.22
+    """
+
+    __slots__ = ()
+
+    def __init__(self, half_life_days: float = HALF_LIFE_DAYS, spread: float = 1.0,
+                 mass: float = INTERVAL_MASS,
+                 units_half_life_days: float = UNITS_PER_LINE_HALF_LIFE_DAYS,
+                 lump_cap: float = LUMP_CAP, lump_keep: float = LUMP_KEEP) -> None:
+        super().__init__(half_life_days, spread, mass, units_half_life_days, lump_cap, lump_keep,
+                         ERROR_HALF_LIFE_DAYS)
 
     def dispersion(self) -> float:
         """Variance over mean of a day's units (1 = Poisson), times ``spread``."""

@@ -1,5 +1,6 @@
-"""The compiled days without a sale (models/demand_days.pyx) give the Python
-reference's results bit for bit, and a forecaster learns the same either way."""
+"""The compiled learning of days (models/demand_days.pyx) gives the Python
+references' results bit for bit: days without a sale, and a series's days
+with and without sales, lumps and gaps."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import models.demand as demand
-from models.demand import COMPILED, DemandForecaster, WeeklyRhythm, zero_days, zero_days_python
+from models.demand import (COMPILED, ERROR_HALF_LIFE_DAYS, HALF_LIFE_DAYS, INTERVAL_MASS, LUMP_CAP, LUMP_KEEP,
+                           UNITS_PER_LINE_HALF_LIFE_DAYS, DayLearner, DayLearnerPython, DemandForecaster,
+                           WeeklyRhythm, zero_days, zero_days_python)
 
 weight = st.floats(0.0, 3.0)
 state = st.floats(0.0, 1e4)
 
 
 def test_the_compiled_days_are_built() -> None:
-    assert COMPILED, "models/demand_days.pyx is not built: run `bash scripts/bootstrap.sh` (needs a C compiler)"
+    assert COMPILED and DemandForecaster.__mro__[1] is DayLearner, "models/demand_days.pyx is not built: run `bash scripts/bootstrap.sh` (needs a C compiler)"
 
 
 @settings(max_examples=500, deadline=None)
@@ -50,3 +53,45 @@ def test_a_forecaster_learns_the_same_with_either(monkeypatch) -> None:
         states.append(f.to_list())
     assert states[0] == states[1]
     assert states[0][4] > 0 and states[0][5] > 0  # the days without a sale were learnt
+
+
+SETTINGS = (HALF_LIFE_DAYS, 1.0, INTERVAL_MASS, UNITS_PER_LINE_HALF_LIFE_DAYS, LUMP_CAP, LUMP_KEEP,
+            ERROR_HALF_LIFE_DAYS)
+STATE = ("lines", "weight", "units", "unit_lines", "squares", "expected")
+# A series's days: (days since the last one learned, units, order lines or None for "not counted").
+# A weekday the shop does not trade on weighs 0; a subnormal weight would overflow Python's
+# square (OverflowError) where C's is inf, and no rhythm learns one.
+rhythm_weight = st.one_of(st.just(0.0), st.floats(1e-6, 3.0))
+days_learned = st.lists(st.tuples(st.integers(1, 400), st.integers(0, 5000), st.one_of(st.none(), st.integers(1, 40))),
+                        min_size=1, max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(days=days_learned, first=st.integers(-30, 20_000), weights=st.lists(rhythm_weight, min_size=7, max_size=7))
+@example(days=[(1, 0, None), (6, 97, None), (174, 1, None), (400, 5, None)], first=-3,
+         weights=[1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])  # a square where libm's pow is not x * x to the last bit
+def test_a_compiled_series_learns_the_references_state(days, first, weights) -> None:
+    rhythm = WeeklyRhythm()
+    rhythm.weights = weights
+    compiled, reference = DayLearner(*SETTINGS), DayLearnerPython(*SETTINGS)
+    day = first
+    for gap, units, lines in days:
+        day += gap
+        compiled.learn_one(units, day, rhythm, lines)
+        reference.learn_one(units, day, rhythm, lines)
+        assert bits(tuple(getattr(compiled, n) for n in STATE)) == bits(tuple(getattr(reference, n) for n in STATE))
+        assert compiled.last_day == reference.last_day == day
+        assert bits((compiled.level,)) == bits((reference.level,))
+
+
+def test_both_refuse_a_day_not_after_the_last() -> None:
+    rhythm = WeeklyRhythm()
+    for learner in (DayLearner(*SETTINGS), DayLearnerPython(*SETTINGS)):
+        assert learner.last_day is None and learner.level == 0.0
+        learner.learn_one(3, 10, rhythm, 1)
+        try:
+            learner.learn_one(1, 10, rhythm, 1)
+        except ValueError as e:
+            assert str(e) == "day 10 is not after the last day learned (10)"
+        else:
+            raise AssertionError(f"{type(learner).__name__} learned day 10 twice")
