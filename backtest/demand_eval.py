@@ -325,22 +325,34 @@ def book_cost(events: Sequence, total_events: int, timezone: str = "UTC", batch:
     purchases through ``DemandBook.add``, the other events through
     ``add_signal`` (views and carts count) and a day close per batch of
     ``batch`` events, as the Processor calls them, timed; per event of the
-    whole replay (``total_events``), in CPU seconds."""
+    whole replay (``total_events``), in CPU seconds. The cyclic garbage
+    collector runs as in a worker (``stream/app.py``): paused while a batch
+    runs, and no full pass of its own (a worker makes them on a schedule);
+    else the book's allocations would time full passes over every event the
+    replay holds, which no worker holds."""
+    import gc
     import time
 
     from stream.demand import DemandBook
+    from stream.gc_pause import full_passes_on_schedule, gc_paused
 
     book = DemandBook(timezone)
+    thresholds = gc.get_threshold()
+    full_passes_on_schedule()
     started = time.process_time()  # CPU time: the machine may be shared
     alerts = 0
-    for i in range(0, len(events), batch):
-        chunk = events[i:i + batch]
-        for e in chunk:
-            if e.type == "purchase":
-                alerts += len(book.add(e))
-            else:
-                book.add_signal(e)
-        book.close(max(e.ts for e in chunk), forecast=False)
+    try:
+        for i in range(0, len(events), batch):
+            chunk = events[i:i + batch]
+            with gc_paused():
+                for e in chunk:
+                    if e.type == "purchase":
+                        alerts += len(book.add(e))
+                    else:
+                        book.add_signal(e)
+                book.close(max(e.ts for e in chunk), forecast=False)
+    finally:
+        gc.set_threshold(*thresholds)
     seconds = time.process_time() - started
     return {"seconds": round(seconds, 3), "us_per_event": round(1e6 * seconds / max(total_events, 1), 3),
             "series": len(book.series), "surge_alerts": alerts}

@@ -76,7 +76,7 @@ THURSDAY = 3  # 1970-01-01, day 0, was a Thursday (Monday = 0)
 # from root units of each purchase .8204 (of each item's day .8203, which only a close
 # holding every series that sold on the day could sum).
 ROOT_SCALE = 1000
-_ROOTS = tuple(round(ROOT_SCALE * math.sqrt(q)) for q in range(1024))
+ROOTS = tuple(round(ROOT_SCALE * math.sqrt(q)) for q in range(1024))
 
 
 def root_units(quantity: int) -> int:
@@ -87,7 +87,7 @@ def root_units(quantity: int) -> int:
     (1000, 2000, 1414, 70711)
     """
     if 0 <= quantity < 1024:
-        return _ROOTS[quantity]
+        return ROOTS[quantity]
     return round(ROOT_SCALE * math.sqrt(max(quantity, 0)))
 
 

@@ -28,7 +28,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from models.demand import DayForecast, DemandForecaster, WeeklyRhythm, nb_cdf, nb_upper, root_units, weekday
+from models.demand import (ROOTS, DayForecast, DemandForecaster, WeeklyRhythm, nb_cdf, nb_upper, root_units,
+                           weekday)
 from stream.events import Event
 from stream.outputs import Alert, Reason
 
@@ -41,6 +42,7 @@ SIGNALS = {"view": 0, "cart": 1}  # event type -> its counter among a series' da
 # and in Redis). In Redis a day no close reaches (views before the first purchase,
 # a stream stalled for a week) expires this long after its last write.
 SIGNAL_TTL_DAYS = 7
+ROOTS_TABLED = len(ROOTS)
 UNITS, LINES, FIRST_SALE = 0, 1, 2  # a series' open day: [units, order lines, time of the first sale]
 
 
@@ -145,7 +147,124 @@ class DayClock:
         return self.day
 
 
-class DemandBook:
+class SalesPython:
+    """Purchases counted into their series's open days (``add``, one call per
+    purchase) and the days learnt when they close (``due``, ``learn_day``,
+    ``settle``, as ``DemandBook.close`` calls them): the base of
+    :class:`DemandBook` (its state), and the reference for
+    ``stream/demand_sales.pyx``, which does the same in C. A series's first
+    purchase asks the book for the series (``_new_series``), a sale after a
+    stock reading tells it (``_sell``), and so does a day's units passing
+    ``surge_min_units`` (``_surge``)."""
+
+    day_of: DayClock
+    journal: Journal | None
+    closed_through: int | None
+    late_units: int
+    surge_min_units: int
+    series: dict[str, Series]
+    totals: dict[int, int]
+    pending: dict[str, int]
+
+    def add(self, event: Event) -> list[Alert]:
+        """Count a purchase; the surge alerts it raises (its item's, its category's)."""
+        ts, quantity = event.ts, event.quantity
+        clock = self.day_of
+        day = clock.day if clock.start <= ts < clock.end else clock(ts)
+        j = self.journal
+        closed = self.closed_through
+        if closed is not None and day <= closed:
+            self.late_units += quantity
+            if j is not None:
+                j.late += quantity
+            return []
+        roots = ROOTS[quantity] if 0 <= quantity < ROOTS_TABLED else root_units(quantity)  # no call: the hot path
+        totals = self.totals
+        totals[day] = totals.get(day, 0) + roots
+        if j is not None:
+            j.totals[day] = j.totals.get(day, 0) + roots
+        alert = self._add_to("item:" + event.item_id, day, ts, quantity, event)
+        if not event.category:
+            return NO_ALERTS if alert is None else [alert]
+        alerts = [] if alert is None else [alert]
+        alert = self._add_to("category:" + event.category, day, ts, quantity, event)
+        if alert is not None:
+            alerts.append(alert)
+        return alerts
+
+
+    def _add_to(self, key: str, day: int, ts: float, quantity: int, event: Event) -> Alert | None:
+        s = self.series.get(key)
+        if s is None:
+            s = self._new_series(key)
+        sales = s.open.get(day)
+        if sales is None:
+            sales = s.open[day] = [quantity, 1, ts]
+            pending = self.pending
+            if pending.get(key, day) >= day:
+                pending[key] = day
+        else:
+            sales[UNITS] += quantity
+            sales[LINES] += 1
+            if ts < sales[FIRST_SALE]:
+                sales[FIRST_SALE] = ts
+        j = self.journal
+        if j is not None:
+            j.units[key, day] = j.units.get((key, day), 0) + quantity
+            j.lines[key, day] = j.lines.get((key, day), 0) + 1
+            j.first_sales[key, day] = sales[FIRST_SALE]
+        if s.stock is not None and ts > s.stock_ts:
+            self._sell(key, s, day, event)
+        units = sales[UNITS]
+        if units < self.surge_min_units or s.surged == day:
+            return None
+        return self._surge(key, s, day, units, event)
+
+
+    def due(self, today: int) -> list[tuple[str, Series]]:
+        """The series with an open day before ``today``."""
+        series = self.series
+        return [(key, series[key]) for key, first in self.pending.items() if first < today]
+
+    def learn_day(self, day: int, due: list[tuple[str, Series]], rhythm: WeeklyRhythm, sold: dict[str, int]) -> None:
+        """Each of ``due`` that sold on ``day`` learns it, its open day closed;
+        ``sold``: key -> the units learnt."""
+        j = self.journal
+        for key, s in due:
+            sales = s.open.pop(day, None)
+            if sales is None:
+                continue
+            sold[key] = units = sales[UNITS]
+            s.forecaster.learn_one(units, day, rhythm, sales[LINES])
+            if j is not None:
+                j.days_closed.setdefault(key, []).append(day)
+
+    def settle(self, due: list[tuple[str, Series]], sold: dict[str, int]) -> list[tuple[str, Series]]:
+        """Those of ``due`` that learnt a day: their earliest open day now
+        (none: not pending), their documents rewritten."""
+        pending, j = self.pending, self.journal
+        settled = []
+        for key, s in due:
+            if key not in sold:  # due on a day this close left for the next
+                continue
+            if s.open:
+                pending[key] = min(s.open)
+            else:
+                del pending[key]
+            if j is not None:
+                j.docs.add(key)
+            settled.append((key, s))
+        return settled
+
+
+try:  # built by the install (setup.py); without a C compiler the reference serves, slower
+    from stream.demand_sales import Sales
+except ImportError:
+    Sales = SalesPython  # type: ignore[misc, assignment]
+COMPILED = Sales is not SalesPython
+
+
+class DemandBook(Sales):  # type: ignore[misc, valid-type]
     """Every series' demand, the shop's weekly rhythm and the days still open."""
 
     def __init__(self, timezone: str = "UTC", surge_level: float = 0.99, surge_min_units: int = 50,
@@ -180,32 +299,9 @@ class DemandBook:
         self.journal = Journal()
         return self
 
-    # -- the hot path: one call per purchase ------------------------------------
-
-    def add(self, event: Event) -> list[Alert]:
-        """Count a purchase; the surge alerts it raises (its item's, its category's)."""
-        ts, quantity = event.ts, event.quantity
-        clock = self.day_of
-        day = clock.day if clock.start <= ts < clock.end else clock(ts)
-        j = self.journal
-        closed = self.closed_through
-        if closed is not None and day <= closed:
-            self.late_units += quantity
-            if j is not None:
-                j.late += quantity
-            return []
-        roots, totals = root_units(quantity), self.totals
-        totals[day] = totals.get(day, 0) + roots
-        if j is not None:
-            j.totals[day] = j.totals.get(day, 0) + roots
-        alert = self._add("item:" + event.item_id, day, ts, quantity, event)
-        if not event.category:
-            return NO_ALERTS if alert is None else [alert]
-        alerts = [] if alert is None else [alert]
-        alert = self._add("category:" + event.category, day, ts, quantity, event)
-        if alert is not None:
-            alerts.append(alert)
-        return alerts
+    def _new_series(self, key: str) -> Series:
+        s = self.series[key] = Series()
+        return s
 
     def add_signal(self, event: Event) -> None:
         """Count a view or a cart toward its item's and category's day: the
@@ -226,33 +322,6 @@ class DemandBook:
             counts[which] += 1
             if j is not None:
                 j.signals[key, day, which] = j.signals.get((key, day, which), 0) + 1
-
-    def _add(self, key: str, day: int, ts: float, quantity: int, event: Event) -> Alert | None:
-        s = self.series.get(key)
-        if s is None:
-            s = self.series[key] = Series()
-        sales = s.open.get(day)
-        if sales is None:
-            sales = s.open[day] = [quantity, 1, ts]
-            pending = self.pending
-            if pending.get(key, day) >= day:
-                pending[key] = day
-        else:
-            sales[UNITS] += quantity
-            sales[LINES] += 1
-            if ts < sales[FIRST_SALE]:
-                sales[FIRST_SALE] = ts
-        j = self.journal
-        if j is not None:
-            j.units[key, day] = j.units.get((key, day), 0) + quantity
-            j.lines[key, day] = j.lines.get((key, day), 0) + 1
-            j.first_sales[key, day] = sales[FIRST_SALE]
-        if s.stock is not None and ts > s.stock_ts:
-            self._sell(key, s, day, event)
-        units = sales[UNITS]
-        if units < self.surge_min_units or s.surged == day:
-            return None
-        return self._surge(key, s, day, units, event)
 
     def _surge(self, key: str, s: Series, day: int, units: int, event: Event) -> Alert | None:
         f = s.forecaster
@@ -282,7 +351,7 @@ class DemandBook:
         key = "item:" + item_id
         s = self.series.get(key)
         if s is None:
-            s = self.series[key] = Series()
+            s = self._new_series(key)
         if ts <= s.stock_ts:
             return
         s.stock, s.stock_ts, s.sold, s.stock_alerted = units, ts, 0, -1.0
@@ -374,16 +443,15 @@ class DemandBook:
         if today - 1 <= self.closed_through and not self.left_over:
             return []
         j = self.journal
-        series, pending = self.series, self.pending
         closed = self.closed_through
         sold: dict[str, int] = {}
         rhythm, totals = self.rhythm, self.totals
-        due = [(k, series[k]) for k, first in pending.items() if first < today]
+        due = self.due(today)
         left_over = self.left_over
         if left_over:  # days closed for the shop that some series have yet to learn
             for key, s in due:
                 for day in sorted(d for d in s.open if d <= closed):
-                    self._learn_day(key, s, day, sold)
+                    self.learn_day(day, [(key, s)], rhythm, sold)
             self.left_over = False
         # Each series learns a day with the rhythm as that day left it: after a
         # partial load, one day closes, and none while series may be left over.
@@ -391,7 +459,6 @@ class DemandBook:
             days = range(closed + 1, closed + 1 if left_over else min(today, closed + 2))
         else:
             days = range(closed + 1, today)
-        by_day = {day: [(k, s) for k, s in due if day in s.open] for day in days}
         # Day by day, the shop's rhythm first: what a series learns does not
         # depend on how many days one close covers (how events fell into batches).
         for day in days:
@@ -401,24 +468,15 @@ class DemandBook:
             rhythm.learn_one(float(roots), day)
             if j is not None:
                 j.totals_closed.append(day)
-            for key, s in by_day[day]:
-                self._learn_day(key, s, day, sold)
+            self.learn_day(day, due, rhythm, sold)
         if days:
             self.closed_through = days[-1]
             if j is not None:
                 j.shop = True
         out = []
-        for key, s in due:
-            if key not in sold:  # due on a day this close left for the next
-                continue
+        for key, s in self.settle(due, sold):
             if s.stock is not None:  # the forecast moved: the stock may no longer last
                 self._check_stock(key, s, today, watermark, "", None)
-            if s.open:
-                pending[key] = min(s.open)
-            else:
-                del pending[key]
-            if j is not None:
-                j.docs.add(key)
             if forecast:
                 f = s.forecaster
                 units = sold[key] if f.last_day == today - 1 else 0
@@ -431,13 +489,6 @@ class DemandBook:
             for day in [d for d in self.signals if d < self.closed_through]:
                 del self.signals[day]
         return out
-
-    def _learn_day(self, key: str, s: Series, day: int, sold: dict[str, int]) -> None:
-        sales = s.open.pop(day)
-        sold[key] = units = sales[UNITS]
-        s.forecaster.learn_one(units, day, self.rhythm, sales[LINES])
-        if self.journal is not None:
-            self.journal.days_closed.setdefault(key, []).append(day)
 
     def _rescale_rhythm(self, roots: int, day: int) -> None:
         """A rhythm saved when it learnt the shop's units, brought to root units

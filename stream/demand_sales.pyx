@@ -1,0 +1,136 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""Compiled counting of purchases and closing of their days:
+:class:`stream.demand.SalesPython` in C, the same steps in the same order
+(the base of ``stream.demand.DemandBook``).
+
+Every purchase lands here, into its item's and category's open day, and
+every series that sold learns its day here when the day closes; in Python,
+their calls and lookups were most of what demand cost a stream of
+purchases once a day's learning was compiled.
+"""
+
+from models.demand import ROOTS, root_units
+
+cdef Py_ssize_t TABLED = len(ROOTS)
+cdef tuple ROOT_TABLE = ROOTS
+cdef list NO_ALERTS = []  # shared, never appended to
+
+
+cdef class Sales:
+    """The counts a purchase moves, with the day of the clock's last answer
+    kept in C (the event time's day changes once a day)."""
+
+    cdef public object day_of, journal, closed_through, late_units, surge_min_units
+    cdef public dict series, totals, pending
+    cdef double _start, _end
+    cdef object _day
+
+    def __cinit__(self):
+        self._start = self._end = 0.0
+
+    def add(self, event):
+        """Count a purchase; the surge alerts it raises (its item's, its category's)."""
+        cdef double ts = event.ts
+        cdef object quantity = event.quantity
+        cdef Py_ssize_t q
+        cdef dict totals
+        if self._start <= ts < self._end:
+            day = self._day
+        else:
+            clock = self.day_of
+            day = clock(ts)
+            self._start, self._end, self._day = clock.start, clock.end, day
+        j = self.journal
+        closed = self.closed_through
+        if closed is not None and day <= closed:
+            self.late_units += quantity
+            if j is not None:
+                j.late += quantity
+            return []
+        q = quantity
+        roots = ROOT_TABLE[q] if 0 <= q < TABLED else root_units(quantity)
+        totals = self.totals
+        totals[day] = totals.get(day, 0) + roots
+        if j is not None:
+            j.totals[day] = j.totals.get(day, 0) + roots
+        alert = self._add_to("item:" + event.item_id, day, ts, quantity, event)
+        category = event.category
+        if not category:
+            return NO_ALERTS if alert is None else [alert]
+        alerts = [] if alert is None else [alert]
+        alert = self._add_to("category:" + category, day, ts, quantity, event)
+        if alert is not None:
+            alerts.append(alert)
+        return alerts
+
+    cdef object _add_to(self, str key, object day, double ts, object quantity, object event):
+        cdef dict open_days, pending
+        cdef list sales
+        s = self.series.get(key)
+        if s is None:
+            s = self._new_series(key)
+        open_days = s.open
+        sales = open_days.get(day)
+        if sales is None:
+            sales = open_days[day] = [quantity, 1, ts]
+            pending = self.pending
+            if pending.get(key, day) >= day:
+                pending[key] = day
+        else:
+            sales[0] += quantity
+            sales[1] += 1
+            if ts < sales[2]:
+                sales[2] = ts
+        j = self.journal
+        if j is not None:
+            j.units[key, day] = j.units.get((key, day), 0) + quantity
+            j.lines[key, day] = j.lines.get((key, day), 0) + 1
+            j.first_sales[key, day] = sales[2]
+        if s.stock is not None and ts > s.stock_ts:
+            self._sell(key, s, day, event)
+        units = sales[0]
+        if units < self.surge_min_units or s.surged == day:
+            return None
+        return self._surge(key, s, day, units, event)
+
+    def due(self, object today):
+        """The series with an open day before ``today``: [(key, series)]."""
+        cdef dict series = self.series
+        return [(key, series[key]) for key, first in self.pending.items() if first < today]
+
+    def learn_day(self, object day, list due, object rhythm, dict sold):
+        """Each of ``due`` that sold on ``day`` learns it, its open day closed;
+        ``sold``: key -> the units learnt."""
+        cdef dict open_days
+        cdef list sales
+        j = self.journal
+        for key, s in due:
+            open_days = s.open
+            sales = open_days.pop(day, None)
+            if sales is None:
+                continue
+            units = sales[0]
+            sold[key] = units
+            s.forecaster.learn_one(units, day, rhythm, sales[1])
+            if j is not None:
+                j.days_closed.setdefault(key, []).append(day)
+
+    def settle(self, list due, dict sold):
+        """Those of ``due`` that learnt a day: their earliest open day now
+        (none: not pending), their documents rewritten; [(key, series)]."""
+        cdef dict pending = self.pending
+        cdef dict open_days
+        cdef list settled = []
+        j = self.journal
+        for key, s in due:
+            if key not in sold:  # due on a day this close left for the next
+                continue
+            open_days = s.open
+            if open_days:
+                pending[key] = min(open_days)
+            else:
+                del pending[key]
+            if j is not None:
+                j.docs.add(key)
+            settled.append((key, s))
+        return settled
