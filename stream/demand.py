@@ -192,7 +192,6 @@ class SalesPython:
             alerts.append(alert)
         return alerts
 
-
     def _add_to(self, key: str, day: int, ts: float, quantity: int, event: Event) -> Alert | None:
         s = self.series.get(key)
         if s is None:
@@ -219,7 +218,6 @@ class SalesPython:
         if units < self.surge_min_units or s.surged == day:
             return None
         return self._surge(key, s, day, units, event)
-
 
     def due(self, today: int) -> list[tuple[str, Series]]:
         """The series with an open day before ``today``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 from datetime import date, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from backtest.demand_eval import (
     DailyDemand,
     Protocol,
+    book_cost,
     evaluate,
     from_events,
     peers,
@@ -125,3 +127,14 @@ def test_online_retail_protocol_peers_match_reference_and_ours_meets_its_bars():
     assert ours["ours_expected"]["rmsse"] <= 0.84  # issue 22's bar
     assert ours["ours_median"]["mase"] <= 1.0
     assert 0.75 <= ours["ours_expected"]["coverage_80"] <= 0.85
+
+
+def test_book_cost_runs_the_book_as_the_processor_does_and_leaves_the_collector_as_it_found_it():
+    events = [Event(f"e{n}", "purchase" if n % 3 else "view", "u1", f"i{n % 4}", 1_704_067_200.0 + n * 3600.0,
+                    category="kitchen", quantity=2)
+              for n in range(24 * 40)]  # forty days, a purchase or a view an hour
+    thresholds, enabled = gc.get_threshold(), gc.isenabled()
+    cost = book_cost(events, total_events=2 * len(events), batch=100)
+    assert (gc.get_threshold(), gc.isenabled()) == (thresholds, enabled)
+    assert cost["series"] == 5  # four items and their category
+    assert cost["surge_alerts"] == 0
