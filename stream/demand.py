@@ -47,7 +47,10 @@ UNITS, LINES, FIRST_SALE = 0, 1, 2  # a series' open day: [units, order lines, t
 
 
 @dataclass(slots=True)
-class Series:
+class SeriesCountsPython:
+    """A series's state: the reference for ``stream/demand_sales.pyx``'s
+    ``SeriesCounts``, the same fields as C fields (the hot path reads them)."""
+
     forecaster: DemandForecaster = field(default_factory=DemandForecaster)
     # day -> [units, order lines (purchases), time of the first sale] so far: one
     # list, not three dicts, as the hot path touches all three on each purchase.
@@ -62,6 +65,20 @@ class Series:
     # The last surge check's line and expected units (not stored).
     limit: float = 0.0
     expected: float = 0.0
+
+
+try:  # built by the install (setup.py); without a C compiler the references serve, slower
+    from stream.demand_sales import Sales, SeriesCounts
+    COMPILED = True
+except ImportError:
+    SeriesCounts = SeriesCountsPython  # and Sales = SalesPython, below
+    COMPILED = False
+
+
+class Series(SeriesCounts):  # type: ignore[misc, valid-type]
+    """A series's state (item or category) in the book."""
+
+    __slots__ = ()
 
     def to_list(self) -> list:
         """Plain numbers, to compare books (Redis keeps the parts apart: stream/demand_redis.py)."""
@@ -255,11 +272,8 @@ class SalesPython:
         return settled
 
 
-try:  # built by the install (setup.py); without a C compiler the reference serves, slower
-    from stream.demand_sales import Sales
-except ImportError:
+if not COMPILED:
     Sales = SalesPython  # type: ignore[misc, assignment]
-COMPILED = Sales is not SalesPython
 
 
 class DemandBook(Sales):  # type: ignore[misc, valid-type]

@@ -9,11 +9,31 @@ their calls and lookups were most of what demand cost a stream of
 purchases once a day's learning was compiled.
 """
 
-from models.demand import ROOTS, root_units
+from models.demand import ROOTS, DemandForecaster, root_units
 
 cdef Py_ssize_t TABLED = len(ROOTS)
 cdef tuple ROOT_TABLE = ROOTS
 cdef list NO_ALERTS = []  # shared, never appended to
+
+
+cdef class SeriesCounts:
+    """A series's forecaster, open days, last surge and stock reading, as C fields
+    (see :class:`stream.demand.SeriesCountsPython`)."""
+
+    cdef public object forecaster, stock, sold
+    cdef public dict open
+    cdef public long surged
+    cdef public double stock_ts, stock_alerted, limit, expected
+
+    def __init__(self):
+        self.forecaster = DemandForecaster()
+        self.open = {}
+        self.surged = -1
+        self.stock = None
+        self.stock_ts = -1.0
+        self.sold = 0
+        self.stock_alerted = -1.0
+        self.limit = self.expected = 0.0
 
 
 cdef class Sales:
@@ -66,9 +86,9 @@ cdef class Sales:
     cdef object _add_to(self, str key, object day, double ts, object quantity, object event):
         cdef dict open_days, pending
         cdef list sales
-        s = self.series.get(key)
-        if s is None:
-            s = self._new_series(key)
+        cdef SeriesCounts s
+        found = self.series.get(key)
+        s = self._new_series(key) if found is None else found
         open_days = s.open
         sales = open_days.get(day)
         if sales is None:
@@ -103,6 +123,7 @@ cdef class Sales:
         ``sold``: key -> the units learnt."""
         cdef dict open_days
         cdef list sales
+        cdef SeriesCounts s
         j = self.journal
         for key, s in due:
             open_days = s.open
@@ -121,6 +142,7 @@ cdef class Sales:
         cdef dict pending = self.pending
         cdef dict open_days
         cdef list settled = []
+        cdef SeriesCounts s
         j = self.journal
         for key, s in due:
             if key not in sold:  # due on a day this close left for the next

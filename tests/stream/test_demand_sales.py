@@ -3,12 +3,12 @@ gives the Python reference's book: the same alerts, forecasts, state and journal
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 import numpy as np
 import pytest
 
-from stream.demand import COMPILED, DemandBook, Sales, SalesPython
+from stream.demand import COMPILED, DemandBook, Sales, SalesPython, SeriesCounts, SeriesCountsPython
 from stream.events import Event
 
 DAY = 86400.0
@@ -22,6 +22,15 @@ ReferenceBook = type("ReferenceBook", (SalesPython,),
 def test_the_compiled_sales_are_built() -> None:
     assert COMPILED and DemandBook.__mro__[1] is Sales, \
         "stream/demand_sales.pyx is not built: run `bash scripts/bootstrap.sh` (needs a C compiler)"
+
+
+def test_a_series_has_the_references_fields_and_defaults() -> None:
+    compiled, reference = SeriesCounts(), SeriesCountsPython()
+    for name in (f.name for f in fields(SeriesCountsPython)):
+        mine, theirs = getattr(compiled, name), getattr(reference, name)
+        if name == "forecaster":
+            mine, theirs = mine.to_list(), theirs.to_list()
+        assert mine == theirs and type(mine) is type(theirs), name
 
 
 def shop(seed: int, days: int = 60) -> list[tuple[str, Event]]:
