@@ -28,8 +28,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from models.demand import (ROOTS, DayForecast, DemandForecaster, WeeklyRhythm, nb_cdf, nb_upper, root_units,
-                           weekday)
+from models.demand import DayForecast, DemandForecaster, WeeklyRhythm, nb_cdf, nb_upper, root_units, weekday
 from stream.events import Event
 from stream.outputs import Alert, Reason
 
@@ -42,7 +41,6 @@ SIGNALS = {"view": 0, "cart": 1}  # event type -> its counter among a series' da
 # and in Redis). In Redis a day no close reaches (views before the first purchase,
 # a stream stalled for a week) expires this long after its last write.
 SIGNAL_TTL_DAYS = 7
-ROOTS_TABLED = len(ROOTS)
 UNITS, LINES, FIRST_SALE = 0, 1, 2  # a series' open day: [units, order lines, time of the first sale]
 
 
@@ -195,8 +193,7 @@ class SalesPython:
             if j is not None:
                 j.late += quantity
             return []
-        roots = ROOTS[quantity] if 0 <= quantity < ROOTS_TABLED else root_units(quantity)  # no call: the hot path
-        totals = self.totals
+        roots, totals = root_units(quantity), self.totals
         totals[day] = totals.get(day, 0) + roots
         if j is not None:
             j.totals[day] = j.totals.get(day, 0) + roots
