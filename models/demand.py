@@ -47,7 +47,7 @@ import math
 from dataclasses import dataclass
 
 # The ufuncs' scalar kernels without their dispatch (a quarter of the time, same
-# results): the surge check calls nb_cdf on the hot path.
+# results), for the reference nb_cdf_python (the compiled nb_cdf calls their C).
 from scipy.special.cython_special import betainc, gammaincc
 
 WEEKDAYS = 7
@@ -205,6 +205,12 @@ class DayLearnerPython:
             return 0.0
         return self.lines / self.weight * self.units / self.unit_lines
 
+    def dispersion(self) -> float:
+        """Variance over mean of a day's units (1 = Poisson), times ``spread``."""
+        if self.expected <= 0:
+            return 1.0
+        return max(1.0, self.spread * self.squares / self.expected)
+
     def learn_one(self, units: float, day: int, rhythm: WeeklyRhythm, lines: float | None = None) -> None:
         """Learn ``units`` sold on ``day`` in ``lines`` order lines (purchase
         events; one when not given and something sold, and then no lump cap:
@@ -253,10 +259,28 @@ class DayLearnerPython:
         self.unit_lines = unit_lines * slow
 
 
+def nb_cdf_python(k: int, mean: float, phi: float) -> float:
+    """P(units <= k) under the negative binomial of :func:`nb_quantiles`: the
+    reference for ``models.demand_days.nb_cdf``, the same in C (``nb_cdf``
+    is the compiled one where it is built).
+
+    >>> round(nb_cdf_python(2, 2.0, 1.0), 4), round(nb_cdf_python(0, 2.0, 5.0), 4)
+    (0.6767, 0.4472)
+    """
+    if k < 0:
+        return 0.0
+    if mean <= 1e-9:
+        return 1.0
+    if phi <= 1.0 + 1e-6:
+        return gammaincc(k + 1, mean)
+    q = 1.0 / phi
+    return betainc(mean * q / (1.0 - q), k + 1, q)
+
+
 try:  # built by the install (setup.py); without a C compiler the references serve, slower
-    from models.demand_days import DayLearner, zero_days
+    from models.demand_days import DayLearner, nb_cdf, zero_days
 except ImportError:
-    DayLearner, zero_days = DayLearnerPython, zero_days_python
+    DayLearner, nb_cdf, zero_days = DayLearnerPython, nb_cdf_python, zero_days_python
 COMPILED = DayLearner is not DayLearnerPython
 
 
@@ -294,12 +318,6 @@ class DemandForecaster(DayLearner):  # type: ignore[misc, valid-type]
         super().__init__(half_life_days, spread, mass, units_half_life_days, lump_cap, lump_keep,
                          ERROR_HALF_LIFE_DAYS)
 
-    def dispersion(self) -> float:
-        """Variance over mean of a day's units (1 = Poisson), times ``spread``."""
-        if self.expected <= 0:
-            return 1.0
-        return max(1.0, self.spread * self.squares / self.expected)
-
     def forecast(self, horizon: int, rhythm: WeeklyRhythm) -> list[DayForecast]:
         """The ``horizon`` days after the last day learned."""
         start = (self.last_day if self.last_day is not None else -1) + 1
@@ -332,22 +350,6 @@ class DemandForecaster(DayLearner):  # type: ignore[misc, valid-type]
 
 QUANTILES = (0.1, 0.5, 0.9)
 _EXACT_UP_TO = 60.0  # above this mean, quantiles by bisection on the CDF
-
-
-def nb_cdf(k: int, mean: float, phi: float) -> float:
-    """P(units <= k) under the negative binomial of :func:`nb_quantiles`.
-
-    >>> round(nb_cdf(2, 2.0, 1.0), 4), round(nb_cdf(0, 2.0, 5.0), 4)
-    (0.6767, 0.4472)
-    """
-    if k < 0:
-        return 0.0
-    if mean <= 1e-9:
-        return 1.0
-    if phi <= 1.0 + 1e-6:
-        return gammaincc(k + 1, mean)
-    q = 1.0 / phi
-    return betainc(mean * q / (1.0 - q), k + 1, q)
 
 
 def nb_upper(mean: float, phi: float, level: float, at_most: int | None = None) -> int:

@@ -10,6 +10,7 @@ demand cost the stream.
 """
 
 from libc.math cimport pow
+from scipy.special.cython_special cimport betainc, gammaincc
 
 cdef long NO_DAY = -(1 << 62)  # last_day None: nothing learned yet
 # Python's x ** 2 calls libm's pow, which is not always x * x to the last bit; a
@@ -17,10 +18,18 @@ cdef long NO_DAY = -(1 << 62)  # last_day None: nothing learned yet
 cdef double SQUARE = 2.0
 
 
-cdef inline int weekday(long day):
-    """Monday = 0 for a day counted from 1970-01-01 (a Thursday), as models.demand.weekday."""
-    cdef int d = (day + 3) % 7
-    return d + 7 if d < 0 else d
+cpdef double nb_cdf(long k, double mean, double phi) noexcept:
+    """P(units <= k): :func:`models.demand.nb_cdf_python` in C, the same scipy kernels
+    called without Python (the surge check calls it on every big day's purchase)."""
+    cdef double q
+    if k < 0:
+        return 0.0
+    if mean <= 1e-9:
+        return 1.0
+    if phi <= 1.0 + 1e-6:
+        return gammaincc(k + 1, mean)
+    q = 1.0 / phi
+    return betainc(mean * q / (1.0 - q), k + 1, q)
 
 
 cdef inline void walk(double demand, double* total, double* squares, double* expected, double decay,
@@ -51,13 +60,8 @@ def zero_days(double demand, double total, double squares, double expected, doub
 
 
 cdef class DayLearner:
-    """The numbers a series' forecaster keeps and how a day moves them (see the reference)."""
-
-    cdef public double half_life_days, units_half_life_days, spread, lump_cap, lump_keep
-    cdef public double lines, weight, units, unit_lines, squares, expected
-    cdef public double _decay, _slow, _errors
-    cdef public tuple levels
-    cdef long _last
+    """The numbers a series' forecaster keeps and how a day moves them (see the
+    reference); its fields are declared in models/demand_days.pxd."""
 
     def __init__(self, double half_life_days, double spread, double mass, double units_half_life_days,
                  double lump_cap, double lump_keep, double error_half_life_days):
@@ -81,16 +85,34 @@ cdef class DayLearner:
     def last_day(self, value):
         self._last = NO_DAY if value is None else value
 
-    @property
-    def level(self):
+    cdef bint learned(self) noexcept:
+        return self._last != NO_DAY
+
+    cdef double _level(self) noexcept:
         if self.weight <= 0 or self.unit_lines <= 0:
             return 0.0
         return self.lines / self.weight * self.units / self.unit_lines
 
+    @property
+    def level(self):
+        return self._level()
+
+    cdef double _dispersion(self) noexcept:
+        if self.expected <= 0:
+            return 1.0
+        cdef double phi = self.spread * self.squares / self.expected
+        return phi if phi > 1.0 else 1.0
+
+    def dispersion(self):
+        """Variance over mean of a day's units (1 = Poisson), times ``spread``."""
+        return self._dispersion()
+
     def learn_one(self, double units, long day, rhythm, lines=None):
         """Learn ``units`` sold on ``day`` in ``lines`` order lines (see the reference)."""
-        cdef list weights = rhythm.weights
-        cdef bint counted = lines is not None
+        counted = lines is not None
+        self._learn(units, day, rhythm.weights, counted, lines if counted else 0.0)
+
+    cdef int _learn(self, double units, long day, list weights, bint counted, double lines) except -1:
         cdef double n, weight, mean, cap, total, unit_lines, errors
         cdef long last = self._last
         if last != NO_DAY:
@@ -115,6 +137,7 @@ cdef class DayLearner:
         self.units = self.units * self._slow + units
         self.unit_lines = unit_lines * self._slow + n
         self._last = day
+        return 0
 
     cdef void _learn_zeros(self, long start, long end, list weights):
         cdef double w[7]

@@ -22,7 +22,7 @@ fi
 # Again too when a compiled kernel's source changes: the install builds them.
 kernels_changed() {
     local pyx
-    for pyx in "$ROOT"/models/*.pyx "$ROOT"/stream/*.pyx; do
+    for pyx in "$ROOT"/models/*.pyx "$ROOT"/models/*.pxd "$ROOT"/stream/*.pyx; do
         [ "$pyx" -nt "$STAMP" ] && return 0
     done
     return 1

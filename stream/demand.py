@@ -170,13 +170,15 @@ class SalesPython:
     ``stream/demand_sales.pyx``, which does the same in C. A series's first
     purchase asks the book for the series (``_new_series``), a sale after a
     stock reading tells it (``_sell``), and so does a day's units passing
-    ``surge_min_units`` (``_surge``)."""
+    ``surge_min_units`` and the ``surge_level`` quantile of its forecast (``_surge``)."""
 
     day_of: DayClock
     journal: Journal | None
     closed_through: int | None
     late_units: int
     surge_min_units: int
+    surge_level: float
+    rhythm: WeeklyRhythm
     series: dict[str, Series]
     totals: dict[int, int]
     pending: dict[str, int]
@@ -229,9 +231,18 @@ class SalesPython:
         if s.stock is not None and ts > s.stock_ts:
             self._sell(key, s, day, event)
         units = sales[UNITS]
-        if units < self.surge_min_units or s.surged == day:
+        if units < self.surge_min_units or s.surged == day or not self._above_forecast(s, day, units):
             return None
         return self._surge(key, s, day, units, event)
+
+    def _above_forecast(self, s: Series, day: int, units: int) -> bool:
+        """Whether the day's ``units`` pass the ``surge_level`` quantile of its forecast
+        (one CDF to rule a surge out; the line itself only for an alert)."""
+        f = s.forecaster
+        if f.last_day is None:
+            return False  # nothing learned yet: no forecast to be above
+        s.expected = f.level * self.rhythm.weights[weekday(day)]
+        return nb_cdf(units - 1, s.expected, f.dispersion()) >= self.surge_level
 
     def due(self, today: int) -> list[tuple[str, Series]]:
         """The series with an open day before ``today``."""
@@ -332,16 +343,9 @@ class DemandBook(Sales):  # type: ignore[misc, valid-type]
             if j is not None:
                 j.signals[key, day, which] = j.signals.get((key, day, which), 0) + 1
 
-    def _surge(self, key: str, s: Series, day: int, units: int, event: Event) -> Alert | None:
-        f = s.forecaster
-        if f.last_day is None:
-            return None  # nothing learned yet: no forecast to be above
-        s.expected = f.level * self.rhythm.weights[weekday(day)]
-        phi = f.dispersion()
-        # One CDF to rule a surge out; the line itself only for an alert.
-        if nb_cdf(units - 1, s.expected, phi) < self.surge_level:
-            return None
-        s.limit = float(nb_upper(s.expected, phi, self.surge_level, at_most=units - 1))
+    def _surge(self, key: str, s: Series, day: int, units: int, event: Event) -> Alert:
+        """The surge alert of a day whose ``units`` passed its forecast (``_above_forecast``)."""
+        s.limit = float(nb_upper(s.expected, s.forecaster.dispersion(), self.surge_level, at_most=units - 1))
         s.surged = day
         if self.journal is not None:
             self.journal.docs.add(key)

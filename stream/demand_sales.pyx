@@ -10,17 +10,20 @@ purchases once a day's learning was compiled.
 """
 
 from models.demand import ROOTS, DemandForecaster, root_units
+from models.demand_days cimport DayLearner, nb_cdf, weekday
 
 cdef Py_ssize_t TABLED = len(ROOTS)
 cdef tuple ROOT_TABLE = ROOTS
 cdef list NO_ALERTS = []  # shared, never appended to
+cdef Py_ssize_t KEYS_KEPT = 1 << 20  # series keys kept, of items and of categories each
 
 
 cdef class SeriesCounts:
     """A series's forecaster, open days, last surge and stock reading, as C fields
     (see :class:`stream.demand.SeriesCountsPython`)."""
 
-    cdef public object forecaster, stock, sold
+    cdef public DayLearner forecaster
+    cdef public object stock, sold
     cdef public dict open
     cdef public long surged
     cdef public double stock_ts, stock_alerted, limit, expected
@@ -38,15 +41,48 @@ cdef class SeriesCounts:
 
 cdef class Sales:
     """The counts a purchase moves, with the day of the clock's last answer
-    kept in C (the event time's day changes once a day)."""
+    kept in C (the event time's day changes once a day), and that day's root
+    units in a C sum, added to ``totals`` when read or when another day's purchase comes."""
 
-    cdef public object day_of, journal, closed_through, late_units, surge_min_units
-    cdef public dict series, totals, pending
+    cdef public object day_of, journal, closed_through, late_units, surge_min_units, rhythm
+    cdef public dict series, pending
+    cdef public double surge_level
+    cdef dict _totals, _item_keys, _category_keys
     cdef double _start, _end
-    cdef object _day
+    cdef object _day, _roots_day
+    cdef long long _roots
 
     def __cinit__(self):
         self._start = self._end = 0.0
+        self._totals, self._item_keys, self._category_keys = {}, {}, {}
+        self._roots_day, self._roots = None, 0
+
+    @property
+    def totals(self):
+        """The shop's root units per open day (``models.demand.root_units``, summed)."""
+        self._add_roots()
+        return self._totals
+
+    @totals.setter
+    def totals(self, dict value):
+        self._roots_day, self._roots = None, 0
+        self._totals = value
+
+    cdef void _add_roots(self):
+        day = self._roots_day
+        if day is not None:
+            self._totals[day] = self._totals.get(day, 0) + self._roots
+            self._roots_day, self._roots = None, 0
+
+    cdef str _key(self, dict keys, str kind, str name):
+        """``kind + name``, the series key, one string per name in ``keys`` (a
+        purchase's key is hashed once, not built and hashed each time)."""
+        key = keys.get(name)
+        if key is None:
+            if len(keys) >= KEYS_KEPT:
+                keys.clear()
+            key = keys[name] = kind + name
+        return key
 
     def add(self, event):
         """Count a purchase; the surge alerts it raises (its item's, its category's)."""
@@ -69,16 +105,18 @@ cdef class Sales:
             return []
         q = quantity
         roots = ROOT_TABLE[q] if 0 <= q < TABLED else root_units(quantity)
-        totals = self.totals
-        totals[day] = totals.get(day, 0) + roots
+        if day is not self._roots_day:
+            self._add_roots()
+            self._roots_day = day
+        self._roots += roots
         if j is not None:
             j.totals[day] = j.totals.get(day, 0) + roots
-        alert = self._add_to("item:" + event.item_id, day, ts, quantity, event)
+        alert = self._add_to(self._key(self._item_keys, "item:", event.item_id), day, ts, quantity, event)
         category = event.category
         if not category:
             return NO_ALERTS if alert is None else [alert]
         alerts = [] if alert is None else [alert]
-        alert = self._add_to("category:" + category, day, ts, quantity, event)
+        alert = self._add_to(self._key(self._category_keys, "category:", category), day, ts, quantity, event)
         if alert is not None:
             alerts.append(alert)
         return alerts
@@ -109,9 +147,16 @@ cdef class Sales:
         if s.stock is not None and ts > s.stock_ts:
             self._sell(key, s, day, event)
         units = sales[0]
-        if units < self.surge_min_units or s.surged == day:
+        if units < self.surge_min_units or s.surged == day or not self._above_forecast(s, day, units):
             return None
         return self._surge(key, s, day, units, event)
+
+    cdef bint _above_forecast(self, SeriesCounts s, long day, long units) except -1:
+        cdef DayLearner f = s.forecaster
+        if not f.learned():
+            return False  # nothing learned yet: no forecast to be above
+        s.expected = f._level() * <double>self.rhythm.weights[weekday(day)]
+        return nb_cdf(units - 1, s.expected, f._dispersion()) >= self.surge_level
 
     def due(self, object today):
         """The series with an open day before ``today``: [(key, series)]."""
@@ -123,6 +168,7 @@ cdef class Sales:
         ``sold``: key -> the units learnt."""
         cdef dict open_days
         cdef list sales
+        cdef list weights = rhythm.weights
         cdef SeriesCounts s
         j = self.journal
         for key, s in due:
@@ -132,7 +178,7 @@ cdef class Sales:
                 continue
             units = sales[0]
             sold[key] = units
-            s.forecaster.learn_one(units, day, rhythm, sales[1])
+            s.forecaster._learn(units, day, weights, True, sales[1])
             if j is not None:
                 j.days_closed.setdefault(key, []).append(day)
 

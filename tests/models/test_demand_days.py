@@ -1,6 +1,6 @@
 """The compiled learning of days (models/demand_days.pyx) gives the Python
-references' results bit for bit: days without a sale, and a series's days
-with and without sales, lumps and gaps."""
+references' results bit for bit: days without a sale, a series's days
+with and without sales, lumps and gaps, and the forecast's CDF."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import models.demand as demand
 from models.demand import (COMPILED, ERROR_HALF_LIFE_DAYS, HALF_LIFE_DAYS, INTERVAL_MASS, LUMP_CAP, LUMP_KEEP,
                            UNITS_PER_LINE_HALF_LIFE_DAYS, DayLearner, DayLearnerPython, DemandForecaster,
-                           WeeklyRhythm, zero_days, zero_days_python)
+                           WeeklyRhythm, nb_cdf, nb_cdf_python, zero_days, zero_days_python)
 
 weight = st.floats(0.0, 3.0)
 state = st.floats(0.0, 1e4)
@@ -58,6 +58,7 @@ def test_a_forecaster_learns_what_the_pure_python_fallback_learns(monkeypatch) -
         compiled.learn_one(units, day, rhythm, lines=lines)
         fallback.learn_one(units, day, rhythm, lines=lines)
     assert bits(tuple(getattr(compiled, n) for n in STATE)) == bits(tuple(getattr(fallback, n) for n in STATE))
+    assert bits((compiled.dispersion(),)) == bits((fallback.dispersion(),))
     assert compiled.squares > 0 and compiled.expected > 0  # the days without a sale were learnt
 
 
@@ -84,7 +85,17 @@ def test_a_compiled_series_learns_the_references_state(days, first, weights) -> 
         reference.learn_one(units, day, rhythm, lines)
         assert bits(tuple(getattr(compiled, n) for n in STATE)) == bits(tuple(getattr(reference, n) for n in STATE))
         assert compiled.last_day == reference.last_day == day
-        assert bits((compiled.level,)) == bits((reference.level,))
+        assert bits((compiled.level, compiled.dispersion())) == bits((reference.level, reference.dispersion()))
+
+
+@settings(max_examples=500, deadline=None)
+@given(k=st.integers(-2, 20_000), mean=st.one_of(st.just(0.0), st.just(1e-9), st.floats(1e-12, 1e5)),
+       phi=st.one_of(st.just(1.0), st.just(1.0 + 1e-6), st.floats(1.0, 200.0)))
+def test_the_compiled_cdf_is_the_reference(k, mean, phi) -> None:
+    """The surge check's CDF (stream/demand_sales.pyx calls it in C): Poisson, negative
+    binomial, and the edges between them."""
+    assert nb_cdf is not nb_cdf_python
+    assert bits((nb_cdf(k, mean, phi),)) == bits((nb_cdf_python(k, mean, phi),))
 
 
 def test_both_refuse_a_day_not_after_the_last() -> None:
