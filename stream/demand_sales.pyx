@@ -50,6 +50,7 @@ cdef class Sales:
     cdef dict _totals, _item_keys, _category_keys
     cdef double _start, _end
     cdef object _day, _roots_day
+    cdef long _day_number
     cdef long long _roots
 
     def __cinit__(self):
@@ -89,13 +90,15 @@ cdef class Sales:
         cdef double ts = event.ts
         cdef object quantity = event.quantity
         cdef Py_ssize_t q
-        cdef dict totals
+        cdef long long roots
+        cdef long d
         if self._start <= ts < self._end:
-            day = self._day
+            day, d = self._day, self._day_number
         else:
             clock = self.day_of
             day = clock(ts)
-            self._start, self._end, self._day = clock.start, clock.end, day
+            d = day
+            self._start, self._end, self._day, self._day_number = clock.start, clock.end, day, d
         j = self.journal
         closed = self.closed_through
         if closed is not None and day <= closed:
@@ -111,17 +114,19 @@ cdef class Sales:
         self._roots += roots
         if j is not None:
             j.totals[day] = j.totals.get(day, 0) + roots
-        alert = self._add_to(self._key(self._item_keys, "item:", event.item_id), day, ts, quantity, event)
+        alert = self._add_to(self._key(self._item_keys, "item:", event.item_id), day, d, ts, quantity, event)
         category = event.category
         if not category:
             return NO_ALERTS if alert is None else [alert]
         alerts = [] if alert is None else [alert]
-        alert = self._add_to(self._key(self._category_keys, "category:", category), day, ts, quantity, event)
+        alert = self._add_to(self._key(self._category_keys, "category:", category), day, d, ts, quantity,
+                             event)
         if alert is not None:
             alerts.append(alert)
         return alerts
 
-    cdef object _add_to(self, str key, object day, double ts, object quantity, object event):
+    cdef object _add_to(self, str key, object day, long d, double ts, object quantity, object event):
+        """``day``: the day, and ``d`` the same in C."""
         cdef dict open_days, pending
         cdef list sales
         cdef SeriesCounts s
@@ -137,7 +142,7 @@ cdef class Sales:
         else:
             sales[0] += quantity
             sales[1] += 1
-            if ts < sales[2]:
+            if ts < <double>sales[2]:
                 sales[2] = ts
         j = self.journal
         if j is not None:
@@ -147,7 +152,7 @@ cdef class Sales:
         if s.stock is not None and ts > s.stock_ts:
             self._sell(key, s, day, event)
         units = sales[0]
-        if units < self.surge_min_units or s.surged == day or not self._above_forecast(s, day, units):
+        if units < self.surge_min_units or s.surged == d or not self._above_forecast(s, d, units):
             return None
         return self._surge(key, s, day, units, event)
 

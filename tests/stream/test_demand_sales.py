@@ -8,6 +8,7 @@ from dataclasses import asdict, fields
 import numpy as np
 import pytest
 
+from models.demand import root_units
 from stream.demand import COMPILED, DemandBook, Sales, SalesPython, SeriesCounts, SeriesCountsPython
 from stream.events import Event
 
@@ -86,3 +87,22 @@ def test_a_compiled_book_is_the_references(seed: int, journal: bool) -> None:
     assert any(x.get("kind") == "demand_surge" for x in seen)  # the bursts surged
     assert compiled[6] > 0  # some came late
     assert any(key.startswith("category:") for key in compiled[1])
+
+
+def test_totals_and_series_keys_read_between_purchases_are_the_references() -> None:
+    """The compiled book sums a day's root units in C and keeps one key string per
+    item and per category: read after every purchase, across days open at once,
+    its totals and series are the reference's, an item and a category of the same
+    name two series."""
+    compiled, reference = DemandBook(), ReferenceBook()
+    days = [0, 0, 1, 0, 2, 2, 1, 3]
+    for n, d in enumerate(days):
+        e = Event(f"e{n}", "purchase", "u", "kitchen", START + d * DAY + n, category="kitchen", quantity=n + 1)
+        compiled.add(e)
+        reference.add(e)
+        assert compiled.totals == reference.totals
+        assert sorted(compiled.series) == sorted(reference.series) == ["category:kitchen", "item:kitchen"]
+    assert sum(compiled.totals.values()) == sum(root_units(n + 1) for n in range(len(days)))
+    compiled.totals = {}
+    compiled.add(Event("e9", "purchase", "u", "mug", START, quantity=4))
+    assert compiled.totals == {int(START // DAY): root_units(4)}  # nothing of before the reset
