@@ -134,8 +134,8 @@ class Journal:
     days_closed: dict[str, list[int]] = field(default_factory=dict)
     totals_closed: list[int] = field(default_factory=list)
     shop: bool = False
-    # Views and carts: (series, day, 0 for views or 1 for carts) -> count.
-    signals: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    # Views and carts counted: day -> series -> [views, carts].
+    signals: dict[int, dict[str, list[int]]] = field(default_factory=dict)
     # Stock: readings taken (series -> units, time), units sold against the
     # reading read (series -> (its time, units)), alerts raised (series -> reading time).
     readings: dict[str, tuple[int, float]] = field(default_factory=dict)
@@ -164,8 +164,9 @@ class DayClock:
 
 class SalesPython:
     """Purchases counted into their series's open days (``add``, one call per
-    purchase) and the days learnt when they close (``due``, ``learn_day``,
-    ``settle``, as ``DemandBook.close`` calls them): the base of
+    purchase), views and carts beside them (``add_signal``), and the days
+    learnt when they close (``due``, ``learn_day``, ``settle``, as
+    ``DemandBook.close`` calls them): the base of
     :class:`DemandBook` (its state), and the reference for
     ``stream/demand_sales.pyx``, which does the same in C. A series's first
     purchase asks the book for the series (``_new_series``), a sale after a
@@ -182,6 +183,7 @@ class SalesPython:
     series: dict[str, Series]
     totals: dict[int, int]
     pending: dict[str, int]
+    signals: dict[int, dict[str, list[int]]]
 
     def add(self, event: Event) -> list[Alert]:
         """Count a purchase; the surge alerts it raises (its item's, its category's)."""
@@ -207,6 +209,28 @@ class SalesPython:
         if alert is not None:
             alerts.append(alert)
         return alerts
+
+    def add_signal(self, event: Event) -> None:
+        """Count a view or a cart toward its item's and category's day: the
+        leading signals published beside the units sold."""
+        which = SIGNALS.get(event.type)
+        if which is None:
+            return
+        ts = event.ts
+        clock = self.day_of
+        day = clock.day if clock.start <= ts < clock.end else clock(ts)
+        if self.closed_through is not None and day <= self.closed_through:
+            return  # its day was published already
+        by_series = self.signals.setdefault(day, {})
+        j = self.journal
+        journaled = None if j is None else j.signals.setdefault(day, {})
+        keys = ["item:" + event.item_id] + (["category:" + event.category] if event.category else [])
+        for key in keys:
+            for counts in (by_series, journaled) if journaled is not None else (by_series,):
+                views_carts = counts.get(key)
+                if views_carts is None:
+                    views_carts = counts[key] = [0, 0]
+                views_carts[which] += 1
 
     def _add_to(self, key: str, day: int, ts: float, quantity: int, event: Event) -> Alert | None:
         s = self.series.get(key)
@@ -322,26 +346,6 @@ class DemandBook(Sales):  # type: ignore[misc, valid-type]
     def _new_series(self, key: str) -> Series:
         s = self.series[key] = Series()
         return s
-
-    def add_signal(self, event: Event) -> None:
-        """Count a view or a cart toward its item's and category's day: the
-        leading signals published beside the units sold."""
-        which = SIGNALS.get(event.type)
-        if which is None:
-            return
-        day = self.day_of(event.ts)
-        if self.closed_through is not None and day <= self.closed_through:
-            return  # its day was published already
-        by_series = self.signals.setdefault(day, {})
-        j = self.journal
-        keys = ["item:" + event.item_id] + (["category:" + event.category] if event.category else [])
-        for key in keys:
-            counts = by_series.get(key)
-            if counts is None:
-                counts = by_series[key] = [0, 0]
-            counts[which] += 1
-            if j is not None:
-                j.signals[key, day, which] = j.signals.get((key, day, which), 0) + 1
 
     def _surge(self, key: str, s: Series, day: int, units: int, event: Event) -> Alert:
         """The surge alert of a day whose ``units`` passed its forecast (``_above_forecast``)."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import orjson
 
@@ -59,16 +60,6 @@ class DemandKeys:
         return f"{self.prefix}demand-signals:{day}"
 
 
-def queue_signals(pipe, keys: DemandKeys, day: int, series: Sequence[str]) -> None:  # type: ignore[no-untyped-def]
-    """The views and carts of ``series`` on ``day`` (for the forecasts a close publishes)."""
-    pipe.hmget(keys.signals(day), [f"{kind}:{key}" for key in series for kind in ("v", "c")])
-
-
-def signals_read(series: Sequence[str], reply: list) -> dict[str, list[int]]:
-    values = [int(v) if v is not None else 0 for v in reply]
-    return {key: [values[2 * i], values[2 * i + 1]] for i, key in enumerate(series) if values[2 * i] or values[2 * i + 1]}
-
-
 def batch_series(events: Sequence[Event], stock_items: Sequence[str] = ()) -> list[str]:
     """The series a batch's purchases add to, and those of its stock readings."""
     out: dict[str, None] = {}
@@ -92,10 +83,75 @@ def queue_head(pipe, keys: DemandKeys, today: int | None) -> int:  # type: ignor
     return 3
 
 
-def queue_series(pipe, keys: DemandKeys, series: Sequence[str]) -> None:  # type: ignore[no-untyped-def]
-    for s in series:
-        pipe.get(keys.series(s))
-        pipe.hgetall(keys.days(s))
+# One command for what a batch reads: a GET and an HGETALL per series, each
+# packed and its reply parsed under its own timeout, cost the worker more in
+# the client than Redis spends on them.
+LOAD = """\
+-- ARGV[1]: JSON {"shop", "totals", "pending": keys ("shop" '': none of the
+-- three); "before": the series due before this day are listed ('' for none),
+-- at most "limit"; "signals": a day's views-and-carts key ('' for none) and
+-- "signal_series" read from it; "doc", "days": the prefixes of a series'
+-- keys, and "series"}.
+-- Reply: the shop's document, its totals, the series due, the views and carts
+-- of each signal series (flat), false for what was not asked; then a document
+-- and its days per series.
+local req = cjson.decode(ARGV[1])
+local out = {false, false, false, false}
+if req.shop ~= '' then
+    out[1] = redis.call('GET', req.shop)
+    out[2] = redis.call('HGETALL', req.totals)
+    if req.before ~= '' then
+        out[3] = redis.call('ZRANGEBYSCORE', req.pending, '-inf', '(' .. req.before, 'LIMIT', 0, req.limit)
+    end
+end
+if req.signals ~= '' then
+    local values = {}
+    for _, s in ipairs(req.signal_series) do
+        local v = redis.call('HMGET', req.signals, 'v:' .. s, 'c:' .. s)
+        values[#values + 1] = v[1]
+        values[#values + 1] = v[2]
+    end
+    out[4] = values
+end
+for _, s in ipairs(req.series) do
+    out[#out + 1] = redis.call('GET', req.doc .. s)
+    out[#out + 1] = redis.call('HGETALL', req.days .. s)
+end
+return out
+"""
+
+
+def load_request(keys: DemandKeys, series: Sequence[str], *, head: bool = False, today: int | None = None,
+                 signals_day: int | None = None, signal_series: Sequence[str] = ()) -> bytes:
+    """``LOAD``'s argument: ``series``, with the shop's state (``head``) and the
+    series due for a day close before ``today``, and the views and carts of
+    ``signal_series`` on ``signals_day``."""
+    return orjson.dumps({
+        "shop": keys.shop if head else "", "totals": keys.totals, "pending": keys.pending,
+        "before": "" if today is None else str(today), "limit": CLOSE_PER_BATCH + 1,  # one more: were all loaded?
+        "signals": "" if signals_day is None else keys.signals(signals_day), "signal_series": list(signal_series),
+        "doc": keys.series(""), "days": keys.days(""), "series": list(series),
+    })
+
+
+@dataclass
+class Read:
+    """``LOAD``'s reply as ``build`` reads it."""
+
+    head: list  # [shop document, totals] and the series due when asked
+    signals: dict[str, list[int]] | None  # signal series -> [views, carts], those with any
+    series: list  # [document, [field, value, ...], ...] per series
+
+
+def read(reply: list, signal_series: Sequence[str] = ()) -> Read:
+    shop, totals, due, signals, *series = reply
+    fields = iter(totals or ())
+    head = [shop, dict(zip(fields, fields))] + ([] if due is None else [due])
+    if signals is None:
+        return Read(head, None, series)
+    values = [int(v) if v is not None else 0 for v in signals]
+    return Read(head, {key: [values[2 * i], values[2 * i + 1]] for i, key in enumerate(signal_series)
+                       if values[2 * i] or values[2 * i + 1]}, series)
 
 
 def closed_through(shop_raw: bytes | None) -> int | None:
@@ -112,7 +168,7 @@ class Loaded:
 
 def build(book: DemandBook, keys: DemandKeys, head: list, series: Sequence[str],
           replies: list) -> Loaded:
-    """Fill a journaled book with what was read."""
+    """Fill a journaled book with what was read (``replies``: ``Read.series``)."""
     loaded = Loaded()
     shop_raw, totals = head[0], head[1]
     loaded.raw[keys.shop] = shop_raw
@@ -140,7 +196,8 @@ def build(book: DemandBook, keys: DemandKeys, head: list, series: Sequence[str],
         stale = []
         firsts: dict[int, float] = {}
         lines: dict[int, int] = {}
-        for field, value in days.items():
+        fields = iter(days)
+        for field, value in zip(fields, fields):
             name = field.decode()
             if name[0] == "s":  # the item's stock reading
                 if name == "stock":
@@ -207,12 +264,24 @@ def commit_args(book: DemandBook, keys: DemandKeys, loaded: Loaded) -> tuple[dic
         "readings": [(keys.days(k), str(u), repr(t)) for k, (u, t) in j.readings.items()],
         "sold": [(keys.days(k), repr(t), str(u)) for k, (t, u) in j.sold.items()],
         "stock_alerted": [(keys.days(k), repr(t)) for k, t in j.stock_alerted.items()],
-        "signals": [(keys.signals(d), f"{'vc'[i]}:{k}", str(n)) for (k, d, i), n in j.signals.items()],
+        "signals": [[keys.signals(d), *_signal_counts(counts)] for d, counts in j.signals.items()],
         "signals_ttl": str(int(SIGNAL_TTL_DAYS * 86400)),
         # Days before the last closed: read by no later close (DemandBook.close).
         "signals_drop": [keys.signals(d) for d in range(min(j.totals_closed) - 1, max(j.totals_closed))]
         if j.totals_closed else [],
     }, cas
+
+
+def _signal_counts(counts: dict[str, list[int]]) -> list[str]:
+    """A day's views and carts, key -> [views, carts], as the fields of its
+    ``demand-signals`` hash and their increments: [field, count, ...]."""
+    out: list[str] = []
+    for key, (views, carts) in counts.items():
+        if views:
+            out += ("v:" + key, str(views))
+        if carts:
+            out += ("c:" + key, str(carts))
+    return out
 
 
 # The demand part of COMMIT_BATCH (stream/redis_scripts.py), run after the checks.
@@ -235,8 +304,8 @@ if b.demand then
         if first == nil then redis.call('ZREM', d.pending_key, x[1])
         else redis.call('ZADD', d.pending_key, first, x[1]) end
     end
-    for _, x in ipairs(d.signals) do
-        redis.call('HINCRBY', x[1], x[2], x[3])
+    for _, x in ipairs(d.signals) do  -- a day's key, then field, count, field, count, ...
+        for i = 2, #x, 2 do redis.call('HINCRBY', x[1], x[i], x[i + 1]) end
         redis.call('EXPIRE', x[1], d.signals_ttl)
     end
     for _, k in ipairs(d.signals_drop) do redis.call('DEL', k) end

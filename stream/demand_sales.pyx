@@ -16,6 +16,7 @@ cdef Py_ssize_t TABLED = len(ROOTS)
 cdef tuple ROOT_TABLE = ROOTS
 cdef list NO_ALERTS = []  # shared, never appended to
 cdef Py_ssize_t KEYS_KEPT = 1 << 20  # series keys kept, of items and of categories each
+cdef dict SIGNALS = {"view": 0, "cart": 1}  # stream.demand.SIGNALS (which imports this module)
 
 
 cdef class SeriesCounts:
@@ -39,13 +40,22 @@ cdef class SeriesCounts:
         self.limit = self.expected = 0.0
 
 
+cdef inline void _count(dict counts, str key, Py_ssize_t which):
+    """One more view (``which`` 0) or cart (1) of ``key`` in ``counts``: key -> [views, carts]."""
+    cdef list views_carts = counts.get(key)
+    if views_carts is None:
+        views_carts = [0, 0]
+        counts[key] = views_carts
+    views_carts[which] = views_carts[which] + 1
+
+
 cdef class Sales:
     """The counts a purchase moves, with the day of the clock's last answer
     kept in C (the event time's day changes once a day), and that day's root
     units in a C sum, added to ``totals`` when read or when another day's purchase comes."""
 
     cdef public object day_of, journal, closed_through, late_units, surge_min_units, rhythm
-    cdef public dict series, pending
+    cdef public dict series, pending, signals
     cdef public double surge_level
     cdef dict _totals, _item_keys, _category_keys
     cdef double _start, _end
@@ -85,20 +95,53 @@ cdef class Sales:
             key = keys[name] = kind + name
         return key
 
+    cdef object _day_of(self, double ts):
+        """The day of ``ts`` (its number in ``_day_number`` too), the clock asked
+        only when ``ts`` leaves the day of its last answer."""
+        if not (self._start <= ts < self._end):
+            clock = self.day_of
+            day = clock(ts)
+            self._start, self._end, self._day, self._day_number = clock.start, clock.end, day, day
+        return self._day
+
+    def add_signal(self, event):
+        """Count a view or a cart toward its item's and category's day."""
+        which_type = SIGNALS.get(event.type)
+        if which_type is None:
+            return
+        cdef Py_ssize_t which = which_type
+        day = self._day_of(event.ts)
+        closed = self.closed_through
+        if closed is not None and day <= closed:
+            return
+        by_series = self.signals.get(day)
+        if by_series is None:
+            by_series = self.signals[day] = {}
+        j = self.journal
+        journaled = None
+        if j is not None:
+            journaled = j.signals.get(day)
+            if journaled is None:
+                journaled = j.signals[day] = {}
+        key = self._key(self._item_keys, "item:", event.item_id)
+        _count(by_series, key, which)
+        if journaled is not None:
+            _count(journaled, key, which)
+        category = event.category
+        if category:
+            key = self._key(self._category_keys, "category:", category)
+            _count(by_series, key, which)
+            if journaled is not None:
+                _count(journaled, key, which)
+
     def add(self, event):
         """Count a purchase; the surge alerts it raises (its item's, its category's)."""
         cdef double ts = event.ts
         cdef object quantity = event.quantity
         cdef Py_ssize_t q
         cdef long long roots
-        cdef long d
-        if self._start <= ts < self._end:
-            day, d = self._day, self._day_number
-        else:
-            clock = self.day_of
-            day = clock(ts)
-            d = day
-            self._start, self._end, self._day, self._day_number = clock.start, clock.end, day, d
+        day = self._day_of(ts)
+        cdef long d = self._day_number
         j = self.journal
         closed = self.closed_through
         if closed is not None and day <= closed:

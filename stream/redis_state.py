@@ -178,16 +178,14 @@ class RedisState:
         offset_keys = [keys.offset(tp) for tp in partitions]
         numbers = sorted({p for _, p in partitions})
         demand_series: list[str] = []
-        heads = 0
         today: int | None = None
         if self.settings.demand:  # in the same round trip (stream/demand_redis.py)
             today = self.demand_days.closing_day(check_until)
             demand_series = demand_redis.batch_series(events, stock_items)
 
         def queue_demand(pipe: Any) -> None:
-            nonlocal heads
-            heads = demand_redis.queue_head(pipe, self.demand_keys, today)
-            demand_redis.queue_series(pipe, self.demand_keys, demand_series)
+            pipe.eval(demand_redis.LOAD, 0, demand_redis.load_request(
+                self.demand_keys, demand_series, head=True, today=today))
 
         offsets_raw, profiles_raw, recs_raw, campaign_day, sent, quiet, demand_replies = await self._read_start(
             offset_keys, users, numbers, close_before, check_until,
@@ -262,7 +260,7 @@ class RedisState:
         session_neighbours, sessions_gone = self._sessions(items, reply)
         demand = loaded = None
         if self.settings.demand:
-            demand, loaded = await self._demand(demand_series, demand_replies, heads, today)
+            demand, loaded = await self._demand(demand_series, demand_replies[0], today)
         return BatchView(
             profiles=profiles,
             cooccurrence=cooccurrence,
@@ -308,24 +306,23 @@ class RedisState:
         cut = 2 * len(numbers)
         return offsets_raw, profiles_raw, recs_raw, campaign_day, sent, rest[:cut], rest[cut:]
 
-    async def _demand(self, series: list[str], replies: list, heads: int, today: int | None
+    async def _demand(self, series: list[str], reply: list, today: int | None
                       ) -> tuple[DemandBook, demand_redis.Loaded]:
         """The demand book of this batch: its series, and those due for a day
         close with the last closing day's views and carts (one more round trip,
         only when a day closes)."""
-        head, rest = replies[:heads], replies[heads:]
-        due = [m.decode() for m in head[2]] if heads > 2 else []
+        first = demand_redis.read(reply)
+        head, rest = first.head, first.series
+        due = [m.decode() for m in head[2]] if len(head) > 2 else []
         partial, due = len(due) > demand_redis.CLOSE_PER_BATCH, due[:demand_redis.CLOSE_PER_BATCH]
         loaded_already = set(series)
         more = [k for k in due if k not in loaded_already]
         signals = None
         closed = demand_redis.closed_through(head[0])
         if today is not None and (series or more) and (due or closed is None or today - 1 > closed):  # a day may close
-            pipe = self.client.pipeline(transaction=False)
-            demand_redis.queue_series(pipe, self.demand_keys, more)
-            demand_redis.queue_signals(pipe, self.demand_keys, today - 1, series + more)
-            *fetched, signals = await pipe.execute()
-            rest = rest + fetched
+            second = demand_redis.read(await self.client.eval(demand_redis.LOAD, 0, demand_redis.load_request(
+                self.demand_keys, more, signals_day=today - 1, signal_series=series + more)), series + more)
+            rest, signals = rest + second.series, second.signals
         book = new_demand_book(self.settings)
         assert book is not None
         book.journaled()
@@ -333,7 +330,7 @@ class RedisState:
         book.partial_close = partial
         if signals is not None:
             assert today is not None
-            book.signals[today - 1] = demand_redis.signals_read(series + more, signals)
+            book.signals[today - 1] = signals
         return book, loaded
 
     async def _read_docs(self, names: list[str]) -> list[bytes | None]:
@@ -585,12 +582,10 @@ class RedisState:
 
     async def demand_forecast(self, series: str) -> Forecast | None:
         """A series' next days as of the last day closed (``item:{id}``, ``category:{name}``)."""
-        pipe = self.client.pipeline(transaction=False)
-        demand_redis.queue_head(pipe, self.demand_keys, None)
-        demand_redis.queue_series(pipe, self.demand_keys, [series])
-        replies = await pipe.execute()
+        reply = demand_redis.read(await self.client.eval(demand_redis.LOAD, 0, demand_redis.load_request(
+            self.demand_keys, [series], head=True)))
         book = new_demand_book(self.settings) or DemandBook(self.settings.timezone)
-        demand_redis.build(book, self.demand_keys, replies[:2], [series], replies[2:])
+        demand_redis.build(book, self.demand_keys, reply.head, [series], reply.series)
         return book.forecast(series)
 
     async def demand_trending(self, kind: str = "item", n: int = 20) -> tuple[int | None, list[dict]]:
@@ -602,9 +597,8 @@ class RedisState:
         pipe.zrangebyscore(keys.pending, "-inf", "+inf", start=0, num=demand_redis.TRENDING_READ)
         shop, totals, pending = await pipe.execute()
         series = [k for k in (m.decode() for m in pending) if k.startswith(kind + ":")]
-        pipe = self.client.pipeline(transaction=False)
-        demand_redis.queue_series(pipe, keys, series)
-        replies = await pipe.execute() if series else []
+        replies = demand_redis.read(await self.client.eval(
+            demand_redis.LOAD, 0, demand_redis.load_request(keys, series))).series if series else []
         book = new_demand_book(self.settings) or DemandBook(self.settings.timezone)
         demand_redis.build(book, keys, [shop, totals], series, replies)
         return book.trending(kind, n)

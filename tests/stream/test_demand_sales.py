@@ -36,8 +36,8 @@ def test_a_series_has_the_references_fields_and_defaults() -> None:
 
 def shop(seed: int, days: int = 60) -> list[tuple[str, Event]]:
     """Purchases of a few items, some in categories, wholesale quantities, bursts
-    (surges), purchases arriving after their day closed, and stock readings; in
-    the order they arrive."""
+    (surges), purchases arriving after their day closed, stock readings, and
+    views, clicks and carts (some late too); in the order they arrive."""
     rng = np.random.default_rng(seed)
     out: list[tuple[str, Event]] = []
     n = 0
@@ -52,6 +52,8 @@ def shop(seed: int, days: int = 60) -> list[tuple[str, Event]]:
             category = None if rng.random() < 0.3 else f"c{int(item[1:]) % 4}"
             out.append(("buy", Event(f"e{n}", "purchase", f"u{n % 23}", item, ts, category=category,
                                      quantity=quantity)))
+            kind = str(rng.choice(["view", "view", "click", "cart"]))
+            out.append(("look", Event(f"v{n}", kind, f"u{n % 23}", item, ts - 60.0, category=category)))
             n += 1
         if d % 9 == 4:
             out.append(("stock", Event(f"s{d}", "stock", "", "i2", START + d * DAY + 3600.0, quantity=40)))
@@ -68,13 +70,15 @@ def book_of(kind: type, events: list[tuple[str, Event]], journal: bool) -> list:
         for what, e in batch:
             if what == "buy":
                 seen += [a.to_dict() for a in book.add(e)]
+            elif what == "look":
+                book.add_signal(e)
             else:
                 book.read_stock(e.item_id, e.quantity, e.ts, e.event_id)
         seen += [a.to_dict() for a in book.take_alerts()]
         seen += [f.to_dict() for f in book.close(max(e.ts for _, e in batch), forecast=True)]
     state = {k: (s.to_list(), s.stock, s.sold, s.stock_ts, s.stock_alerted) for k, s in book.series.items()}
     return [seen, state, book.rhythm.to_list(), book.totals, book.pending, book.closed_through, book.late_units,
-            asdict(book.journal) if journal else None]
+            book.signals, asdict(book.journal) if journal else None]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -87,6 +91,9 @@ def test_a_compiled_book_is_the_references(seed: int, journal: bool) -> None:
     assert any(x.get("kind") == "demand_surge" for x in seen)  # the bursts surged
     assert compiled[6] > 0  # some came late
     assert any(key.startswith("category:") for key in compiled[1])
+    assert any(f["views"] and f["carts"] for f in seen if "forecast_id" in f)  # signals published
+    if journal:
+        assert any(counts for counts in compiled[8]["signals"].values())
 
 
 def test_totals_and_series_keys_read_between_purchases_are_the_references() -> None:
