@@ -113,9 +113,15 @@ def format_dead_letter(d: dict) -> str:
     return f"DEAD LETTER  {d.get('reason')}  from {source}  original: {shown}"
 
 
+# Reasons whose value is a time (epoch seconds): shown as one.
+TIME_REASONS = {"since", "reading_ts"}
+
+
 def _reason(r: object) -> str:
     if isinstance(r, dict) and "name" in r:
-        text = f"{r['name']}={_compact(r.get('value'))}"
+        value = r.get("value")
+        shown = when(value) if r["name"] in TIME_REASONS and isinstance(value, (int, float)) else _compact(value)
+        text = f"{r['name']}={shown}"
         if r.get("normal") is not None:
             text += f" (normal {_compact(r['normal'])})"
         return text

@@ -373,6 +373,10 @@ def test_tail_prints_an_alert_on_one_readable_line() -> None:
     assert line == ("2023-11-14 22:29:41  ALERT fraud  u7  after e981  score 0.93 (threshold 0.71)  "
                     "segment frequent big spenders  because rule:rapid_orders=5 (normal 4); "
                     "amount=899 (normal 31.5)")
+    surge = Alert("demand_surge", "u8", "e982", 1_700_000_982.0, 77.0, 76.0,
+                  [Reason("item", "i3"), Reason("units_today", 77.0, 58.0), Reason("since", 1_699_980_000.0)])
+    assert tail.format_value(surge.to_json()).endswith(
+        "because item=i3; units_today=77 (normal 58); since=2023-11-14 16:40:00")  # a time, not 1.7e+09
 
 
 def test_with_a_user_key_no_state_or_output_holds_a_shop_user_id() -> None:
