@@ -29,13 +29,12 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from models.demand import DayForecast, DemandForecaster, WeeklyRhythm, nb_cdf, nb_upper, root_units, weekday
-from stream.events import Event
+from stream.events import DEMAND_SIGNALS, Event
 from stream.outputs import Alert, Reason
 
 HORIZON = 7
 TRENDING_LEVEL = 0.9  # /trending: selling above this quantile of the day's forecast
 NO_ALERTS: list = []  # shared, never appended to
-SIGNALS = {"view": 0, "cart": 1}  # event type -> its counter among a series' day signals
 # A day's views and carts are read by the close that publishes the day's forecasts
 # and by no later one: a close drops the days before the last closed (in memory
 # and in Redis). In Redis a day no close reaches (views before the first purchase,
@@ -213,24 +212,19 @@ class SalesPython:
     def add_signal(self, event: Event) -> None:
         """Count a view or a cart toward its item's and category's day: the
         leading signals published beside the units sold."""
-        which = SIGNALS.get(event.type)
+        which = DEMAND_SIGNALS.get(event.type)
         if which is None:
             return
-        ts = event.ts
-        clock = self.day_of
-        day = clock.day if clock.start <= ts < clock.end else clock(ts)
+        day = self.day_of(event.ts)
         if self.closed_through is not None and day <= self.closed_through:
             return  # its day was published already
-        by_series = self.signals.setdefault(day, {})
-        j = self.journal
-        journaled = None if j is None else j.signals.setdefault(day, {})
+        counts = [self.signals.setdefault(day, {})]  # and the journal's, to commit
+        if self.journal is not None:
+            counts.append(self.journal.signals.setdefault(day, {}))
         keys = ["item:" + event.item_id] + (["category:" + event.category] if event.category else [])
         for key in keys:
-            for counts in (by_series, journaled) if journaled is not None else (by_series,):
-                views_carts = counts.get(key)
-                if views_carts is None:
-                    views_carts = counts[key] = [0, 0]
-                views_carts[which] += 1
+            for by_series in counts:
+                by_series.setdefault(key, [0, 0])[which] += 1
 
     def _add_to(self, key: str, day: int, ts: float, quantity: int, event: Event) -> Alert | None:
         s = self.series.get(key)

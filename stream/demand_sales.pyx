@@ -10,13 +10,14 @@ purchases once a day's learning was compiled.
 """
 
 from models.demand import ROOTS, DemandForecaster, root_units
+from stream.events import DEMAND_SIGNALS
 from models.demand_days cimport DayLearner, nb_cdf, weekday
 
 cdef Py_ssize_t TABLED = len(ROOTS)
 cdef tuple ROOT_TABLE = ROOTS
 cdef list NO_ALERTS = []  # shared, never appended to
 cdef Py_ssize_t KEYS_KEPT = 1 << 20  # series keys kept, of items and of categories each
-cdef dict SIGNALS = {"view": 0, "cart": 1}  # stream.demand.SIGNALS (which imports this module)
+cdef dict SIGNALS = DEMAND_SIGNALS
 
 
 cdef class SeriesCounts:

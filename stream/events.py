@@ -36,6 +36,8 @@ MAX_ID_CHARS = 256
 MAX_ATTRS = 64
 # Which event types each input topic carries, by topic role.
 TYPES_BY_ROLE = {"views": ("view",), "clicks": ("click", "cart"), "purchases": ("purchase",)}
+# Demand's leading signals: event type -> its counter among a series' day's [views, carts].
+DEMAND_SIGNALS = {"view": 0, "cart": 1}
 
 
 class InvalidEvent(ValueError):
